@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+# torch first, pinned: a looser pin with no torch installed would pull a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: run test test-all bench install install-dev chromium clean
+
+$(VENV)/.base: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install $(TORCH)
+	$(PIP) install -c constraints.txt -e ".[envs]"
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) install -c constraints.txt -e ".[envs,dev,bench]"
+	touch $@
+
+install: $(VENV)/.base
+install-dev: $(VENV)/.dev
+
+# Debian's chromium for the browser tests (playwright cannot download a browser here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+run: install
+	$(VENV)/bin/rlworks train q-learning --env rlworks/GridWorld-v0 --episodes 500
+
+test: install-dev chromium
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: install-dev chromium
+	$(PY) -m pytest -q
+
+bench: install-dev
+	$(VENV)/bin/rlworks bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,42 @@
+"""rlworks: reinforcement learning from the grid world to the modern stack.
+
+``import rlworks`` registers ``rlworks/GridWorld-v0`` with Gymnasium. The deep-RL API
+(``train``, ``load``) imports torch only when first used, so tabular work starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rlworks.envs  # noqa: F401  (registers the envs)
+from rlworks.config import ConfigError
+
+__version__ = "0.1.0"
+
+TABULAR_ALGOS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
+
+
+def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, **overrides: Any):
+    """Train a deep RL agent; returns an ``Agent`` (``act``, ``evaluate``, ``save``)."""
+    from rlworks import algos
+
+    return algos.train(algo, env_id, total_steps=total_steps, seed=seed, **overrides)
+
+
+def load(path: str):
+    """Load an ``Agent`` saved by ``Agent.save`` or a run's checkpoint directory."""
+    from rlworks import algos
+
+    return algos.load(path)
+
+
+def algorithms() -> dict[str, tuple[str, ...]]:
+    """The algorithms rlworks offers, by family."""
+    try:
+        from rlworks.algos import ALGOS as deep
+    except ImportError:  # pragma: no cover - deep RL needs torch
+        deep = ()
+    return {"tabular": TABULAR_ALGOS, "deep": tuple(deep)}
+
+
+__all__ = ["ConfigError", "TABULAR_ALGOS", "algorithms", "load", "train", "__version__"]

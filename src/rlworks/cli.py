@@ -1,0 +1,202 @@
+"""The ``rlworks`` command: parses, dispatches, prints. No algorithm logic lives here.
+
+    rlworks train ALGO --env ID [...]     tabular (q-learning, sarsa, expected-sarsa, dyna-q) or deep (ppo, a2c, ...)
+    rlworks train --resume RUN_DIR        continue a deep run where it stopped
+    rlworks plan value-iteration|policy-iteration --env ID
+    rlworks eval RUN_DIR                  greedy episodes of a saved agent
+    rlworks lab                           the live grid world in the browser
+    rlworks list                          algorithms and envs
+    rlworks bench                         benchmarks against the peers, printed as ratios
+
+Any bad input ends in one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from rlworks.config import ConfigError, suggest
+
+USAGE = __doc__.split("\n\n")[1]
+COMMANDS = ("train", "plan", "eval", "lab", "list", "bench")
+
+
+def _deep():
+    try:
+        from rlworks.commands import deep
+    except ImportError as exc:  # torch or the deep package missing
+        raise ConfigError(f"deep RL is unavailable here: {exc}") from None
+    return deep
+
+
+def _deep_algos() -> tuple[str, ...]:
+    try:
+        from rlworks.commands import deep
+    except ImportError:
+        return ()
+    return tuple(deep.ALGOS)
+
+
+def cmd_train(argv: list[str], console: Console) -> int:
+    from rlworks.commands import tabular
+
+    if not argv or argv[0] in ("-h", "--help"):
+        console.print("usage: rlworks train ALGO --env ID [options]  |  rlworks train --resume RUN_DIR [--total-steps N]")
+        console.print(f"tabular: {', '.join(tabular.ALGORITHMS)}")
+        console.print(f"deep:    {', '.join(_deep_algos()) or '(unavailable)'}")
+        console.print("`rlworks train ALGO --help` lists every option of ALGO.")
+        return 0
+    if argv[0] == "--resume" or argv[0].startswith("--resume="):
+        rest = argv[1:]
+        if "=" in argv[0]:
+            run_dir = argv[0].split("=", 1)[1]
+        elif rest:
+            run_dir, rest = rest[0], rest[1:]
+        else:
+            raise ConfigError("--resume needs a run directory")
+        return _deep().resume(run_dir, rest)
+    algo, rest = argv[0], argv[1:]
+    if algo in tabular.ALGORITHMS:
+        return tabular.train(algo, rest, console)
+    deep_algos = _deep_algos()
+    if algo in deep_algos:
+        env_id = None
+        if "--env" in rest:
+            i = rest.index("--env")
+            if i + 1 >= len(rest):
+                raise ConfigError("--env needs an env id")
+            env_id, rest = rest[i + 1], rest[:i] + rest[i + 2 :]
+        else:
+            for i, a in enumerate(rest):
+                if a.startswith("--env="):
+                    env_id, rest = a.split("=", 1)[1], rest[:i] + rest[i + 1 :]
+                    break
+        return _deep().train(algo, env_id, rest)
+    known = tuple(tabular.ALGORITHMS) + deep_algos
+    if algo in tabular.PLANNERS:
+        raise ConfigError(f"{algo} is a planner: use `rlworks plan {algo} --env ID`")
+    raise ConfigError(f"unknown algorithm {algo!r}{suggest(algo, known)}; available: {', '.join(known)}")
+
+
+def cmd_plan(argv: list[str], console: Console) -> int:
+    from rlworks.commands import tabular
+
+    if not argv or argv[0] in ("-h", "--help"):
+        console.print(f"usage: rlworks plan {{{','.join(tabular.PLANNERS)}}} --env ID [--gamma G]")
+        return 0
+    method, rest = argv[0], argv[1:]
+    if method not in tabular.PLANNERS:
+        raise ConfigError(f"unknown planner {method!r}{suggest(method, tabular.PLANNERS)}; available: {', '.join(tabular.PLANNERS)}")
+    return tabular.plan(method, rest, console)
+
+
+def cmd_eval(argv: list[str], console: Console) -> int:
+    from rlworks.commands import tabular
+
+    if not argv or argv[0] in ("-h", "--help"):
+        tabular.eval_parser().print_help()
+        return 0
+    run_dir = argv[0]
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"run directory {run_dir!r} does not exist")
+    if (Path(run_dir) / "checkpoints").is_dir():
+        deep = _deep()
+        if deep.is_deep_run(run_dir):
+            return deep.evaluate(run_dir, argv[1:])
+    return tabular.evaluate(argv, console)
+
+
+def cmd_lab(argv: list[str], console: Console) -> int:
+    try:
+        from rlworks.commands import lab
+    except ImportError as exc:
+        raise ConfigError(f"the lab is unavailable here: {exc}") from None
+    return lab.main(argv)
+
+
+def cmd_list(argv: list[str], console: Console) -> int:
+    from rich.table import Table
+
+    from rlworks.commands import tabular
+
+    if argv:
+        raise ConfigError(f"rlworks list takes no arguments (got {' '.join(argv)})")
+    t = Table(title="algorithms")
+    t.add_column("name", style="bold")
+    t.add_column("what")
+    for name, what in tabular.list_algorithms():
+        t.add_row(name, what)
+    try:
+        from rlworks.commands import deep
+
+        for name in deep.ALGOS:
+            t.add_row(name, f"deep: {getattr(deep, 'DESCRIPTIONS', {}).get(name, 'deep RL')}")
+    except ImportError:
+        pass
+    console.print(t)
+    e = Table(title="environments for tabular methods (any Discrete-observation Gymnasium env works too)")
+    e.add_column("id", style="bold")
+    e.add_column("what")
+    for env_id, what in tabular.TABULAR_ENVS:
+        e.add_row(env_id, what)
+    console.print(e)
+    console.print("Deep algorithms take Gymnasium envs with Box observations, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1, "
+                  "LunarLander-v3, HalfCheetah-v5, Hopper-v5.")  # fmt: skip
+    return 0
+
+
+def cmd_bench(argv: list[str], console: Console) -> int:
+    if argv and argv[0] == "tabular":
+        import importlib.util
+
+        path = Path(__file__).resolve().parents[2] / "benchmarks" / "tabular_seed.py"
+        if not path.is_file():
+            raise ConfigError(f"{path} not found: benchmarks run from a source checkout of rlworks")
+        spec = importlib.util.spec_from_file_location("tabular_seed", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return int(module.main(argv[1:]) or 0)
+    try:
+        from rlworks.commands import bench
+    except ImportError as exc:
+        raise ConfigError(f"deep benchmarks are unavailable here: {exc}") from None
+    return bench.main(argv)
+
+
+HANDLERS = {"train": cmd_train, "plan": cmd_plan, "eval": cmd_eval, "lab": cmd_lab, "list": cmd_list, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from rlworks import __version__
+
+        console.print(f"rlworks {__version__}")
+        return 0
+    cmd = argv[0]
+    if cmd not in HANDLERS:
+        return _fail(f"unknown command {cmd!r}{suggest(cmd, COMMANDS)}; commands: {', '.join(COMMANDS)}")
+    try:
+        return HANDLERS[cmd](argv[1:], console)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        sys.stderr.write("rlworks: interrupted\n")
+        return 130
+
+
+def _fail(message: str) -> int:
+    """The one line every bad input ends in (exit code 2)."""
+    sys.stderr.write(f"rlworks: error: {' '.join(message.split())}\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI command handlers; rlworks.cli dispatches to them."""
