@@ -27,7 +27,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 run: install
-	$(VENV)/bin/rlworks train q-learning --env rlworks/GridWorld-v0 --episodes 500
+	$(VENV)/bin/rlworks lab
 
 test: install-dev chromium
 	$(PY) -m pytest -q -m "not slow"

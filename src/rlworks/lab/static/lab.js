@@ -1,0 +1,423 @@
+// rlworks lab page: renders the frames the Python engine streams and sends commands back.
+// No learning happens here; the page only draws and talks over one WebSocket.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const SPEED_LABEL = { "1": "1 step/s", "3": "3 steps/s", "10": "10 steps/s", "30": "30 steps/s",
+    "100": "100 steps/s", "1k": "1,000 steps/s", "10k": "10,000 steps/s", max: "as fast as it goes" };
+  const ARROWS = [[0, -1], [1, 0], [0, 1], [-1, 0]]; // up, right, down, left
+  const ACTION_NAMES = ["↑ up", "→ right", "↓ down", "← left"];
+  // ColorBrewer RdBu reversed: negative blue, zero near-white, positive red (colour-blind safe)
+  const RDBU = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d", "#b2182b"]
+    .map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
+  const HISTORY = 300;
+
+  let ws = null;
+  let state = null;   // last "state" message: settings, layout, choices, optimal overlay
+  let frame = null;   // last "frame" message: Q, agent, counters
+  let hist = { epoch: -1, returns: [], lengths: [], last: 0 };
+  let frameTimes = [];
+  let hover = null;   // {r, c} under the mouse
+  let cell = 64;
+  let drawQueued = false;
+  let errorTimer = null;
+
+  // ------------------------------------------------------------------ socket
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    ws = new WebSocket(`${proto}://${location.host}/ws`);
+    ws.onopen = () => setConn("live", "connected");
+    ws.onclose = () => { setConn("down", "disconnected: retrying…"); setTimeout(connect, 1000); };
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (msg.type === "state") onState(msg);
+      else if (msg.type === "frame") onFrame(msg);
+      else if (msg.type === "error") showError(msg.message);
+      else if (msg.type === "export") onExport(msg);
+    };
+  }
+  function send(obj) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj)); }
+  function setConn(cls, text) { const el = $("conn"); el.className = `conn ${cls}`; el.textContent = text; }
+
+  function showError(text) {
+    const box = $("error");
+    if (text.startsWith("export") || text.startsWith("an export")) $("export").disabled = false;
+    $("error-text").textContent = text;
+    box.hidden = false;
+    box.dataset.count = String(Number(box.dataset.count || 0) + 1);
+    clearTimeout(errorTimer);
+    errorTimer = setTimeout(() => { box.hidden = true; }, 12000);
+  }
+
+  // ------------------------------------------------------------------ messages
+  function onState(st) {
+    const first = state === null;
+    state = st;
+    if (first) fillChoices(st.choices);
+    if (st.epoch !== hist.epoch) hist = { epoch: st.epoch, returns: [], lengths: [], last: 0 };
+    syncControls(st);
+    document.body.classList.toggle("optimal", !!st.show_optimal);
+    if (st.optimal && st.optimal.error) showError(`value iteration: ${st.optimal.error}`);
+    sizeCanvas();
+    queueDraw();
+  }
+
+  function onFrame(f) {
+    if (f.epoch !== hist.epoch) hist = { epoch: f.epoch, returns: [], lengths: [], last: 0 };
+    for (let i = 0; i < f.returns.length; i++) { hist.returns.push(f.returns[i]); hist.lengths.push(f.lengths[i]); }
+    if (hist.returns.length > HISTORY) {
+      hist.returns.splice(0, hist.returns.length - HISTORY);
+      hist.lengths.splice(0, hist.lengths.length - HISTORY);
+    }
+    frame = f;
+    const now = performance.now();
+    frameTimes.push(now);
+    while (frameTimes.length && frameTimes[0] < now - 1000) frameTimes.shift();
+    queueDraw();
+  }
+
+  function onExport(msg) {
+    $("export").disabled = false;
+    $("export-note").textContent = `Exported ${(msg.bytes / 1024).toFixed(0)} KB.`;
+    const a = document.createElement("a");
+    a.href = msg.url;
+    a.download = "";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  }
+
+  // ------------------------------------------------------------------ controls
+  function fillChoices(ch) {
+    const preset = $("preset");
+    for (const [k, title] of Object.entries(ch.presets)) preset.add(new Option(title, k));
+    preset.add(new Option("custom map", "custom"));
+    for (const id of ["rows", "cols"]) for (let n = 2; n <= ch.max_side; n++) $(id).add(new Option(String(n), String(n)));
+    $("speed").max = String(ch.speeds.length - 1);
+  }
+
+  function setIfIdle(el, value) {
+    // don't fight the user's drag: the server echoes what it accepted
+    if (document.activeElement !== el || el.type !== "range") el.value = String(value);
+  }
+
+  function syncControls(st) {
+    const s = st.settings;
+    setIfIdle($("epsilon"), s.epsilon); $("epsilon-out").textContent = s.epsilon.toFixed(2);
+    setIfIdle($("alpha"), s.alpha); $("alpha-out").textContent = s.alpha.toFixed(2);
+    setIfIdle($("gamma"), s.gamma); $("gamma-out").textContent = s.gamma.toFixed(2);
+    setIfIdle($("slip"), s.slip); $("slip-out").textContent = s.slip.toFixed(2);
+    setIfIdle($("planning"), s.planning_steps); $("planning-out").textContent = String(s.planning_steps);
+    const si = st.choices.speeds.indexOf(s.speed);
+    setIfIdle($("speed"), si); $("speed-out").textContent = SPEED_LABEL[s.speed] || s.speed;
+    $("algorithm").value = s.algorithm;
+    $("planning-row").hidden = s.algorithm !== "dyna-q";
+    $("tie-break").value = s.tie_break;
+    if (document.activeElement !== $("cap")) $("cap").value = String(s.max_episode_steps);
+    $("preset").value = st.preset;
+    $("preset-note").textContent = st.preset_note;
+    $("rows").value = String(st.rows); $("cols").value = String(st.cols);
+    $("show-optimal").checked = !!st.show_optimal;
+    setRunning(st.running);
+    const sc = st.scale;
+    $("scale-lo").textContent = `−${fmt(sc)}`; $("scale-hi").textContent = `+${fmt(sc)}`;
+  }
+
+  function setRunning(running) { $("run").disabled = running; $("pause").disabled = !running; }
+
+  function bindControls() {
+    $("run").onclick = () => send({ type: "run" });
+    $("pause").onclick = () => send({ type: "pause" });
+    $("step").onclick = () => send({ type: "step" });
+    $("reset").onclick = () => send({ type: "reset" });
+    const slider = (id, field, parse, out) => {
+      $(id).addEventListener("input", () => {
+        const v = parse($(id).value);
+        if (out) $(`${id}-out`).textContent = out(v);
+        send({ type: "set", [field]: v });
+      });
+    };
+    slider("epsilon", "epsilon", Number, (v) => v.toFixed(2));
+    slider("alpha", "alpha", Number, (v) => v.toFixed(2));
+    slider("gamma", "gamma", Number, (v) => v.toFixed(2));
+    slider("slip", "slip", Number, (v) => v.toFixed(2));
+    slider("planning", "planning_steps", (v) => parseInt(v, 10), String);
+    $("speed").addEventListener("input", () => {
+      const key = state ? state.choices.speeds[Number($("speed").value)] : "30";
+      $("speed-out").textContent = SPEED_LABEL[key] || key;
+      send({ type: "set", speed: key });
+    });
+    $("algorithm").onchange = () => send({ type: "set", algorithm: $("algorithm").value });
+    $("tie-break").onchange = () => send({ type: "set", tie_break: $("tie-break").value });
+    $("cap").onchange = () => send({ type: "set", max_episode_steps: Number($("cap").value) });
+    $("preset").onchange = () => { if ($("preset").value !== "custom") send({ type: "preset", name: $("preset").value }); };
+    const resize = () => send({ type: "size", rows: Number($("rows").value), cols: Number($("cols").value) });
+    $("rows").onchange = resize;
+    $("cols").onchange = resize;
+    $("show-optimal").onchange = () => send({ type: "optimal", show: $("show-optimal").checked });
+    $("export").onclick = () => {
+      $("export").disabled = true;
+      $("export-note").textContent = "Rendering…";
+      send({ type: "export", episodes: Number($("export-episodes").value), format: $("export-format").value });
+      setTimeout(() => { $("export").disabled = false; }, 60000); // a 16x16 GIF takes ~10 s
+    };
+    $("error-close").onclick = () => { $("error").hidden = true; };
+    const canvas = $("grid-canvas");
+    canvas.addEventListener("mousemove", (ev) => { hover = cellAt(ev); queueDraw(); });
+    canvas.addEventListener("mouseleave", () => { hover = null; $("tip").hidden = true; queueDraw(); });
+    canvas.addEventListener("click", (ev) => { const h = cellAt(ev); if (h) send({ type: "edit", row: h.r, col: h.c }); });
+    // keyboard: arrows move the highlighted cell, Enter or Space cycles it
+    canvas.addEventListener("keydown", (ev) => {
+      if (!state) return;
+      const d = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[ev.key];
+      const h = hover || { r: 0, c: 0 };
+      if (d) hover = { r: Math.max(0, Math.min(state.rows - 1, h.r + d[0])), c: Math.max(0, Math.min(state.cols - 1, h.c + d[1])) };
+      else if (ev.key === "Enter" || ev.key === " ") send({ type: "edit", row: h.r, col: h.c });
+      else return;
+      ev.preventDefault();
+      queueDraw();
+    });
+    canvas.addEventListener("blur", () => { hover = null; $("tip").hidden = true; });
+    window.addEventListener("resize", () => { sizeCanvas(); queueDraw(); });
+  }
+
+  function cellAt(ev) {
+    if (!state) return null;
+    const rect = $("grid-canvas").getBoundingClientRect();
+    const c = Math.floor((ev.clientX - rect.left) / cell);
+    const r = Math.floor((ev.clientY - rect.top) / cell);
+    return r >= 0 && r < state.rows && c >= 0 && c < state.cols ? { r, c } : null;
+  }
+
+  // ------------------------------------------------------------------ drawing
+  function fmt(v) { return Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2); }
+
+  function colour(t) {
+    const p = (Math.max(-1, Math.min(1, t)) + 1) / 2 * (RDBU.length - 1);
+    const i = Math.min(RDBU.length - 2, Math.floor(p));
+    const f = p - i;
+    const c = RDBU[i].map((x, k) => Math.round(x + (RDBU[i + 1][k] - x) * f));
+    return `rgb(${c[0]},${c[1]},${c[2]})`;
+  }
+
+  function sizeCanvas() {
+    if (!state) return;
+    const avail = Math.min($("grid").parentElement.clientWidth - 32, 760);
+    const tall = Math.max(300, Math.min(540, window.innerHeight - 250)); // keep the legend in view on a laptop
+    cell = Math.max(30, Math.min(110, Math.floor(Math.min(avail / state.cols, tall / state.rows))));
+    const canvas = $("grid-canvas");
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = state.cols * cell * dpr; canvas.height = state.rows * cell * dpr;
+    canvas.style.width = `${state.cols * cell}px`; canvas.style.height = `${state.rows * cell}px`;
+    canvas.getContext("2d").setTransform(dpr, 0, 0, dpr, 0, 0);
+  }
+
+  function queueDraw() {
+    if (drawQueued) return;
+    drawQueued = true;
+    requestAnimationFrame(() => { drawQueued = false; draw(); });
+  }
+
+  // greedy actions of one cell: what the agent would pick (all tied bests, or argmax's first)
+  function greedy(q4, tieFirst) {
+    const m = Math.max(...q4);
+    const best = [0, 1, 2, 3].filter((a) => q4[a] >= m - 1e-12);
+    if (tieFirst) return [best[0]];
+    return best.length === 4 ? [] : best;
+  }
+
+  function draw() {
+    if (!state || !frame) return;
+    const n = state.rows * state.cols;
+    if (frame.q.length !== n * 4) return; // a frame from before a resize
+    drawGrid();
+    drawChart();
+    $("episode").textContent = frame.episode.toLocaleString("en-US");
+    $("episode").dataset.value = String(frame.episode);
+    $("steps").textContent = String(frame.ep_step);
+    $("return").textContent = fmt(frame.ep_return);
+    $("total").textContent = frame.steps.toLocaleString("en-US");
+    $("sps").textContent = Math.round(frame.sps).toLocaleString("en-US");
+    $("sps").dataset.value = String(frame.sps);
+    $("fps").textContent = String(frameTimes.length);
+    $("fps").dataset.value = String(frameTimes.length);
+    setRunning(frame.running);
+  }
+
+  function drawGrid() {
+    const ctx = $("grid-canvas").getContext("2d");
+    const { rows, cols, layout, scale } = state;
+    const tieFirst = state.settings.tie_break === "first";
+    const opt = state.show_optimal && state.optimal && !state.optimal.error ? state.optimal : null;
+    const maxq = [], greedyOut = [];
+    ctx.clearRect(0, 0, cols * cell, rows * cell);
+    ctx.textAlign = "center"; ctx.textBaseline = "middle";
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+      const s = r * cols + c, ch = layout[r][c], x = c * cell, y = r * cell;
+      const q4 = frame.q.slice(4 * s, 4 * s + 4), m = Math.max(...q4);
+      maxq.push(m.toFixed(4));
+      const g = ch === "W" || ch === "G" ? [] : greedy(q4, tieFirst);
+      greedyOut.push(g.length ? g[0] : -1);
+      if (ch === "W") { drawWall(ctx, x, y); continue; }
+      if (ch === "G") { drawGoal(ctx, x, y); continue; }
+      const t = m / scale;
+      ctx.fillStyle = colour(t); ctx.fillRect(x, y, cell, cell);
+      const ink = Math.abs(t) > 0.55 ? "#ffffff" : "#1f2937";
+      const small = cell < 56;
+      ctx.fillStyle = ink;
+      ctx.font = `${Math.max(9, Math.round(cell * (opt ? 0.16 : 0.19)))}px system-ui, sans-serif`;
+      // with the overlay on, the learned value moves left to make room for V* on the right
+      if (opt && !small) { ctx.textAlign = "left"; ctx.fillText(fmt(m), x + cell * 0.07, y + cell * 0.84); ctx.textAlign = "center"; }
+      else ctx.fillText(fmt(m), x + cell / 2, y + cell * 0.84);
+      for (const a of g) arrow(ctx, x + cell / 2, y + cell * 0.42, ARROWS[a], cell * 0.22, ink);
+      if (ch === "S" && !small) { ctx.font = `600 ${Math.round(cell * 0.16)}px system-ui`; ctx.fillText("S", x + cell * 0.12, y + cell * 0.14); }
+      if (opt) drawOptimal(ctx, x, y, s, opt, ink, small);
+    }
+    ctx.strokeStyle = "#ffffff"; ctx.lineWidth = 2;
+    for (let c = 1; c < cols; c++) line(ctx, c * cell, 0, c * cell, rows * cell);
+    for (let r = 1; r < rows; r++) line(ctx, 0, r * cell, cols * cell, r * cell);
+    const [ar, ac] = [Math.floor(frame.agent / cols), frame.agent % cols];
+    ctx.beginPath(); ctx.arc(ac * cell + cell / 2, ar * cell + cell * 0.42, cell * 0.17, 0, 2 * Math.PI);
+    ctx.fillStyle = "#4f46e5"; ctx.fill(); ctx.lineWidth = 2.5; ctx.strokeStyle = "#ffffff"; ctx.stroke();
+    if (hover) {
+      ctx.strokeStyle = "#111827"; ctx.lineWidth = 2;
+      ctx.strokeRect(hover.c * cell + 1, hover.r * cell + 1, cell - 2, cell - 2);
+      showTip(hover, opt);
+    }
+    const grid = $("grid");
+    grid.dataset.rows = String(rows); grid.dataset.cols = String(cols);
+    grid.dataset.layout = layout.join("/");
+    grid.dataset.maxq = maxq.join(",");
+    grid.dataset.greedy = greedyOut.join(",");
+    grid.dataset.agent = String(frame.agent);
+    grid.dataset.epoch = String(frame.epoch);
+  }
+
+  function line(ctx, x0, y0, x1, y1) { ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke(); }
+
+  function arrow(ctx, cx, cy, [dx, dy], len, colour) {
+    const x1 = cx + dx * len, y1 = cy + dy * len, h = Math.max(4, len * 0.38);
+    ctx.strokeStyle = colour; ctx.fillStyle = colour; ctx.lineWidth = Math.max(1.5, cell * 0.03);
+    line(ctx, cx, cy, x1 - dx * h * 0.6, y1 - dy * h * 0.6);
+    ctx.beginPath(); ctx.moveTo(x1, y1);
+    ctx.lineTo(x1 - dx * h - dy * h * 0.55, y1 - dy * h + dx * h * 0.55);
+    ctx.lineTo(x1 - dx * h + dy * h * 0.55, y1 - dy * h - dx * h * 0.55);
+    ctx.closePath(); ctx.fill();
+  }
+
+  function drawWall(ctx, x, y) {
+    ctx.fillStyle = "#9ca3af"; ctx.fillRect(x, y, cell, cell);
+    ctx.save(); ctx.beginPath(); ctx.rect(x, y, cell, cell); ctx.clip();
+    ctx.strokeStyle = "rgba(255,255,255,0.25)"; ctx.lineWidth = 1.5;
+    for (let k = -cell; k < cell; k += cell / 5) line(ctx, x + k, y + cell, x + k + cell, y);
+    ctx.restore();
+  }
+
+  function drawGoal(ctx, x, y) {
+    ctx.fillStyle = "#fff7ed"; ctx.fillRect(x, y, cell, cell);
+    const p = cell * 0.12;
+    ctx.fillStyle = "#f97316"; ctx.fillRect(x + p, y + p, cell - 2 * p, cell - 2 * p);
+    ctx.fillStyle = "#ffffff"; ctx.font = `700 ${Math.round(cell * 0.24)}px system-ui, sans-serif`;
+    const gr = state.rewards.goal_reward;
+    ctx.fillText(gr > 0 ? `+${fmt(gr).replace(/\.00$/, "")}` : "G", x + cell / 2, y + cell / 2);
+  }
+
+  // value iteration's overlay: V* top-right, optimal actions as teal wedges on the cell's edges
+  function drawOptimal(ctx, x, y, s, opt, ink, small) {
+    if (!small) {
+      ctx.font = `italic ${Math.round(cell * 0.13)}px system-ui, sans-serif`;
+      ctx.fillStyle = ink; ctx.textAlign = "right";
+      ctx.fillText(`V* ${fmt(opt.v[s])}`, x + cell * 0.93, y + cell * 0.845);
+      ctx.textAlign = "center";
+    }
+    ctx.fillStyle = "#0f766e";
+    const w = cell * 0.09, cx = x + cell / 2, cy = y + cell / 2;
+    for (let a = 0; a < 4; a++) {
+      if (!(opt.actions[s] >> a & 1)) continue;
+      const [dx, dy] = ARROWS[a];
+      const ex = cx + dx * cell * 0.5, ey = cy + dy * cell * 0.5;
+      ctx.beginPath(); ctx.moveTo(ex, ey);
+      ctx.lineTo(ex - dx * w * 1.3 - dy * w, ey - dy * w * 1.3 + dx * w);
+      ctx.lineTo(ex - dx * w * 1.3 + dy * w, ey - dy * w * 1.3 - dx * w);
+      ctx.closePath(); ctx.fill();
+    }
+  }
+
+  function showTip(h, opt) {
+    const tip = $("tip"), s = h.r * state.cols + h.c, ch = state.layout[h.r][h.c];
+    const rw = state.rewards;
+    const kind = {
+      W: `wall: ${rw.wall_reward} when stepped on${rw.wall_terminal ? ", ends the episode" : ", bumps back"}`,
+      G: `goal: ${rw.goal_reward >= 0 ? "+" : ""}${rw.goal_reward}, ends the episode`,
+      S: "start", ".": "floor",
+    }[ch];
+    const q4 = frame.q.slice(4 * s, 4 * s + 4), m = Math.max(...q4);
+    let html = `<div class="hd">row ${h.r}, col ${h.c} · ${kind}</div>`;
+    if (ch !== "W" && ch !== "G") {
+      html += q4.map((v, a) => {
+        const txt = `Q(${ACTION_NAMES[a]}) = ${v.toFixed(4)}`;
+        return v >= m - 1e-12 ? `<b>${txt}</b>` : txt;
+      }).join("<br>");
+      if (opt) html += `<br>V* = ${opt.v[s].toFixed(4)}`;
+    }
+    tip.innerHTML = html;
+    tip.hidden = false;
+    const left = (h.c + 1) * cell + 8, top = h.r * cell;
+    const flip = left + 190 > state.cols * cell + 40;
+    tip.style.left = `${flip ? h.c * cell - 190 : left}px`;
+    tip.style.top = `${top}px`;
+  }
+
+  function drawChart() {
+    const canvas = $("chart");
+    const dpr = window.devicePixelRatio || 1;
+    const W = canvas.clientWidth, H = canvas.clientHeight;
+    if (canvas.width !== Math.round(W * dpr)) { canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr); }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    const R = hist.returns, L = hist.lengths, cap = state.settings.max_episode_steps;
+    const pad = { l: 40, r: 40, t: 8, b: 18 };
+    const pw = W - pad.l - pad.r, ph = H - pad.t - pad.b;
+    let lo = Math.min(0, ...R), hi = Math.max(state.rewards.goal_reward, ...R);
+    if (hi - lo < 1e-9) hi = lo + 1;
+    const n = Math.max(R.length, 2);
+    const X = (i) => pad.l + (i / (n - 1)) * pw;
+    const YR = (v) => pad.t + (1 - (v - lo) / (hi - lo)) * ph;
+    const YL = (v) => pad.t + (1 - v / cap) * ph;
+    ctx.strokeStyle = "#e5e7eb"; ctx.lineWidth = 1;
+    for (const f of [0, 0.5, 1]) line(ctx, pad.l, pad.t + f * ph, pad.l + pw, pad.t + f * ph);
+    ctx.font = "11px system-ui, sans-serif"; ctx.textBaseline = "middle";
+    ctx.fillStyle = "#c2410c"; ctx.textAlign = "right";
+    ctx.fillText(fmt(hi), pad.l - 5, pad.t + 4); ctx.fillText(fmt(lo), pad.l - 5, pad.t + ph - 2);
+    ctx.fillStyle = "#4338ca"; ctx.textAlign = "left";
+    ctx.fillText(String(cap), pad.l + pw + 5, pad.t + 4); ctx.fillText("0", pad.l + pw + 5, pad.t + ph - 2);
+    ctx.fillStyle = "#6b7280"; ctx.textAlign = "right";
+    ctx.fillText(`episode ${frame.episode.toLocaleString("en-US")}`, pad.l + pw, H - 6);
+    // raw episodes faint, a 20-episode running mean on top: the trend is what matters
+    series(ctx, L, X, YL, "rgba(67,56,202,0.25)", 1);
+    series(ctx, R, X, YR, "rgba(194,65,12,0.25)", 1);
+    series(ctx, runningMean(L, 20), X, YL, "rgb(67,56,202)", 2);
+    series(ctx, runningMean(R, 20), X, YR, "rgb(194,65,12)", 2);
+    canvas.dataset.lengths = L.slice(-50).join(",");
+    canvas.dataset.returns = R.slice(-50).map((v) => v.toFixed(3)).join(",");
+    canvas.dataset.cap = String(cap);
+  }
+
+  function runningMean(ys, w) {
+    let acc = 0;
+    return ys.map((v, i) => { acc += v - (i >= w ? ys[i - w] : 0); return acc / Math.min(i + 1, w); });
+  }
+
+  function series(ctx, ys, X, Y, colour, width) {
+    if (!ys.length) return;
+    ctx.strokeStyle = colour; ctx.fillStyle = colour; ctx.lineWidth = width; ctx.beginPath();
+    ys.forEach((v, i) => (i ? ctx.lineTo(X(i), Y(v)) : ctx.moveTo(X(i), Y(v))));
+    ctx.stroke();
+    if (ys.length < 60 && width > 1) ys.forEach((v, i) => { ctx.beginPath(); ctx.arc(X(i), Y(v), 2.5, 0, 2 * Math.PI); ctx.fill(); });
+  }
+
+  bindControls();
+  connect();
+})();
