@@ -47,6 +47,8 @@ class TabularLearner:
         self.rng = kernels.seed_rng(seed)
         self.episodes = 0
         self.steps = 0
+        self._out_returns = np.zeros(0)
+        self._out_lengths = np.zeros(0, dtype=np.int64)
         self._set_model(model)
         self.reset_q()
 
@@ -132,8 +134,11 @@ class TabularLearner:
         max_steps = int(steps) if steps is not None else np.iinfo(np.int64).max
         alphas = np.full(1, float(self.alpha)) if alphas is None else np.asarray(alphas, dtype=np.float64)
         epsilons = np.full(1, float(self.epsilon)) if epsilons is None else np.asarray(epsilons, dtype=np.float64)
-        out_returns = np.zeros(max_episodes)
-        out_lengths = np.zeros(max_episodes, dtype=np.int64)
+        # the per-episode output buffers are kept between calls (the lab calls this every frame)
+        if self._out_returns.shape[0] < max_episodes:
+            self._out_returns = np.zeros(max_episodes)
+            self._out_lengths = np.zeros(max_episodes, dtype=np.int64)
+        out_returns, out_lengths = self._out_returns, self._out_lengths
         m = self.model
         fn = kernels.run_kernel if compiled else kernels.run_kernel.py_func
         n_ep, n_steps = fn(
@@ -146,4 +151,4 @@ class TabularLearner:
         )  # fmt: skip
         self.episodes += int(n_ep)
         self.steps += int(n_steps)
-        return out_returns[:n_ep], out_lengths[:n_ep]
+        return out_returns[:n_ep].copy(), out_lengths[:n_ep].copy()

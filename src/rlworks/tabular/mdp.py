@@ -152,6 +152,11 @@ def require_discrete(env: gym.Env, method: str) -> tuple[int, int]:
             f"{method} is tabular: it needs Discrete observation and action spaces, but {describe(env)} has "
             f"observations {space_name(obs)} and actions {space_name(act)}; use a deep algorithm (ppo, a2c, dqn, sac) instead"
         )
+    if int(obs.start) != 0 or int(act.start) != 0:
+        raise ConfigError(
+            f"{method} indexes its table from 0, but {describe(env)} has observation space {obs} and action "
+            f"space {act}; wrap the env so that both start at 0"
+        )
     return int(obs.n), int(act.n)
 
 

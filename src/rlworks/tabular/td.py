@@ -25,6 +25,7 @@ from rlworks.config import ConfigError, check_choice, check_range
 from rlworks.tabular import kernels
 from rlworks.tabular.learner import TabularLearner
 from rlworks.tabular.mdp import TabularModel, describe, has_model, max_episode_steps, require_discrete
+from rlworks.tabular.mdp import max_episode_steps as time_limit_of
 from rlworks.tabular.schedules import Schedule, as_schedule
 
 #: Episode cap used when the env has no TimeLimit and none is given.
@@ -95,7 +96,12 @@ def learn(
     alpha_s, eps_s = check_args(episodes, alpha, gamma, epsilon, planning_steps)
     env = make_env(env)
     require_discrete(env, algo)
-    cap = max_episode_steps or max_episode_steps_of(env)
+    # The env's own TimeLimit always applies on the generic path, so the compiled path honours it
+    # too: a larger max_episode_steps cannot lift it, a smaller one tightens it.
+    env_cap = time_limit_of(env)
+    cap = max_episode_steps or env_cap or DEFAULT_MAX_EPISODE_STEPS
+    if max_episode_steps and env_cap:
+        cap = min(int(max_episode_steps), env_cap)
     check_range("max_episode_steps", cap, 1, None)
     if path == "auto":
         path = "compiled" if has_model(env) else "generic"
@@ -109,6 +115,9 @@ def learn(
         planning_steps=planning_steps, max_episode_steps=cap, seed=seed, q_init=q_init, tie_break=tie_break,
     )  # fmt: skip
     alphas, epsilons = alpha_s.values(episodes), eps_s.values(episodes)
+    if path == "compiled":
+        # compile (or load from numba's cache) outside the timed loop, on a throwaway learner
+        TabularLearner(model, algo, max_episode_steps=cap).run(steps=1)
     t0 = time.perf_counter()
     seconds = 0.0  # the learning loop's own time (progress callbacks excluded)
     if episodes == 0:
@@ -233,7 +242,8 @@ _DOC_ARGS = """
         gamma: discount in [0, 1].
         epsilon: exploration rate in [0, 1], a number or a ``Schedule`` over episodes.
         seed: seeds the agent's random stream (and the env's first reset).
-        max_episode_steps: episode cap when the env has none (default: the env's, else 1000).
+        max_episode_steps: episode cap (default: the env's TimeLimit, else 1000); it can
+            tighten the env's TimeLimit but not lift it.
         q_init: initial Q for non-terminal states (> 0 is optimistic initialisation).
         tie_break: ``"random"`` (default) or ``"first"`` (``argmax``'s lowest index, as the
             reference snippet does; it strands agents whose first action bumps a wall).
