@@ -321,7 +321,7 @@ TABULAR_ENVS = (
     ("FrozenLake-v1", "4×4 ice (--slippery yes|no)"),
     ("FrozenLake8x8-v1", "8×8 ice"),
     ("CliffWalking-v1", "Sutton & Barto's cliff (Example 6.6)"),
-    ("Taxi-v3", "Dietterich's taxi, 500 states"),
+    ("Taxi-v4", "Dietterich's taxi, 500 states"),
 )
 
 
