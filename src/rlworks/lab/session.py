@@ -151,11 +151,8 @@ class LabSession:
         s, lr = self.settings, self.learner
         lr.alpha, lr.gamma, lr.epsilon = s["alpha"], s["gamma"], s["epsilon"]
         lr.tie_break, lr.max_episode_steps = s["tie_break"], s["max_episode_steps"]
-        # The learner reads ``algo`` and ``planning_steps`` on every run, so switching algorithm
-        # keeps Q (as switching the update rule on a live table would).
-        lr.algo = s["algorithm"]
-        lr.planning_steps = s["planning_steps"] if s["algorithm"] == "dyna-q" else 0
-        lr.validate()
+        # switching algorithm keeps Q, as switching the update rule on a live table would
+        lr.set_algorithm(s["algorithm"], s["planning_steps"])
         self._credit = 0.0
 
     def _edit(self, row: int, col: int) -> None:

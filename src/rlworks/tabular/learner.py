@@ -52,7 +52,16 @@ class TabularLearner:
         self._set_model(model)
         self.reset_q()
 
+    def set_algorithm(self, algo: str, planning_steps: int = 0) -> None:
+        """Switch the update rule on the live table (the lab does this): Q, the episode in
+        progress and Dyna's remembered model are kept."""
+        check_choice("algorithm", algo, ALGORITHMS)
+        self.algo = algo
+        self.planning_steps = int(planning_steps) if algo == "dyna-q" else 0
+        self.validate()
+
     def validate(self) -> None:
+        check_choice("algorithm", self.algo, ALGORITHMS)
         check_range("alpha", self.alpha, 0.0, 1.0, low_open=True)
         check_range("gamma", self.gamma, 0.0, 1.0)
         check_range("epsilon", self.epsilon, 0.0, 1.0)
