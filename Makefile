@@ -35,8 +35,12 @@ test: install-dev chromium
 test-all: install-dev chromium
 	$(PY) -m pytest -q
 
+# Side-by-side benchmarks (ratios against the peer measured in the same run); keep the machine idle.
 bench: install-dev
-	$(VENV)/bin/rlworks bench
+	$(VENV)/bin/rlworks bench tabular
+	$(VENV)/bin/rlworks bench --vs sb3 --algo ppo
+	$(VENV)/bin/rlworks bench --vs sb3 --algo a2c
+	$(VENV)/bin/rlworks bench --vs sb3 --algo ppo --config best
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

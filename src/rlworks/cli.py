@@ -102,7 +102,7 @@ def cmd_eval(argv: list[str], console: Console) -> int:
     run_dir = argv[0]
     if not Path(run_dir).is_dir():
         raise ConfigError(f"run directory {run_dir!r} does not exist")
-    if (Path(run_dir) / "checkpoints").is_dir():
+    if (Path(run_dir) / "checkpoints").is_dir() or (Path(run_dir) / "MANIFEST.json").is_file():
         deep = _deep()
         if deep.is_deep_run(run_dir):
             return deep.evaluate(run_dir, argv[1:])

@@ -1,19 +1,39 @@
-"""Tabular RL: exact planning and compiled TD learning on finite MDPs."""
+"""Tabular RL: exact planning and compiled TD learning on finite MDPs.
 
-from rlworks.tabular.mdp import TabularModel, has_model
-from rlworks.tabular.planning import PlanResult, policy_iteration, value_iteration
-from rlworks.tabular.td import TabularResult, expected_sarsa, q_learning, sarsa
-from rlworks.tabular.dyna import dyna_q
+Names are imported lazily, so ``import rlworks`` (which registers GridWorld and needs only the
+model arrays) does not load numba; the first use of a learner does.
+"""
 
-__all__ = [
-    "PlanResult",
-    "TabularModel",
-    "TabularResult",
-    "dyna_q",
-    "expected_sarsa",
-    "has_model",
-    "policy_iteration",
-    "q_learning",
-    "sarsa",
-    "value_iteration",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TabularModel": "rlworks.tabular.mdp",
+    "has_model": "rlworks.tabular.mdp",
+    "PlanResult": "rlworks.tabular.planning",
+    "policy_iteration": "rlworks.tabular.planning",
+    "value_iteration": "rlworks.tabular.planning",
+    "TabularResult": "rlworks.tabular.td",
+    "q_learning": "rlworks.tabular.td",
+    "sarsa": "rlworks.tabular.td",
+    "expected_sarsa": "rlworks.tabular.td",
+    "dyna_q": "rlworks.tabular.dyna",
+    "TabularLearner": "rlworks.tabular.learner",
+    "Schedule": "rlworks.tabular.schedules",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rlworks.tabular' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,169 @@
+"""Advantage Actor-Critic, the synchronous variant of A3C (Mnih et al. 2016, arXiv:1602.01783),
+as OpenAI Baselines/SB3 run it: short n-step rollouts from parallel envs, one gradient step per
+rollout, RMSprop. Defaults are SB3's (which the RL Zoo uses for CartPole).
+
+Reads top to bottom: config → networks (core.nets.ActorCritic) → loss/update → train().
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, check_choice, check_range
+from ..core import fastgrad, optim
+from ..core.guards import check_tensor
+from ..core.logging import Logger
+from ..core.returns import gae
+from . import onpolicy
+from .agent import Agent
+
+
+@dataclass(frozen=True)
+class A2CConfig:
+    n_envs: int = 8
+    """number of parallel environments"""
+    n_steps: int = 5
+    """steps per environment per update (the n of n-step returns)"""
+    learning_rate: float = 7e-4
+    """optimizer step size"""
+    anneal_lr: bool = False
+    """decay the learning rate linearly to 0 over the run (Mnih et al. 2016 §8)"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 1.0
+    """GAE λ; 1.0 gives the classic n-step advantage of Mnih et al. 2016"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient (Mnih et al. 2016 §4)"""
+    vf_coef: float = 0.5
+    """value loss coefficient (mean squared error)"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip; 0 disables"""
+    norm_adv: bool = False
+    """normalise advantages over the batch (off in A2C's reference implementations)"""
+    norm_obs: bool = False
+    """running observation normalisation, statistics saved with the model"""
+    norm_reward: bool = False
+    """scale rewards by the running std of the discounted return (Engstrom et al. 2020)"""
+    optimizer: str = "rmsprop"
+    """rmsprop (Mnih et al. 2016; α=0.99, ε=1e-5 as in baselines/SB3) or adam"""
+    rms_alpha: float = 0.99
+    """RMSprop smoothing constant"""
+    optim_eps: float = 1e-5
+    """optimizer epsilon"""
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of the actor and of the critic (separate networks)"""
+    activation: str = "tanh"
+    """hidden activation: tanh or relu"""
+    layer_norm: bool = False
+    """LayerNorm after each hidden layer"""
+    ortho_init: bool = True
+    """orthogonal init, gains √2 / 0.01 (policy) / 1 (value) (Huang et al. 2022 #2)"""
+    log_std_init: float = 0.0
+    """initial log standard deviation of Gaussian policies (Box actions)"""
+    vec_env: str = "lean"
+    """vector env: lean (plain loop), sync or async (gymnasium.vector)"""
+
+    def __post_init__(self) -> None:
+        check_range("n_envs", self.n_envs, 1)
+        check_range("n_steps", self.n_steps, 1)
+        check_range("learning_rate", self.learning_rate, 0, 1, low_open=True)
+        check_range("gamma", self.gamma, 0, 1)
+        check_range("gae_lambda", self.gae_lambda, 0, 1)
+        for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+            check_range(name, getattr(self, name), 0)
+        check_range("rms_alpha", self.rms_alpha, 0, 1, low_open=True, high_open=True)
+        check_range("optim_eps", self.optim_eps, 0, low_open=True)
+        check_range("log_std_init", self.log_std_init, -20, 5)
+        check_choice("optimizer", self.optimizer, ("rmsprop", "adam"))
+        check_choice("activation", self.activation, ("tanh", "relu"))
+        check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
+
+
+# ---------------------------------------------------------------------------------------------
+# loss and update
+# ---------------------------------------------------------------------------------------------
+
+
+def a2c_objective(cfg: A2CConfig, logprobs, entropy, values, b_advantages, b_returns, *, grads: bool = False):
+    """Policy gradient weighted by the advantage, value regression, entropy bonus (Mnih et al. 2016,
+    Algorithm S3). With ``grads=True`` also the per-sample (∂L/∂log π, ∂L/∂H, ∂L/∂V) for core.fastgrad."""
+    B = logprobs.shape[0]
+    if cfg.norm_adv and B > 1:
+        b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+    pg_loss = -(b_advantages * logprobs).mean()
+    err = values - b_returns
+    v_loss = (err * err).mean()
+    ent = entropy.mean()
+    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+    info = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(), "losses/entropy": ent.detach()}
+    weights = (-b_advantages / B, -cfg.ent_coef / B, err * (2.0 * cfg.vf_coef / B)) if grads else None
+    return loss, info, weights
+
+
+def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
+    cfg: A2CConfig = s.config
+    lr = cfg.learning_rate * (remaining if cfg.anneal_lr else 1.0)
+    s.optimizer.param_groups[0]["lr"] = lr
+    advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminations,
+                              rollout.dones, cfg.gamma, cfg.gae_lambda)
+    dev = s.device
+    b_obs, b_actions = rollout.flat("obs", dev), rollout.flat("actions", dev)
+    b_advantages = torch.from_numpy(advantages.reshape(-1)).to(dev)
+    b_returns = torch.from_numpy(returns.reshape(-1)).to(dev)
+    s.optimizer.zero_grad(set_to_none=True)
+    if fastgrad.supported(s.model):  # analytic gradients, same maths as the autograd branch
+        f = fastgrad.forward(s.model, b_obs, b_actions)
+        loss, info, w = a2c_objective(cfg, f.logprobs, f.entropy, f.values, b_advantages, b_returns, grads=True)
+        check_tensor("loss", loss, f"A2C loss at step {s.global_step}")
+        fastgrad.backward(s.model, f, *w)
+    else:
+        logprobs, entropy, values = s.model.evaluate_actions(b_obs, b_actions)
+        loss, info, _ = a2c_objective(cfg, logprobs, entropy, values, b_advantages, b_returns)
+        check_tensor("loss", loss, f"A2C loss at step {s.global_step}")
+        loss.backward()
+    if cfg.max_grad_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.max_grad_norm)
+        check_tensor("gradient", norm, f"gradient norm at step {s.global_step}")
+    s.optimizer.step()
+    metrics = {k: float(v) for k, v in info.items()}
+    var_y = float(np.var(returns))
+    metrics["losses/explained_variance"] = float("nan") if var_y == 0 else 1 - float(np.var(returns - rollout.values)) / var_y
+    metrics["charts/learning_rate"] = lr
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+
+
+def make_optimizer(cfg: A2CConfig) -> Callable[[Any], Any]:
+    if cfg.optimizer == "adam":
+        return lambda m: optim.Adam(m.parameters(), lr=cfg.learning_rate, eps=cfg.optim_eps)
+    return lambda m: optim.RMSprop(m.parameters(), lr=cfg.learning_rate, alpha=cfg.rms_alpha, eps=cfg.optim_eps)
+
+
+def train(env_id: str, config: A2CConfig | None = None, *, total_steps: int, seed: int = 0, device: str = "cpu",
+          logger: Logger | None = None, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
+          log_every: int = 2048, callback: Callable[[onpolicy.Session], bool] | None = None,
+          resume_from: str | Path | None = None, stop_at: int | None = None) -> Agent:
+    """Train A2C on ``env_id`` for ``total_steps`` environment steps and return the agent."""
+    cfg = config or A2CConfig()
+    s = onpolicy.build_session("a2c", env_id, cfg, seed=seed, total_steps=total_steps, device=device, critic=True,
+                               make_optimizer=make_optimizer(cfg))
+    if resume_from is not None:
+        tensors, state, _ = onpolicy.load_session_state(resume_from)
+        onpolicy.restore_session(s, tensors, state)
+    try:
+        return onpolicy.run(s, update, logger=logger, checkpoint_dir=checkpoint_dir,
+                            checkpoint_every=checkpoint_every, log_every=log_every, callback=callback,
+                            stop_at=stop_at)
+    finally:
+        s.sampler.venv.close()

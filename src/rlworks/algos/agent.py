@@ -1,0 +1,115 @@
+"""The trained policy a user holds: ``act``, ``evaluate``, ``save``; ``load_agent`` reads it back.
+
+The agent is the acting half only (network, observation statistics, action space); learning state
+(optimizer, RNG, env snapshots) lives in training checkpoints, which are also loadable as agents.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.evaluation import EvalResult, evaluate
+from ..core.nets import ActorCritic, NumpyActor
+from ..core.vec import ObsNormalizer
+
+AGENT_FORMAT = "rlworks.agent/1"
+
+
+def build_model(spec: dict[str, Any], net: dict[str, Any]) -> ActorCritic:
+    return ActorCritic(spec["obs_dim"], spec["act_dim"], continuous=spec["action"] == "box",
+                       hidden=tuple(net["hidden"]), activation=net["activation"], layer_norm=net["layer_norm"],
+                       ortho_init=net.get("ortho_init", True), log_std_init=net.get("log_std_init", 0.0),
+                       critic=net["critic"])
+
+
+class Agent:
+    """A policy for ``env_id``. ``act(obs)`` takes one observation (or a batch, first axis) as the
+    env returns it and gives an action the env accepts."""
+
+    def __init__(self, algo: str, env_id: str, config: Any, model: ActorCritic, spec: dict[str, Any],
+                 net: dict[str, Any], obs_norm: dict[str, Any] | None = None,
+                 env_kwargs: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> None:
+        self.algo, self.env_id, self.config, self.model = algo, env_id, config, model
+        self.spec, self.net, self.env_kwargs = spec, dict(net), dict(env_kwargs or {})
+        self.meta = dict(meta or {})
+        self.obs_norm_state = copy.deepcopy(obs_norm)
+        self._norm = None
+        if obs_norm is not None:
+            self._norm = ObsNormalizer(spec["obs_dim"])
+            self._norm.load_state_dict(obs_norm)
+        self._np_actor: NumpyActor | None = None
+        self._rng = np.random.default_rng(0)
+        if spec["action"] == "box":
+            self._low = np.asarray(spec["low"])
+            self._high = np.asarray(spec["high"])
+            self._log_std = model.log_std.detach().cpu().double().numpy()
+
+    # -- acting ---------------------------------------------------------------------------------
+    def act(self, obs: Any, deterministic: bool = True) -> Any:
+        """Action for one observation (or an array of actions for a batch of them)."""
+        x = np.asarray(obs, dtype=np.float64)
+        single = x.ndim <= 1 or (x.size == self.spec["obs_dim"] and x.ndim != 2)
+        x = x.reshape(1 if single else x.shape[0], self.spec["obs_dim"])
+        if self._norm is not None:
+            x = self._norm(x)
+        if self._np_actor is None:
+            self._np_actor = NumpyActor(self.model)
+        out = self._np_actor(x)  # (B, act_dim): logits or means
+        if self.spec["action"] == "discrete":
+            if deterministic:
+                a = out.argmax(-1)
+            else:
+                p = np.exp(out - out.max(-1, keepdims=True))
+                p /= p.sum(-1, keepdims=True)
+                a = (p.cumsum(-1) < self._rng.random((p.shape[0], 1))).sum(-1).clip(max=p.shape[-1] - 1)
+            a = a + self.spec["act_start"]
+            return int(a[0]) if single else a
+        if not deterministic:
+            out = out + self._rng.standard_normal(out.shape) * np.exp(self._log_std)
+        a = np.clip(out, self._low, self._high).astype(np.float32)
+        return a[0].reshape(self.spec["act_shape"]) if single else a.reshape((-1, *self.spec["act_shape"]))
+
+    def evaluate(self, episodes: int = 10, seed: int | None = None, *, video: str | Path | None = None,
+                 deterministic: bool = True) -> EvalResult:
+        """Mean and std of the return over ``episodes`` episodes (deterministic actions by default)."""
+        return evaluate(lambda o: self.act(o, deterministic), self.env_id, episodes, seed=seed,
+                        env_kwargs=self.env_kwargs, video=video)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        import dataclasses
+
+        return {"format": AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
+                "config": dataclasses.asdict(self.config), "spec": self.spec, "net": self.net,
+                "obs_norm": self.obs_norm_state, "meta": self.meta}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``)."""
+        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()})
+
+    def __repr__(self) -> str:
+        return f"Agent({self.algo!r}, {self.env_id!r}, steps={self.meta.get('global_step', 0)})"
+
+
+def load_agent(path: str | Path, device: str = "cpu") -> Agent:
+    """Load an agent from an agent dir, a run dir, a ``checkpoints`` dir or a ``step-N`` dir."""
+    from . import config_class  # the registry maps algo name -> config dataclass
+    from ..config import from_dict
+
+    tensors, state, _, ckpt = load_checkpoint(path, device=device)
+    a = state.get("agent")
+    if not isinstance(a, dict) or a.get("format") != AGENT_FORMAT:
+        from ..core.checkpoint import CheckpointError
+
+        raise CheckpointError(f"{ckpt / 'state.json'}: not an rlworks deep-RL agent checkpoint")
+    model = build_model(a["spec"], a["net"]).to(device)
+    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    model.eval()
+    cfg = from_dict(config_class(a["algo"]), a["config"])
+    return Agent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["obs_norm"], a["env_kwargs"], a["meta"])

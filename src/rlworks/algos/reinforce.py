@@ -1,0 +1,163 @@
+"""REINFORCE (Williams 1992), with an optional learned state-value baseline (Sutton & Barto 2018,
+§13.4). Monte-Carlo returns of complete episodes only: steps whose episode has not finished by the
+end of a rollout are masked out of the loss (their return is unknown), so no bootstrapping enters
+the policy gradient except at time-limit truncations when a baseline exists (Pardo et al. 2018).
+
+Reads top to bottom: config → networks (core.nets.ActorCritic) → loss/update → train().
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, check_choice, check_range
+from ..core import optim
+from ..core.guards import check_tensor
+from ..core.logging import Logger
+from ..core.returns import discounted_returns
+from . import onpolicy
+from .agent import Agent
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    n_envs: int = 4
+    """number of parallel environments"""
+    n_steps: int = 512
+    """steps per environment per update; make it longer than a typical episode"""
+    learning_rate: float = 2e-3
+    """Adam step size"""
+    anneal_lr: bool = False
+    """decay the learning rate linearly to 0 over the run"""
+    gamma: float = 0.99
+    """discount factor"""
+    baseline: bool = True
+    """learn V(s) and use G_t − V(s_t) as the weight (variance reduction, Sutton & Barto §13.4)"""
+    norm_adv: bool = True
+    """normalise the weights (returns or advantages) over the batch"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """baseline (value) loss coefficient"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip; 0 disables"""
+    norm_obs: bool = False
+    """running observation normalisation, statistics saved with the model"""
+    norm_reward: bool = False
+    """scale rewards by the running std of the discounted return (Engstrom et al. 2020)"""
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of the policy (and baseline) networks"""
+    activation: str = "tanh"
+    """hidden activation: tanh or relu"""
+    layer_norm: bool = False
+    """LayerNorm after each hidden layer"""
+    ortho_init: bool = True
+    """orthogonal init, gains √2 / 0.01 (policy) / 1 (value)"""
+    log_std_init: float = 0.0
+    """initial log standard deviation of Gaussian policies (Box actions)"""
+    adam_eps: float = 1e-5
+    """Adam epsilon"""
+    vec_env: str = "lean"
+    """vector env: lean (plain loop), sync or async (gymnasium.vector)"""
+
+    def __post_init__(self) -> None:
+        check_range("n_envs", self.n_envs, 1)
+        check_range("n_steps", self.n_steps, 1)
+        check_range("learning_rate", self.learning_rate, 0, 1, low_open=True)
+        check_range("gamma", self.gamma, 0, 1)
+        for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+            check_range(name, getattr(self, name), 0)
+        check_range("adam_eps", self.adam_eps, 0, low_open=True)
+        check_range("log_std_init", self.log_std_init, -20, 5)
+        check_choice("activation", self.activation, ("tanh", "relu"))
+        check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
+
+
+# ---------------------------------------------------------------------------------------------
+# loss and update
+# ---------------------------------------------------------------------------------------------
+
+
+def complete_mask(dones: np.ndarray) -> np.ndarray:
+    """(T, N) True where the step's episode ends within the rollout (its Monte-Carlo return is known)."""
+    T = dones.shape[0]
+    any_after = np.logical_or.accumulate(dones[::-1], axis=0)[::-1]  # a done at t or later
+    return any_after if T else dones
+
+
+def reinforce_loss(model, cfg: ReinforceConfig, b_obs, b_actions, b_returns, b_mask):
+    logprobs, entropy, values = model.evaluate_actions(b_obs, b_actions)
+    n = b_mask.sum().clamp(min=1.0)
+    weights = b_returns - values.detach() if cfg.baseline else b_returns
+    if cfg.norm_adv and n > 1:
+        mean = (weights * b_mask).sum() / n
+        std = (((weights - mean) ** 2 * b_mask).sum() / (n - 1)).sqrt()
+        weights = (weights - mean) / (std + 1e-8)
+    pg_loss = -(weights * logprobs * b_mask).sum() / n
+    v_loss = (((values - b_returns) ** 2) * b_mask).sum() / n if cfg.baseline else torch.zeros(())
+    ent = (entropy * b_mask).sum() / n
+    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+    return loss, {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
+                  "losses/entropy": ent.detach()}
+
+
+def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
+    cfg: ReinforceConfig = s.config
+    lr = cfg.learning_rate * (remaining if cfg.anneal_lr else 1.0)
+    for g in s.optimizer.param_groups:
+        g["lr"] = lr
+    # Monte-Carlo returns; with a baseline a time-limit truncation is bootstrapped from V(final obs)
+    next_values = rollout.next_values if cfg.baseline else np.zeros_like(rollout.next_values)
+    returns = discounted_returns(rollout.rewards, next_values, rollout.terminations, rollout.dones, cfg.gamma)
+    mask = complete_mask(rollout.dones)
+    dev = s.device
+    loss, info = reinforce_loss(s.model, cfg, rollout.flat("obs", dev), rollout.flat("actions", dev),
+                                torch.from_numpy(returns.reshape(-1)).to(dev),
+                                torch.from_numpy(mask.reshape(-1).astype(np.float32)).to(dev))
+    check_tensor("loss", loss, f"REINFORCE loss at step {s.global_step}")
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.max_grad_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.max_grad_norm)
+        check_tensor("gradient", norm, f"gradient norm at step {s.global_step}")
+    s.optimizer.step()
+    metrics = {k: float(v) for k, v in info.items()}
+    metrics["charts/learning_rate"] = lr
+    metrics["charts/complete_fraction"] = float(mask.mean())
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+
+
+def make_optimizer(cfg: ReinforceConfig) -> Callable[[Any], optim.Adam]:
+    return lambda m: optim.Adam(m.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+
+
+def train(env_id: str, config: ReinforceConfig | None = None, *, total_steps: int, seed: int = 0,
+          device: str = "cpu", logger: Logger | None = None, checkpoint_dir: str | Path | None = None,
+          checkpoint_every: int = 0, log_every: int = 2048,
+          callback: Callable[[onpolicy.Session], bool] | None = None, resume_from: str | Path | None = None,
+          stop_at: int | None = None) -> Agent:
+    """Train REINFORCE (with a learned baseline unless ``baseline=False``) and return the agent."""
+    cfg = config or ReinforceConfig()
+    s = onpolicy.build_session("reinforce", env_id, cfg, seed=seed, total_steps=total_steps, device=device,
+                               critic=cfg.baseline, make_optimizer=make_optimizer(cfg))
+    if resume_from is not None:
+        tensors, state, _ = onpolicy.load_session_state(resume_from)
+        onpolicy.restore_session(s, tensors, state)
+    try:
+        return onpolicy.run(s, update, logger=logger, checkpoint_dir=checkpoint_dir,
+                            checkpoint_every=checkpoint_every, log_every=log_every, callback=callback,
+                            stop_at=stop_at)
+    finally:
+        s.sampler.venv.close()

@@ -1,0 +1,146 @@
+"""``rlworks bench``: rlworks vs Stable-Baselines3 on CartPole-v1, side by side in one run.
+
+    rlworks bench [--vs sb3] [--algo ppo|a2c] [--config zoo|best] [--seeds 5] [--total-steps N]
+                  [--threads 1] [--markdown FILE] [--json FILE]
+
+Each (library, seed) run is a fresh subprocess of ``benchmarks/deep_vs_sb3.py`` (so peak RSS is
+per run), alternating A B A B. ``--config zoo`` gives both libraries the RL Zoo hyperparameters;
+``--config best`` runs rlworks with its own CartPole preset against SB3 with the Zoo's. Prints
+medians and the ratios rlworks/SB3; the claims are the ratios, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, suggest
+
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_vs_sb3.py"
+OPTIONS = {"vs": str, "algo": str, "config": str, "seeds": int, "total-steps": int, "threads": int,
+           "markdown": str, "json": str, "eval-every": int, "threshold": float}
+
+
+def _parse(argv: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"vs": "sb3", "algo": "ppo", "config": "zoo", "seeds": 5, "total-steps": 50_000,
+                           "threads": 1, "eval-every": 2000, "threshold": 475.0}
+    i = 0
+    while i < len(argv):
+        name, eq, val = argv[i].lstrip("-").partition("=")
+        if not argv[i].startswith("--") or name not in OPTIONS:
+            raise ConfigError(f"unknown option {argv[i]!r}{suggest(name, OPTIONS)}; allowed: "
+                              + ", ".join(f"--{k}" for k in OPTIONS))
+        if not eq:
+            if i + 1 >= len(argv):
+                raise ConfigError(f"--{name} needs a value")
+            val, i = argv[i + 1], i + 1
+        try:
+            out[name] = OPTIONS[name](val)
+        except ValueError:
+            raise ConfigError(f"--{name} {val!r}: expected {OPTIONS[name].__name__}") from None
+        i += 1
+    for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c")), ("config", ("zoo", "best"))):
+        if out[key] not in allowed:
+            raise ConfigError(f"--{key} {out[key]!r} is not one of {', '.join(allowed)}{suggest(out[key], allowed)}")
+    for key in ("seeds", "total-steps", "threads", "eval-every"):
+        if out[key] < 1:
+            raise ConfigError(f"--{key} {out[key]} is out of range: allowed [1, inf)")
+    return out
+
+
+def _run(lib: str, seed: int, o: dict[str, Any]) -> dict[str, Any]:
+    config = "zoo" if lib == "sb3" else o["config"]
+    cmd = [sys.executable, str(SCRIPT), "--lib", lib, "--algo", o["algo"], "--config", config, "--seed", str(seed),
+           "--total-steps", str(o["total-steps"]), "--threads", str(o["threads"]), "--eval-every", str(o["eval-every"]),
+           "--threshold", str(o["threshold"])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(o["threads"]), "MKL_NUM_THREADS": str(o["threads"])}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{lib} seed {seed} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _fmt(v: float | None, digits: int = 0) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def summarize(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(figure, rlworks median, SB3 median, ratio) rows."""
+    a = [r for r in results if r["lib"] == "rlworks"]
+    b = [r for r in results if r["lib"] == "sb3"]
+    rows = []
+    for key, label, digits, better in (("sps", "training steps/s", 0, "higher"),
+                                       ("steps_to_threshold", "steps to threshold", 0, "lower"),
+                                       ("seconds_to_threshold", "training seconds to threshold", 2, "lower"),
+                                       ("final_eval", "final evaluation return", 1, "higher"),
+                                       ("peak_rss_mb", "peak RSS (MB)", 0, "lower")):
+        ma, mb = _median(a, key), _median(b, key)
+        ratio = f"{ma / mb:.2f}×" if ma is not None and mb else "—"
+        hits = sum(r[key] is not None for r in a), sum(r[key] is not None for r in b)
+        suffix = f" (reached {hits[0]}/{len(a)} vs {hits[1]}/{len(b)})" if key == "steps_to_threshold" else ""
+        rows.append((label + suffix, _fmt(ma, digits), _fmt(mb, digits), ratio))
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    o = _parse(argv)
+    if importlib.util.find_spec("stable_baselines3") is None:
+        raise ConfigError("stable-baselines3 is not installed: pip install 'rlworks[bench]'")
+    if not SCRIPT.is_file():
+        raise ConfigError(f"{SCRIPT} not found: benchmarks run from a source checkout of rlworks")
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    results = []
+    t0 = time.time()
+    for seed in range(o["seeds"]):
+        for lib in ("rlworks", "sb3"):  # A B A B …
+            r = _run(lib, seed, o)
+            results.append(r)
+            console.print(f"{lib:8s} seed {seed}: {r['sps']:,.0f} steps/s, to {o['threshold']:g}: "
+                          f"{r['steps_to_threshold']} steps / {_fmt(r['seconds_to_threshold'], 2)} s, "
+                          f"final {r['final_eval']:.1f}, peak RSS {r['peak_rss_mb']:.0f} MB")
+    import stable_baselines3
+    import torch
+
+    import gymnasium
+
+    title = (f"{o['algo'].upper()} CartPole-v1, rlworks {'RL Zoo hyperparameters' if o['config'] == 'zoo' else 'own preset'}"
+             f" vs SB3 RL Zoo; {o['seeds']} seeds, {o['total-steps']:,} steps, torch threads {o['threads']}")
+    table = Table(title=title)
+    for col in ("figure (median)", "rlworks", "SB3", "rlworks / SB3"):
+        table.add_column(col)
+    rows = summarize(results)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    env_line = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}, "
+                f"torch {torch.__version__}, gymnasium {gymnasium.__version__}, stable-baselines3 "
+                f"{stable_baselines3.__version__}; {platform.machine()} {os.cpu_count()} CPUs; "
+                f"bench wall time {time.time() - t0:.0f} s")
+    console.print(env_line)
+    if o.get("markdown"):
+        md = [f"### {title}", "", env_line, "", "| figure (median) | rlworks | SB3 | rlworks / SB3 |", "|---|---|---|---|"]
+        md += [f"| {' | '.join(r)} |" for r in rows]
+        with open(o["markdown"], "a") as fh:
+            fh.write("\n".join(md) + "\n\n")
+    if o.get("json"):
+        Path(o["json"]).write_text(json.dumps({"options": o, "results": results, "environment": env_line}, indent=1))
+    return 0

@@ -1,0 +1,1 @@
+"""Shared deep-RL core: small, tested pieces that know no algorithm (see DESIGN.md)."""

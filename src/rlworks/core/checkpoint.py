@@ -1,0 +1,196 @@
+"""Crash-safe, code-free checkpoints (format: CONVENTIONS.md "Checkpoints").
+
+    checkpoints/step-<N>/model.safetensors   weights and optimizer tensors
+                        /state.json          config, counters, RNG states, versions
+                        /buffer.npz          optional arrays (loaded with allow_pickle=False)
+                        /MANIFEST.json       sha256 of each file above, written last
+    checkpoints/latest                       name of the newest complete checkpoint
+
+A checkpoint is written into a temporary sibling directory, fsynced, and moved into place with
+``os.replace``; ``latest`` is replaced atomically afterwards. A crash at any point leaves either
+the old or the new checkpoint complete and ``latest`` naming a complete one. Loading verifies the
+manifest before parsing anything and never unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .guards import NonFiniteError
+
+SCHEMA_VERSION = 1
+MODEL, STATE, BUFFER, MANIFEST, LATEST = "model.safetensors", "state.json", "buffer.npz", "MANIFEST.json", "latest"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, corrupt or unsafe; the message names the file."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    root: str | Path,
+    step: int,
+    tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    buffer: dict[str, np.ndarray] | None = None,
+    *,
+    keep: int | None = None,
+) -> Path:
+    """Write ``root/step-<step>/`` atomically and point ``root/latest`` at it. Refuses non-finite
+    tensors (nothing is written). ``keep`` keeps only that many newest checkpoints."""
+    root = Path(root)
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise NonFiniteError("checkpoint", f"tensor {name!r} is not finite; checkpoint step-{step} not written")
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{int(step)}"
+    final = root / name
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(tmp / MODEL))
+    (tmp / STATE).write_text(json.dumps({"schema_version": SCHEMA_VERSION, **state}, indent=1, allow_nan=True))
+    files = [MODEL, STATE]
+    if buffer is not None:
+        with open(tmp / BUFFER, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in buffer.items()})
+        files.append(BUFFER)
+    for f in files:
+        _fsync_file(tmp / f)
+    manifest = {"schema_version": SCHEMA_VERSION, "step": int(step), "files": {f: _sha256(tmp / f) for f in files}}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    _fsync_file(tmp / MANIFEST)
+    _fsync_dir(tmp)
+    if final.exists():  # re-saving a step: move the old one aside first (os.replace needs an empty target)
+        trash = root / f".old-{name}-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    latest_tmp = root / f".{LATEST}.tmp-{os.getpid()}"
+    latest_tmp.write_text(name + "\n")
+    _fsync_file(latest_tmp)
+    os.replace(latest_tmp, root / LATEST)
+    _fsync_dir(root)
+    if keep is not None:
+        for old in list_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete-looking checkpoint directories under ``root``, oldest first."""
+    root = Path(root)
+    found = []
+    for p in root.glob("step-*"):
+        try:
+            found.append((int(p.name.split("-", 1)[1]), p))
+        except ValueError:
+            continue
+    return [p for _, p in sorted(found) if (p / MANIFEST).is_file()]
+
+
+def resolve(path: str | Path) -> Path:
+    """A run dir, a ``checkpoints`` dir or a ``step-N`` dir → the checkpoint directory to load."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint or run directory")
+    if (p / MANIFEST).exists() or (p / MODEL).exists() or (p / STATE).exists():
+        return p
+    if (p / "checkpoints").is_dir():
+        p = p / "checkpoints"
+    latest = p / LATEST
+    if latest.is_file():
+        name = latest.read_text().strip()
+        if not name.startswith("step-") or "/" in name or not (p / name).is_dir():
+            raise CheckpointError(f"{latest}: names {name!r}, which is not a checkpoint directory")
+        return p / name
+    found = list_checkpoints(p)
+    if not found:
+        raise CheckpointError(f"{p}: no checkpoint found (no {LATEST} file, no step-N/{MANIFEST})")
+    return found[-1]
+
+
+def verify(ckpt: Path) -> dict[str, Any]:
+    """Check MANIFEST.json and every file's sha256; return the manifest."""
+    mpath = ckpt / MANIFEST
+    if not mpath.is_file():
+        raise CheckpointError(f"{mpath}: missing — the checkpoint is incomplete (interrupted save?)")
+    try:
+        manifest = json.loads(mpath.read_text())
+        files = manifest["files"]
+        assert isinstance(files, dict)
+    except Exception:
+        raise CheckpointError(f"{mpath}: not a valid manifest") from None
+    if MODEL not in files or STATE not in files:
+        raise CheckpointError(f"{mpath}: does not list {MODEL} and {STATE}")
+    for name, digest in files.items():
+        if name not in (MODEL, STATE, BUFFER):
+            raise CheckpointError(f"{mpath}: lists unexpected file {name!r}")
+        f = ckpt / name
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing")
+        if _sha256(f) != digest:
+            raise CheckpointError(f"{f}: sha256 does not match {MANIFEST} (truncated or modified)")
+    return manifest
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """Verify then load ``(tensors, state, buffer_or_None, checkpoint_dir)``. Never unpickles:
+    weights come from safetensors, state from JSON, buffers from ``np.load(allow_pickle=False)``."""
+    ckpt = resolve(path)
+    manifest = verify(ckpt)
+    try:
+        tensors = load_file(str(ckpt / MODEL), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{ckpt / MODEL}: not a valid safetensors file ({exc})") from None
+    try:
+        state = json.loads((ckpt / STATE).read_text())
+        assert isinstance(state, dict)
+    except Exception:
+        raise CheckpointError(f"{ckpt / STATE}: not valid JSON state") from None
+    buffer = None
+    if BUFFER in manifest["files"]:
+        try:
+            with np.load(ckpt / BUFFER, allow_pickle=False) as z:
+                buffer = {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise CheckpointError(f"{ckpt / BUFFER}: cannot be loaded without pickle ({exc})") from None
+    return tensors, state, buffer, ckpt

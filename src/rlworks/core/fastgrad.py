@@ -1,0 +1,114 @@
+"""Analytic gradients for the MLP actor-critic: the fast path of every policy-gradient update.
+
+For a 64×64 MLP on a 256-sample minibatch, autograd's bookkeeping costs more than the arithmetic
+(≈0.9 ms of a 1.35 ms gradient step on one CPU thread). A policy-gradient loss only needs, per
+sample, three scalars — ∂L/∂log π(a|s), ∂L/∂H(π(·|s)) and ∂L/∂V(s) — so each algorithm computes
+those from its own loss, and this module back-propagates them through the distribution and the two
+MLPs by hand (≈3× faster). ``tests/unit/test_fastgrad.py`` checks it against autograd.
+
+Supported: Linear/Tanh/ReLU stacks (no LayerNorm), Categorical and DiagGaussian heads; anything
+else falls back to autograd (``supported(model)`` is False).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .nets import ActorCritic
+
+
+def supported(model: ActorCritic) -> bool:
+    mods = list(model.actor) + (list(model.critic) if model.critic is not None else [])
+    return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in mods)
+
+
+def _forward(seq: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    acts = [x]
+    for layer in seq:
+        if isinstance(layer, nn.Linear):
+            x = torch.addmm(layer.bias, x, layer.weight.t())
+        elif isinstance(layer, nn.Tanh):
+            x = torch.tanh(x)
+        else:
+            x = torch.relu(x)
+        acts.append(x)
+    return x, acts
+
+
+def _backward(seq: nn.Sequential, acts: list[torch.Tensor], g: torch.Tensor) -> None:
+    for i in range(len(seq) - 1, -1, -1):
+        layer = seq[i]
+        if isinstance(layer, nn.Linear):
+            _accumulate(layer.weight, g.t().mm(acts[i]))
+            _accumulate(layer.bias, g.sum(0))
+            if i > 0:
+                g = g.mm(layer.weight)
+        elif isinstance(layer, nn.Tanh):  # one fused kernel for g·(1 − tanh²)
+            g = torch.ops.aten.tanh_backward(g, acts[i + 1])
+        else:
+            g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0)
+
+
+def _accumulate(p: torch.Tensor, g: torch.Tensor) -> None:
+    if p.grad is None:
+        p.grad = g
+    else:
+        p.grad.add_(g)
+
+
+class Forward:
+    """Outputs of one forward pass, kept for ``backward``."""
+
+    __slots__ = ("out", "acts", "v_acts", "values", "logprobs", "entropy", "aux")
+
+
+@torch.no_grad()
+def forward(model: ActorCritic, obs: torch.Tensor, actions: torch.Tensor, entropy: bool = True) -> Forward:
+    """log π(a|s), H(π(·|s)) (only if ``entropy``; else None), V(s) of a minibatch, plus what
+    ``backward`` needs."""
+    f = Forward()
+    f.out, f.acts = _forward(model.actor, obs)
+    if model.critic is not None:
+        v, f.v_acts = _forward(model.critic, obs)
+        f.values = v.squeeze(-1)
+    else:
+        f.v_acts, f.values = None, torch.zeros(obs.shape[0], dtype=obs.dtype, device=obs.device)
+    if model.continuous:
+        log_std = model.log_std
+        inv_std = torch.exp(-log_std)
+        z = (actions - f.out) * inv_std  # (B, d)
+        f.logprobs = (-0.5 * z * z - log_std).sum(-1) - 0.5 * 1.8378770664093453 * z.shape[-1]
+        f.entropy = (log_std.sum() + 0.5 * (1.0 + 1.8378770664093453) * z.shape[-1]).expand(obs.shape[0])
+        f.aux = (z, inv_std)
+    else:
+        logp_all = torch.log_softmax(f.out, dim=-1)  # (B, n)
+        p = logp_all.exp()
+        f.logprobs = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        f.entropy = -(p * logp_all).sum(-1) if entropy else None
+        f.aux = (logp_all, p, actions)
+    return f
+
+
+@torch.no_grad()
+def backward(model: ActorCritic, f: Forward, g_logp: torch.Tensor, g_ent: torch.Tensor | float,
+             g_value: torch.Tensor | None) -> None:
+    """Accumulate parameter gradients of L given ∂L/∂log π (B,), ∂L/∂H (B,) or scalar, ∂L/∂V (B,)."""
+    if model.continuous:
+        z, inv_std = f.aux
+        g_out = g_logp.unsqueeze(-1) * z * inv_std  # ∂log π/∂μ = z/σ
+        g_ent_sum = g_ent.sum() if torch.is_tensor(g_ent) else g_ent * z.shape[0]
+        g_log_std = (g_logp.unsqueeze(-1) * (z * z - 1.0)).sum(0) + g_ent_sum  # ∂H/∂log σ = 1
+        _accumulate(model.log_std, g_log_std)
+    else:
+        logp_all, p, actions = f.aux
+        onehot = torch.zeros_like(p).scatter_(-1, actions.long().unsqueeze(-1), 1.0)
+        # ∂log π(a)/∂logits = onehot(a) − p;  ∂H/∂logits = −p (log p + H)
+        g_out = g_logp.unsqueeze(-1) * (onehot - p)
+        if torch.is_tensor(g_ent) or g_ent != 0.0:
+            g_ent_col = g_ent.unsqueeze(-1) if torch.is_tensor(g_ent) else g_ent
+            ent = f.entropy if f.entropy is not None else -(p * logp_all).sum(-1)
+            g_out = g_out - g_ent_col * p * (logp_all + ent.unsqueeze(-1))
+    _backward(model.actor, f.acts, g_out)
+    if g_value is not None and model.critic is not None:
+        _backward(model.critic, f.v_acts, g_value.unsqueeze(-1))

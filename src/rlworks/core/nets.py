@@ -1,0 +1,153 @@
+"""MLPs with orthogonal initialisation and an actor-critic module.
+
+Orthogonal init with gain √2 for hidden layers, 0.01 for the policy output and 1 for the value
+output follows Huang et al. 2022 ("The 37 Implementation Details of PPO", detail #2) and
+Andrychowicz et al. 2021 (§3, "What Matters in On-Policy RL": small policy-output init matters).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributions import Categorical, DiagGaussian
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    *,
+    activation: str = "tanh",
+    layer_norm: bool = False,
+    ortho_init: bool = True,
+    out_gain: float = 1.0,
+) -> nn.Sequential:
+    """Linear → [LayerNorm] → activation, repeated, then a linear output layer."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        lin = nn.Linear(d, h)
+        if ortho_init:
+            nn.init.orthogonal_(lin.weight, math.sqrt(2.0))
+            nn.init.zeros_(lin.bias)
+        layers.append(lin)
+        if layer_norm:  # Ba et al. 2016; helps on some continuous-control tasks (Andrychowicz et al. 2021)
+            layers.append(nn.LayerNorm(h))
+        layers.append(ACTIVATIONS[activation]())
+        d = h
+    out = nn.Linear(d, out_dim)
+    if ortho_init:
+        nn.init.orthogonal_(out.weight, out_gain)
+        nn.init.zeros_(out.bias)
+    layers.append(out)
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs (no shared trunk, as SB3's MlpPolicy and CleanRL's ppo.py).
+
+    Discrete actions: the actor outputs logits. Continuous: it outputs the mean and ``log_std`` is a
+    free parameter vector. ``critic`` is ``None`` when the algorithm has no value function.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        continuous: bool,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        layer_norm: bool = False,
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        critic: bool = True,
+    ) -> None:
+        super().__init__()
+        self.continuous = continuous
+        self.dist = DiagGaussian if continuous else Categorical
+        kw = dict(activation=activation, layer_norm=layer_norm, ortho_init=ortho_init)
+        self.actor = mlp(obs_dim, hidden, act_dim, out_gain=0.01, **kw)
+        self.critic = mlp(obs_dim, hidden, 1, out_gain=1.0, **kw) if critic else None
+        if continuous:
+            self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    # -- distribution helpers: the same call works for both action kinds --------------------------
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.actor(obs)
+        return (out, self.log_std) if self.continuous else (out,)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.critic is None:
+            return torch.zeros(obs.shape[0], device=obs.device, dtype=obs.dtype)
+        return self.critic(obs).squeeze(-1)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None):
+        """(actions, logprobs, values) for a batch of observations."""
+        params = self.dist_params(obs)
+        actions = self.dist.sample(*params, generator)
+        return actions, self.dist.log_prob(*params, actions), self.value(obs)
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
+        """(logprobs, entropy, values) of given actions: what every policy-gradient loss needs."""
+        params = self.dist_params(obs)
+        return self.dist.log_prob(*params, actions), self.dist.entropy(*params), self.value(obs)
+
+
+def numpy_layers(seq: nn.Sequential, *, copy: bool = True) -> list[tuple[str, tuple]]:
+    """The layers of an MLP as NumPy arrays: float64 copies (``copy=True``) or zero-copy float32 views of
+    the live CPU parameters (``copy=False``; they follow in-place optimizer updates)."""
+    def arr(t: torch.Tensor) -> np.ndarray:
+        t = t.detach()
+        return t.cpu().double().numpy().copy() if copy else t.numpy()
+
+    ops: list[tuple[str, tuple]] = []
+    for layer in seq:
+        if isinstance(layer, nn.Linear):
+            ops.append(("linear", (arr(layer.weight).T, arr(layer.bias))))
+        elif isinstance(layer, nn.LayerNorm):
+            ops.append(("ln", (arr(layer.weight), arr(layer.bias), layer.eps)))
+        elif isinstance(layer, nn.Tanh):
+            ops.append(("tanh", ()))
+        elif isinstance(layer, nn.ReLU):
+            ops.append(("relu", ()))
+        else:  # pragma: no cover - mlp() builds only the layers above
+            raise TypeError(f"unsupported layer {layer!r}")
+    return ops
+
+
+def numpy_mlp(ops: list[tuple[str, tuple]], x: np.ndarray) -> np.ndarray:
+    for kind, p in ops:
+        if kind == "linear":
+            x = x @ p[0]
+            x += p[1]
+        elif kind == "tanh":
+            x = np.tanh(x, out=x)
+        elif kind == "relu":
+            x = np.maximum(x, 0.0, out=x)
+        else:
+            mu = x.mean(-1, keepdims=True)
+            var = ((x - mu) ** 2).mean(-1, keepdims=True)
+            x = (x - mu) / np.sqrt(var + p[2]) * p[0] + p[1]
+    return x
+
+
+class NumpyActor:
+    """A frozen NumPy copy of the actor for single-observation inference.
+
+    One observation through a 64×64 MLP costs tens of microseconds in torch (dispatch overhead) and
+    a few microseconds in NumPy; evaluation and deployment call ``act`` one observation at a time.
+    """
+
+    def __init__(self, model: ActorCritic) -> None:
+        self.ops = numpy_layers(model.actor)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return numpy_mlp(self.ops, x)

@@ -1,0 +1,104 @@
+"""Bad input to the deep-RL commands: one line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rlworks.cli", *args], capture_output=True, text=True, env=ENV,
+                          timeout=120, cwd=cwd)
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["train", "ppo", "--env", "CartPole-v2"], ["CartPole-v2", "did you mean 'CartPole-v1'"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--learning-rat", "0.1"], ["--learning-rat", "learning-rate"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--gamma", "1.5"], ["gamma=1.5", "out of range"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--n-epochs", "abc"], ["--n-epochs", "expected int"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--optimizer", "adam"], ["--optimizer", "a2c", "not of ppo"]),
+    (["train", "a2c", "--env", "CartPole-v1", "--clip-coef", "0.1"], ["--clip-coef", "ppo", "not of a2c"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--preset", "cartpol"], ["unknown preset 'cartpol'"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--activation", "gelu"], ["activation='gelu'", "tanh"]),
+    (["train", "ppo", "--env", "MountainCarContinuous-v0", "--vec-env", "threads"], ["vec_env='threads'"]),
+    (["train", "ppo"], ["--env is required"]),
+    (["train", "ppx", "--env", "CartPole-v1"], ["ppx", "did you mean 'ppo'"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--device", "tpu"], ["--device"]),
+    (["train", "--resume", "/nonexistent/run"], ["/nonexistent/run"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--seed", "-3"], ["--seed -3", "out of range"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--hidden", "64,x"], ["--hidden", "expected"]),
+    (["train", "reinforce", "--env", "CartPole-v1", "--n-envs", "0"], ["n_envs=0", "out of range"]),
+])
+def test_bad_train_input(args, needles):
+    assert_one_line_error(cli(*args), *needles)
+
+
+UNSUPPORTED = """
+import sys, gymnasium as gym
+class MultiBinaryActions(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,))
+    action_space = gym.spaces.MultiBinary(3)
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+    def step(self, a):
+        return self.observation_space.sample(), 0.0, False, False, {}
+gym.register("rlworks-test/MultiBinary-v0", entry_point=MultiBinaryActions)
+from rlworks.cli import main
+sys.exit(main(["train", "ppo", "--env", "rlworks-test/MultiBinary-v0", "--total-steps", "64", "--quiet"]))
+"""
+
+
+def test_unsupported_action_space(tmp_path):
+    out = subprocess.run([sys.executable, "-c", UNSUPPORTED], capture_output=True, text=True, env=ENV, timeout=120,
+                         cwd=tmp_path)
+    assert_one_line_error(out, "cannot handle the action space MultiBinary", "Discrete and Box")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("model.safetensors"))
+
+
+def test_help_lists_every_field():
+    out = cli("train", "ppo", "--help")
+    assert out.returncode == 0
+    for flag in ("--clip-coef", "--gae-lambda", "--norm-obs", "--layer-norm", "--anneal-lr"):
+        assert flag in out.stdout
+
+
+def test_corrupt_run_eval_and_resume(tmp_path):
+    run = tmp_path / "run"
+    ok = cli("train", "a2c", "--env", "CartPole-v1", "--total-steps", "800", "--run-dir", str(run), "--quiet",
+             "--checkpoint-every", "400")
+    assert ok.returncode == 0, ok.stderr
+    for name in ("config.json", "metrics.csv", "learning_curve.png"):
+        assert (run / name).is_file()
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    out = cli("eval", str(run), "--episodes", "2")
+    assert out.returncode == 0 and "±" in out.stdout
+    latest = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    model = latest / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])
+    out = cli("eval", str(run))
+    assert_one_line_error(out, "model.safetensors")
+    out = cli("eval", str(run), "--checkpoint", "step-400", "--episodes", "1")
+    assert out.returncode == 0, out.stderr
+    assert_one_line_error(cli("eval", str(run), "--episodes", "0"), "--episodes")
+    assert_one_line_error(cli("eval", str(run), "--checkpoint", "step-400", "--video", "x.avi"), ".gif or .mp4")
+    assert_one_line_error(cli("train", "--resume", str(run)), "model.safetensors")
+
+
+def test_run_dir_already_used(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    assert_one_line_error(cli("train", "ppo", "--env", "CartPole-v1", "--run-dir", str(run)), "already holds a run")
