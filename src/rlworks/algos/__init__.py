@@ -18,6 +18,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "ppo": ("rlworks.algos.ppo", "PPOConfig"),
     "a2c": ("rlworks.algos.a2c", "A2CConfig"),
     "reinforce": ("rlworks.algos.reinforce", "ReinforceConfig"),
+    "dqn": ("rlworks.algos.dqn", "DQNConfig"),
+    "sac": ("rlworks.algos.sac", "SACConfig"),
+    "td3": ("rlworks.algos.td3", "TD3Config"),
 }
 ALGOS = tuple(REGISTRY)
 
@@ -88,7 +91,7 @@ def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, preset: st
     threads spin-wait: a 512-step run measured 0.16 s with 1 thread and 30 s with 2."""
     check_algo(algo)
     hooks = {k: overrides.pop(k) for k in ("logger", "checkpoint_dir", "checkpoint_every", "log_every", "callback",
-                                            "resume_from", "stop_at") if k in overrides}
+                                            "resume_from", "stop_at", "on_start") if k in overrides}
     base, _ = preset_config(algo, env_id, preset)
     cls = config_class(algo)
     for k in overrides:

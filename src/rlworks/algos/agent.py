@@ -104,6 +104,10 @@ def load_agent(path: str | Path, device: str = "cpu") -> Agent:
 
     tensors, state, _, ckpt = load_checkpoint(path, device=device)
     a = state.get("agent")
+    if isinstance(a, dict) and a.get("format") == "rlworks.offpolicy-agent/1":  # DQN, SAC, TD3
+        from .offpolicy import agent_from_checkpoint
+
+        return agent_from_checkpoint(tensors, state, ckpt, device)
     if not isinstance(a, dict) or a.get("format") != AGENT_FORMAT:
         from ..core.checkpoint import CheckpointError
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..config import ConfigError, field_docs, suggest
 
-ALGOS: tuple[str, ...] = ("ppo", "a2c", "reinforce")
+ALGOS: tuple[str, ...] = ("ppo", "a2c", "reinforce", "dqn", "sac", "td3")
 #: flags of the tabular learners, so that a deep algorithm can say whose they are
 TABULAR_FLAGS = {
     "planning-steps": "dyna-q",
@@ -23,6 +23,9 @@ DESCRIPTIONS = {
     "ppo": "Proximal Policy Optimization, clipped (Schulman et al. 2017); Discrete or Box actions",
     "a2c": "synchronous advantage actor-critic (Mnih et al. 2016); Discrete or Box actions",
     "reinforce": "Monte-Carlo policy gradient (Williams 1992), optional learned baseline",
+    "dqn": "Deep Q-Network (Mnih et al. 2015); Double, Dueling, n-step, prioritized replay; Discrete actions",
+    "sac": "Soft Actor-Critic (Haarnoja et al. 2018), twin Q, automatic temperature; Box actions",
+    "td3": "Twin Delayed DDPG (Fujimoto et al. 2018); Box actions",
 }
 RUN_FLAGS = {"total-steps": int, "seed": int, "run-dir": str, "preset": str, "device": str, "num-threads": int,
              "checkpoint-every": int, "env": str}
@@ -163,9 +166,14 @@ def _train_loop(algo: str, env_id: str, cfg: Any, *, run_dir: Path, total_steps:
     progress = Progress(total_steps, f"{algo} {env_id}", start=start, quiet=quiet)
     t0 = time.time()
     try:
+        extra = {}
+        if algo in ("dqn", "sac", "td3"):  # off-policy: say how much memory the replay buffer takes
+            from ..algos.offpolicy import describe_buffer
+
+            extra["on_start"] = lambda s: console.print(describe_buffer(s))
         agent = module(algo).train(env_id, cfg, total_steps=total_steps, seed=seed, device=device,
                                    logger=Tee(logger, progress), checkpoint_dir=run_dir / "checkpoints",
-                                   checkpoint_every=checkpoint_every, resume_from=resume_from)
+                                   checkpoint_every=checkpoint_every, resume_from=resume_from, **extra)
     except NonFiniteError as exc:
         progress.close()
         logger.close(f"{algo} {env_id}")

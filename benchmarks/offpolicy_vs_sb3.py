@@ -1,0 +1,164 @@
+"""rlworks vs Stable-Baselines3, off-policy: DQN on CartPole-v1 and SAC on Pendulum-v1 with the RL Zoo's
+hyperparameters, side by side in one run (fresh subprocess per run, alternating A B A B).
+
+    python benchmarks/offpolicy_vs_sb3.py --algo dqn|sac [--seeds 3] [--total-steps N] [--threads 1]
+                                          [--eval-every K] [--threshold T] [--config zoo|best]
+
+Prints per-run figures and the medians, with the ratio rlworks / SB3 for training speed (DQN: env steps
+per second; SAC: gradient updates per second; evaluation time excluded) and the seconds to the first
+deterministic 10-episode evaluation at or above the threshold. ``--lib`` runs one side only (a child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ZOO = {  # rl-baselines3-zoo hyperparams/dqn.yml (CartPole-v1) and sac.yml (Pendulum-v1)
+    "dqn": ("CartPole-v1", dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
+                                gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
+                                exploration_fraction=0.16, exploration_final_eps=0.04), [256, 256]),
+    "sac": ("Pendulum-v1", dict(learning_rate=1e-3), [256, 256]),
+}
+DEFAULTS = {"dqn": (50_000, 2000, 475.0), "sac": (20_000, 1000, -200.0)}
+
+
+class Clock:
+    """Training time = wall time minus the time spent in evaluations."""
+
+    def __init__(self) -> None:
+        self.t0, self.excluded = time.perf_counter(), 0.0
+        self.first_hit: tuple[int, float] | None = None
+        self.evals: list[tuple[int, float]] = []
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.excluded
+
+    def evaluate(self, step: int, act, env_id: str, threshold: float) -> None:
+        import gymnasium as gym
+        import numpy as np
+
+        t = time.perf_counter()
+        env = gym.make(env_id)
+        rets = []
+        for ep in range(10):
+            obs, _ = env.reset(seed=10_000 + ep)
+            done, total = False, 0.0
+            while not done:
+                obs, r, term, trunc, _ = env.step(act(np.asarray(obs)))
+                total += float(r)
+                done = term or trunc
+            rets.append(total)
+        mean = float(np.mean(rets))
+        self.evals.append((step, mean))
+        if self.first_hit is None and mean >= threshold:
+            self.first_hit = (step, t - self.t0 - self.excluded)  # training seconds when the eval began
+        self.excluded += time.perf_counter() - t
+
+
+def child(a) -> dict:
+    import torch
+
+    torch.set_num_threads(a.threads)
+    env_id, hp, arch = ZOO[a.algo]
+    clock = Clock()
+    if a.lib == "rlworks":
+        from rlworks.algos import dqn, sac
+
+        mod = dqn if a.algo == "dqn" else sac
+        if a.config == "best":  # rlworks' own preset for the env
+            from rlworks.config import PRESET_DIR, from_dict, load_toml
+
+            table = load_toml(PRESET_DIR / f"{a.algo}.toml")[env_id]
+            cfg = from_dict(mod.CONFIG, {k: v for k, v in table.items() if k not in ("env", "total_steps")})
+        else:
+            cfg = mod.CONFIG(**hp, hidden=tuple(arch))
+        holder = {}
+
+        def callback(s) -> bool:
+            holder["s"] = s
+            if a.eval_every and s.global_step % a.eval_every == 0:
+                agent = s.agent()
+                clock.evaluate(s.global_step, lambda o: agent.act(o), env_id, a.threshold)
+            return False
+
+        clock.t0 = time.perf_counter()
+        agent = mod.train(env_id, cfg, total_steps=a.total_steps, seed=a.seed, callback=callback)
+        seconds, updates = clock.train_seconds(), agent.meta["n_updates"]
+    else:
+        from stable_baselines3 import DQN, SAC
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        cls = DQN if a.algo == "dqn" else SAC
+
+        class CB(BaseCallback):
+            def _on_step(self) -> bool:
+                if a.eval_every and self.num_timesteps % a.eval_every == 0:
+                    m = self.model
+                    clock.evaluate(self.num_timesteps, lambda o: m.predict(o, deterministic=True)[0], env_id,
+                                   a.threshold)
+                return True
+
+        model = cls("MlpPolicy", env_id, seed=a.seed, device="cpu", policy_kwargs=dict(net_arch=arch), **hp)
+        clock.t0 = time.perf_counter()
+        model.learn(a.total_steps, callback=CB())
+        seconds, updates = clock.train_seconds(), int(model._n_updates)
+    return {"lib": a.lib, "algo": a.algo, "seed": a.seed, "steps": a.total_steps, "train_seconds": seconds,
+            "steps_per_s": a.total_steps / seconds, "updates": updates, "updates_per_s": updates / seconds,
+            "first_hit": clock.first_hit, "final_eval": clock.evals[-1][1] if clock.evals else None,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--algo", choices=("dqn", "sac"), default="dqn")
+    p.add_argument("--lib", choices=("both", "rlworks", "sb3"), default="both")
+    p.add_argument("--config", choices=("zoo", "best"), default="zoo")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--total-steps", type=int)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--threshold", type=float)
+    a = p.parse_args()
+    steps, every, thr = DEFAULTS[a.algo]
+    a.total_steps = a.total_steps or steps
+    a.eval_every = every if a.eval_every is None else a.eval_every
+    a.threshold = thr if a.threshold is None else a.threshold
+    if a.lib != "both":
+        print(json.dumps(child(a)))
+        return 0
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
+    rows = []
+    for seed in range(a.seeds):
+        for lib in ("rlworks", "sb3"):
+            cmd = [sys.executable, __file__, "--algo", a.algo, "--lib", lib, "--seed", str(seed), "--config",
+                   a.config if lib == "rlworks" else "zoo", "--total-steps", str(a.total_steps), "--threads",
+                   str(a.threads), "--eval-every", str(a.eval_every), "--threshold", str(a.threshold)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if out.returncode:
+                print(out.stderr[-2000:], file=sys.stderr)
+                return 1
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    key = "steps_per_s" if a.algo == "dqn" else "updates_per_s"
+    med = {lib: statistics.median(r[key] for r in rows if r["lib"] == lib) for lib in ("rlworks", "sb3")}
+    print(f"{a.algo} {ZOO[a.algo][0]} ({a.config} vs zoo), {a.seeds} seeds, {a.threads} thread(s): "
+          f"{key} median rlworks {med['rlworks']:.1f}, sb3 {med['sb3']:.1f}, ratio {med['rlworks'] / med['sb3']:.2f}")
+    for lib in ("rlworks", "sb3"):
+        hits = [r["first_hit"][1] for r in rows if r["lib"] == lib and r["first_hit"]]
+        rss = statistics.median(r["peak_rss_mb"] for r in rows if r["lib"] == lib)
+        print(f"  {lib}: seconds to >= {a.threshold}: {['%.1f' % h for h in hits]} "
+              f"({len(hits)}/{a.seeds} reached); peak RSS median {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
