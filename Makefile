@@ -41,6 +41,8 @@ bench: install-dev
 	$(VENV)/bin/rlworks bench --vs sb3 --algo ppo
 	$(VENV)/bin/rlworks bench --vs sb3 --algo a2c
 	$(VENV)/bin/rlworks bench --vs sb3 --algo ppo --config best
+	$(VENV)/bin/rlworks bench --vs sb3 --algo dqn
+	$(VENV)/bin/rlworks bench --vs sb3 --algo sac
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,7 +1,11 @@
 """``rlworks bench``: rlworks vs Stable-Baselines3 on CartPole-v1, side by side in one run.
 
-    rlworks bench [--vs sb3] [--algo ppo|a2c] [--config zoo|best] [--seeds 5] [--total-steps N]
+    rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac] [--config zoo|best] [--seeds 5] [--total-steps N]
                   [--threads 1] [--markdown FILE] [--json FILE]
+    rlworks bench tabular [--repeats N] [--seeds N]     (the seed's Q-learning snippet vs rlworks)
+
+DQN (CartPole-v1) and SAC (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the same
+alternating protocol; it reports updates/s for SAC).
 
 Each (library, seed) run is a fresh subprocess of ``benchmarks/deep_vs_sb3.py`` (so peak RSS is
 per run), alternating A B A B. ``--config zoo`` gives both libraries the RL Zoo hyperparameters;
@@ -25,6 +29,7 @@ from typing import Any
 from ..config import ConfigError, suggest
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_vs_sb3.py"
+OFFPOLICY_SCRIPT = SCRIPT.with_name("offpolicy_vs_sb3.py")
 OPTIONS = {"vs": str, "algo": str, "config": str, "seeds": int, "total-steps": int, "threads": int,
            "markdown": str, "json": str, "eval-every": int, "threshold": float}
 
@@ -47,7 +52,7 @@ def _parse(argv: list[str]) -> dict[str, Any]:
         except ValueError:
             raise ConfigError(f"--{name} {val!r}: expected {OPTIONS[name].__name__}") from None
         i += 1
-    for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c")), ("config", ("zoo", "best"))):
+    for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c", "dqn", "sac")), ("config", ("zoo", "best"))):
         if out[key] not in allowed:
             raise ConfigError(f"--{key} {out[key]!r} is not one of {', '.join(allowed)}{suggest(out[key], allowed)}")
     for key in ("seeds", "total-steps", "threads", "eval-every"):
@@ -95,6 +100,21 @@ def summarize(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _offpolicy(o: dict[str, Any], argv: list[str]) -> int:
+    """DQN/SAC: hand over to the off-policy runner, which alternates the libraries itself."""
+    if not OFFPOLICY_SCRIPT.is_file():
+        raise ConfigError(f"{OFFPOLICY_SCRIPT} not found: benchmarks run from a source checkout of rlworks")
+    given = {a.lstrip("-").partition("=")[0] for a in argv if a.startswith("--")}
+    if given & {"markdown", "json", "eval-every", "threshold"}:
+        raise ConfigError("--markdown, --json, --eval-every and --threshold apply to ppo/a2c; dqn/sac print their own table")
+    cmd = [sys.executable, str(OFFPOLICY_SCRIPT), "--algo", o["algo"], "--config", o["config"],
+           "--seeds", str(o["seeds"]), "--threads", str(o["threads"])]
+    if "total-steps" in given:
+        cmd += ["--total-steps", str(o["total-steps"])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(o["threads"]), "MKL_NUM_THREADS": str(o["threads"])}
+    return subprocess.run(cmd, env=env).returncode
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -102,6 +122,8 @@ def main(argv: list[str]) -> int:
     o = _parse(argv)
     if importlib.util.find_spec("stable_baselines3") is None:
         raise ConfigError("stable-baselines3 is not installed: pip install 'rlworks[bench]'")
+    if o["algo"] in ("dqn", "sac"):
+        return _offpolicy(o, argv)
     if not SCRIPT.is_file():
         raise ConfigError(f"{SCRIPT} not found: benchmarks run from a source checkout of rlworks")
     from rich.console import Console
