@@ -42,6 +42,8 @@ def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> No
     (["train", "ppo", "--env", "CartPole-v1", "--seed", "-3"], ["--seed -3", "out of range"]),
     (["train", "ppo", "--env", "CartPole-v1", "--hidden", "64,x"], ["--hidden", "expected"]),
     (["train", "reinforce", "--env", "CartPole-v1", "--n-envs", "0"], ["n_envs=0", "out of range"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--use-sde"], ["use_sde=True", "continuous", "CartPole-v1"]),
+    (["train", "ppo", "--env", "Pendulum-v1", "--sde-sample-freq", "-1"], ["sde_sample_freq=-1", "out of range"]),
 ])
 def test_bad_train_input(args, needles):
     assert_one_line_error(cli(*args), *needles)

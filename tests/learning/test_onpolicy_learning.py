@@ -42,6 +42,14 @@ def test_ppo_pendulum_continuous_actions_improve():
     assert agent.evaluate(5, seed=0).mean_return >= -900
 
 
+def test_ppo_pendulum_preset_gsde_improves_clearly_within_100k():
+    # the Pendulum-v1 preset (gSDE, Raffin et al. 2021; lr 3e-4 decayed over the 100k); ~30 s on one thread.
+    # Measured: seed 0 −164.9 (seed 1 −267.0); a random policy scores about −1200
+    agent = algos.train("ppo", "Pendulum-v1", total_steps=100_000, seed=0)
+    assert agent.model.sde
+    assert agent.evaluate(10, seed=0).mean_return >= -400
+
+
 @pytest.mark.slow
 def test_ppo_cartpole_500_within_100k_median_of_5():
     scores = [algos.train("ppo", "CartPole-v1", total_steps=100_000, seed=s).evaluate(10, seed=0).mean_return
@@ -62,3 +70,11 @@ def test_reinforce_baseline_475_within_300k_in_4_of_5():
 def test_ppo_acrobot_minus_100_within_200k():
     agent = algos.train("ppo", "Acrobot-v1", total_steps=200_000, seed=0)
     assert agent.evaluate(10, seed=0).mean_return >= -100
+
+
+@pytest.mark.slow
+def test_ppo_pendulum_minus_200_within_300k_median_of_5():
+    # issue 4; the preset uses gSDE (Raffin et al. 2021). measured −147 −271 −166 −165 −150 (docs/benchmarks.md)
+    scores = [algos.train("ppo", "Pendulum-v1", total_steps=300_000, seed=s).evaluate(10, seed=0).mean_return
+              for s in range(5)]
+    assert np.median(scores) >= -200, scores

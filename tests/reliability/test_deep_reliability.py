@@ -296,3 +296,22 @@ def test_resume_with_opaque_env_state_reseeds_deterministically(tmp_path):
         outs.append(agent.model.state_dict())
     for k in outs[0]:
         assert torch.equal(outs[0][k], outs[1][k]), k
+
+
+def test_ppo_gsde_resume_equals_uninterrupted_run(tmp_path):
+    """gSDE's θ_ε is drawn from the checkpointed generator at each rollout start: resume is exact."""
+    kw = dict(total_steps=1024, seed=3, n_envs=2, n_steps=64, batch_size=64, use_sde=True, sde_sample_freq=3,
+              norm_obs=True, norm_reward=True, checkpoint_every=512)
+    full = algos.train("ppo", "Pendulum-v1", checkpoint_dir=tmp_path / "full", **kw)
+    shutil.copytree(tmp_path / "full", tmp_path / "half")
+    half = algos.train("ppo", "Pendulum-v1", checkpoint_dir=tmp_path / "half", resume_from=tmp_path / "half" / "step-512",
+                       **kw)
+    again = algos.train("ppo", "Pendulum-v1", **{k: v for k, v in kw.items() if k != "checkpoint_every"})
+    assert full.model.log_std.shape == (64, 1)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, half.model.state_dict()[k]), k
+        assert torch.equal(v, again.model.state_dict()[k]), k
+    a = algos.load(tmp_path / "full")
+    obs = np.array([0.3, -0.9, 1.2], dtype=np.float32)
+    assert np.array_equal(a.act(obs), full.act(obs))  # deterministic action = the mean
+    assert a.act(obs, deterministic=False).shape == (1,)

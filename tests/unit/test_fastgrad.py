@@ -7,11 +7,13 @@ from rlworks.core import fastgrad
 from rlworks.core.nets import ActorCritic
 
 
-@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("continuous", [False, True, "sde"])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_fastgrad_matches_autograd(continuous, activation):
     torch.manual_seed(0)
-    model = ActorCritic(5, 3, continuous=continuous, activation=activation, log_std_init=-0.3).double()
+    sde = continuous == "sde"  # gSDE head (core/sde.py)
+    continuous = bool(continuous)
+    model = ActorCritic(5, 3, continuous=continuous, activation=activation, log_std_init=-0.3, sde=sde).double()
     for p in model.parameters():
         p.data.add_(torch.randn_like(p) * 0.3)
     obs = torch.randn(17, 5, dtype=torch.float64)

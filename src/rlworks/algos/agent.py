@@ -15,6 +15,7 @@ import numpy as np
 from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.evaluation import EvalResult, evaluate
 from ..core.nets import ActorCritic, NumpyActor
+from ..core.sde import EPS as SDE_EPS
 from ..core.vec import ObsNormalizer
 
 AGENT_FORMAT = "rlworks.agent/1"
@@ -24,7 +25,7 @@ def build_model(spec: dict[str, Any], net: dict[str, Any]) -> ActorCritic:
     return ActorCritic(spec["obs_dim"], spec["act_dim"], continuous=spec["action"] == "box",
                        hidden=tuple(net["hidden"]), activation=net["activation"], layer_norm=net["layer_norm"],
                        ortho_init=net.get("ortho_init", True), log_std_init=net.get("log_std_init", 0.0),
-                       critic=net["critic"])
+                       critic=net["critic"], sde=net.get("sde", False))
 
 
 class Agent:
@@ -69,7 +70,11 @@ class Agent:
                 a = (p.cumsum(-1) < self._rng.random((p.shape[0], 1))).sum(-1).clip(max=p.shape[-1] - 1)
             a = a + self.spec["act_start"]
             return int(a[0]) if single else a
-        if not deterministic:
+        if not deterministic and self.model.sde:  # gSDE marginal: N(μ, σ(s)²) (core.sde)
+            h = self._np_actor.features(x)[1]
+            std = np.sqrt((h * h) @ np.exp(2.0 * self._log_std) + SDE_EPS)
+            out = out + self._rng.standard_normal(out.shape) * std
+        elif not deterministic:
             out = out + self._rng.standard_normal(out.shape) * np.exp(self._log_std)
         a = np.clip(out, self._low, self._high).astype(np.float32)
         return a[0].reshape(self.spec["act_shape"]) if single else a.reshape((-1, *self.spec["act_shape"]))

@@ -22,6 +22,7 @@ from ..core.guards import check_module
 from ..core.logging import Logger, NullLogger
 from ..core.nets import ActorCritic, numpy_layers, numpy_mlp
 from ..core.sampler import LocalSampler
+from ..core.sde import NumpyNoise, StateDependentGaussian
 from ..core.seeding import seed_everything, spawn_seeds, torch_generator
 from ..core.vec import ObsNormalizer, RewardScaler, check_action_space, make_vec_env, space_spec
 from .agent import Agent, build_model
@@ -30,16 +31,37 @@ LIBRARY_VERSION = "0.1.0"
 
 
 class TorchPolicy:
-    """Adapts an ``ActorCritic`` to the sampler's ``Policy`` protocol (batched, no autograd)."""
+    """Adapts an ``ActorCritic`` to the sampler's ``Policy`` protocol (batched, no autograd).
+    gSDE weights θ_ε are drawn from ``generator`` at ``reset_noise`` and every ``sde_sample_freq`` steps."""
 
-    def __init__(self, model: ActorCritic, generator: torch.Generator, device: torch.device) -> None:
+    def __init__(self, model: ActorCritic, generator: torch.Generator, device: torch.device,
+                 sde_sample_freq: int = 0) -> None:
         self.model, self.generator, self.device = model, generator, device
+        self.sde_sample_freq, self.weights, self.steps = int(sde_sample_freq), None, 0
+
+    def reset_noise(self, n: int) -> None:
+        if self.model.sde:
+            with torch.inference_mode():
+                self.weights = StateDependentGaussian.sample_weights(self.model.log_std, n, self.generator)
+            self.steps = 0
 
     def step(self, obs: np.ndarray):
         with torch.inference_mode():
             x = torch.from_numpy(obs).to(self.device)
-            a, lp, v = self.model.sample(x, self.generator)
-            return a.cpu().numpy(), lp.cpu().numpy(), v.cpu().numpy()
+            if not self.model.sde:
+                a, lp, v = self.model.sample(x, self.generator)
+                return a.cpu().numpy(), lp.cpu().numpy(), v.cpu().numpy()
+            n = x.shape[0]
+            if self.weights is None or self.weights.shape[0] != n or (
+                    self.sde_sample_freq > 0 and self.steps > 0 and self.steps % self.sde_sample_freq == 0):
+                steps = self.steps
+                self.reset_noise(n)
+                self.steps = steps
+            self.steps += 1
+            mean, log_std, h = self.model.dist_params(x)
+            a = mean + StateDependentGaussian.noise(h, self.weights)
+            lp = StateDependentGaussian.log_prob(mean, log_std, h, a)
+            return a.cpu().numpy(), lp.cpu().numpy(), self.model.value(x).cpu().numpy()
 
     def values(self, obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -52,15 +74,27 @@ class NumpyPolicy:
     Acting on 8 observations costs ~20 torch ops (~100 µs of dispatch); the same maths in NumPy
     takes a fraction of that. Sampling uses its own ``numpy.random.Generator`` (checkpointed)."""
 
-    def __init__(self, model: ActorCritic, rng: np.random.Generator) -> None:
+    def __init__(self, model: ActorCritic, rng: np.random.Generator, sde_sample_freq: int = 0) -> None:
         self.model, self.rng = model, rng
         self.actor = numpy_layers(model.actor, copy=False)
         self.critic = numpy_layers(model.critic, copy=False) if model.critic is not None else None
         self.log_std = model.log_std.detach().numpy() if model.continuous else None
+        self.sde = NumpyNoise(self.log_std, sde_sample_freq, rng) if model.sde else None
+
+    def reset_noise(self, n: int) -> None:
+        if self.sde is not None:
+            self.sde.reset(n)
 
     def step(self, obs: np.ndarray):
-        out = numpy_mlp(self.actor, obs)
         n = obs.shape[0]
+        if self.sde is not None:  # gSDE (core.sde): ε(s) = z(s) θ_ε, σ(s) = sqrt(z² @ σ² + eps)
+            h = numpy_mlp(self.actor[:-1], obs)
+            out = numpy_mlp(self.actor[-1:], h)
+            eps, std = self.sde(h)
+            u = eps / std
+            logp = (-0.5 * u * u - np.log(std)).sum(-1) - 0.5 * _LOG_2PI * out.shape[-1]
+            return out + eps, logp, self.values(obs)
+        out = numpy_mlp(self.actor, obs)
         if self.log_std is None:
             z = out - out.max(-1, keepdims=True)
             e = np.exp(z)
@@ -135,6 +169,11 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
     spec = space_spec(venv.single_observation_space, venv.single_action_space)
     net = {"hidden": list(cfg.hidden), "activation": cfg.activation, "layer_norm": cfg.layer_norm,
            "ortho_init": cfg.ortho_init, "log_std_init": cfg.log_std_init, "critic": critic}
+    if getattr(cfg, "use_sde", False):
+        if spec["action"] != "box":
+            venv.close()
+            raise ConfigError(f"use_sde=True needs a continuous (Box) action space; {env_id} has discrete actions")
+        net["sde"] = True
     model = build_model(spec, net).to(dev)
     obs_norm = ObsNormalizer(spec["obs_dim"]) if cfg.norm_obs else None
     reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma) if cfg.norm_reward else None
@@ -206,7 +245,9 @@ def run(s: Session, update: UpdateFn, *, logger: Logger | None = None, checkpoin
     logger = logger or NullLogger()
     cfg = s.config
     # NumPy acting on CPU (fast for small MLPs); torch for other devices
-    policy = NumpyPolicy(s.model, s.rng) if s.device.type == "cpu" else TorchPolicy(s.model, s.generator, s.device)
+    freq = getattr(cfg, "sde_sample_freq", 0)
+    policy = (NumpyPolicy(s.model, s.rng, freq) if s.device.type == "cpu"
+              else TorchPolicy(s.model, s.generator, s.device, freq))
     end = s.total_steps if stop_at is None else min(stop_at, s.total_steps)
     train_time, last_logged = 0.0, s.global_step
     sps_steps, sps_time = 0, 0.0
@@ -214,6 +255,7 @@ def run(s: Session, update: UpdateFn, *, logger: Logger | None = None, checkpoin
         t0 = time.perf_counter()
         prev = s.global_step
         remaining = 1.0 - prev / s.total_steps  # for linear annealing (Mnih et al. 2016; Huang et al. 2022 #4)
+        policy.reset_noise(s.sampler.venv.num_envs)  # gSDE: fresh θ_ε each rollout (SB3 collect_rollouts)
         rollout = s.sampler.collect(policy, cfg.n_steps)
         metrics = update(s, rollout, remaining)
         s.iteration += 1

@@ -71,7 +71,14 @@ class PPOConfig:
     ortho_init: bool = True
     """orthogonal init, gains √2 / 0.01 (policy) / 1 (value) (Huang et al. 2022 #2)"""
     log_std_init: float = 0.0
-    """initial log standard deviation of Gaussian policies (Box actions)"""
+    """initial log standard deviation of Gaussian policies (Box actions); with use_sde, of every gSDE weight"""
+    use_sde: bool = False
+    """generalized State-Dependent Exploration for Box actions: noise z(s)·θ_ε, z = last actor hidden
+    features, θ_ε ~ N(0, σ²) learned per (feature, action) (Raffin, Kober & Stulp 2021, "Smooth
+    Exploration for Robotic Reinforcement Learning", CoRL; SB3 use_sde; core/sde.py)"""
+    sde_sample_freq: int = 4
+    """with use_sde: resample θ_ε every this many steps (and at each rollout start); 0 = only at
+    rollout start (SB3's -1). The RL Zoo uses 4 (Raffin et al. 2021 §4)"""
     adam_eps: float = 1e-5
     """Adam epsilon (Huang et al. 2022 #3: 1e-5, as in the original baselines)"""
     vec_env: str = "lean"
@@ -80,6 +87,7 @@ class PPOConfig:
     def __post_init__(self) -> None:
         for name in ("n_envs", "n_steps", "n_epochs", "batch_size"):
             check_range(name, getattr(self, name), 1)
+        check_range("sde_sample_freq", self.sde_sample_freq, 0)
         check_range("learning_rate", self.learning_rate, 0, 1, low_open=True)
         check_range("gamma", self.gamma, 0, 1)
         check_range("gae_lambda", self.gae_lambda, 0, 1)

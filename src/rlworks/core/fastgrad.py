@@ -6,8 +6,9 @@ sample, three scalars — ∂L/∂log π(a|s), ∂L/∂H(π(·|s)) and ∂L/∂V
 those from its own loss, and this module back-propagates them through the distribution and the two
 MLPs by hand (≈3× faster). ``tests/unit/test_fastgrad.py`` checks it against autograd.
 
-Supported: Linear/Tanh/ReLU stacks (no LayerNorm), Categorical and DiagGaussian heads; anything
-else falls back to autograd (``supported(model)`` is False).
+Supported: Linear/Tanh/ReLU stacks (no LayerNorm), Categorical, DiagGaussian and gSDE
+(``core.sde``, detached features) heads; anything else falls back to autograd (``supported(model)``
+is False).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from .nets import ActorCritic
+from .sde import EPS as SDE_EPS
 
 
 def supported(model: ActorCritic) -> bool:
@@ -74,7 +76,16 @@ def forward(model: ActorCritic, obs: torch.Tensor, actions: torch.Tensor, entrop
         f.values = v.squeeze(-1)
     else:
         f.v_acts, f.values = None, torch.zeros(obs.shape[0], dtype=obs.dtype, device=obs.device)
-    if model.continuous:
+    if model.sde:  # σ(s) = sqrt(z² @ σ² + eps), z = last hidden features (detached)
+        z2 = f.acts[-2] * f.acts[-2]  # (B, F)
+        var_w = torch.exp(2.0 * model.log_std)  # (F, d)
+        std = torch.sqrt(z2.mm(var_w) + SDE_EPS)  # (B, d)
+        u = (actions - f.out) / std
+        log_s = torch.log(std)
+        f.logprobs = (-0.5 * u * u - log_s).sum(-1) - 0.5 * 1.8378770664093453 * u.shape[-1]
+        f.entropy = (log_s + 0.5 * (1.0 + 1.8378770664093453)).sum(-1)
+        f.aux = (u, std, z2, var_w)
+    elif model.continuous:
         log_std = model.log_std
         inv_std = torch.exp(-log_std)
         z = (actions - f.out) * inv_std  # (B, d)
@@ -94,7 +105,14 @@ def forward(model: ActorCritic, obs: torch.Tensor, actions: torch.Tensor, entrop
 def backward(model: ActorCritic, f: Forward, g_logp: torch.Tensor, g_ent: torch.Tensor | float,
              g_value: torch.Tensor | None) -> None:
     """Accumulate parameter gradients of L given ∂L/∂log π (B,), ∂L/∂H (B,) or scalar, ∂L/∂V (B,)."""
-    if model.continuous:
+    if model.sde:
+        u, std, z2, var_w = f.aux
+        g_out = g_logp.unsqueeze(-1) * u / std  # ∂log π/∂μ = u/σ(s)
+        # ∂log π/∂σ(s) = (u² − 1)/σ(s), ∂H/∂σ(s) = 1/σ(s); ∂σ(s)_k/∂log σ_jk = z_j² σ_jk² / σ(s)_k
+        g_ent_col = g_ent.unsqueeze(-1) if torch.is_tensor(g_ent) else g_ent
+        g_std = (g_logp.unsqueeze(-1) * (u * u - 1.0) + g_ent_col) / (std * std)
+        _accumulate(model.log_std, z2.t().mm(g_std) * var_w)
+    elif model.continuous:
         z, inv_std = f.aux
         g_out = g_logp.unsqueeze(-1) * z * inv_std  # ∂log π/∂μ = z/σ
         g_ent_sum = g_ent.sum() if torch.is_tensor(g_ent) else g_ent * z.shape[0]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .distributions import Categorical, DiagGaussian
+from .sde import StateDependentGaussian
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -54,7 +55,8 @@ class ActorCritic(nn.Module):
     """Separate actor and critic MLPs (no shared trunk, as SB3's MlpPolicy and CleanRL's ppo.py).
 
     Discrete actions: the actor outputs logits. Continuous: it outputs the mean and ``log_std`` is a
-    free parameter vector. ``critic`` is ``None`` when the algorithm has no value function.
+    free parameter vector, or with ``sde`` a (last hidden size, act_dim) matrix of gSDE noise scales
+    (``core.sde``). ``critic`` is ``None`` when the algorithm has no value function.
     """
 
     def __init__(
@@ -69,18 +71,32 @@ class ActorCritic(nn.Module):
         ortho_init: bool = True,
         log_std_init: float = 0.0,
         critic: bool = True,
+        sde: bool = False,
     ) -> None:
         super().__init__()
-        self.continuous = continuous
-        self.dist = DiagGaussian if continuous else Categorical
+        if sde and not continuous:
+            raise ValueError("gSDE (sde=True) needs continuous actions")
+        self.continuous, self.sde = continuous, sde
+        self.dist = StateDependentGaussian if sde else DiagGaussian if continuous else Categorical
         kw = dict(activation=activation, layer_norm=layer_norm, ortho_init=ortho_init)
         self.actor = mlp(obs_dim, hidden, act_dim, out_gain=0.01, **kw)
         self.critic = mlp(obs_dim, hidden, 1, out_gain=1.0, **kw) if critic else None
         if continuous:
-            self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+            shape = (int(hidden[-1]), act_dim) if sde else (act_dim,)  # gSDE: σ per (feature, action)
+            self.log_std = nn.Parameter(torch.full(shape, float(log_std_init)))
 
-    # -- distribution helpers: the same call works for both action kinds --------------------------
+    def actor_features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actor output, last hidden features) — the features drive gSDE's noise."""
+        h = obs
+        for layer in self.actor[:-1]:
+            h = layer(h)
+        return self.actor[-1](h), h
+
+    # -- distribution helpers: the same call works for every action kind ---------------------------
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.sde:  # features detached: SB3's default learn_features=False (Raffin et al. 2021)
+            out, h = self.actor_features(obs)
+            return out, self.log_std, h.detach()
         out = self.actor(obs)
         return (out, self.log_std) if self.continuous else (out,)
 
@@ -151,3 +167,8 @@ class NumpyActor:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return numpy_mlp(self.ops, x)
+
+    def features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(output, last hidden features), for gSDE."""
+        h = numpy_mlp(self.ops[:-1], x)
+        return numpy_mlp(self.ops[-1:], h.copy()), h
