@@ -16,7 +16,7 @@ import json
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 
@@ -53,12 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {rest[i].lstrip("-").replace("-", "_"): _value(rest[i + 1]) for i in range(0, len(rest), 2)}
     seeds = [int(s) for s in args.seeds.split(",")]
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    rows = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(_one, args.algo, args.env, args.total_steps, s, overrides) for s in seeds]
-        rows = [f.result() for f in futures]
-    for r in rows:
-        print(f"seed {r['seed']}: {r['mean_return']:9.1f} ± {r['std_return']:6.1f}   "
-              f"(training {r['train_seconds']:.0f} s)", flush=True)
+        for f in as_completed(futures):  # report each seed as it finishes: long runs show progress
+            r = f.result()
+            rows.append(r)
+            print(f"seed {r['seed']}: {r['mean_return']:9.1f} ± {r['std_return']:6.1f}   "
+                  f"(training {r['train_seconds']:.0f} s)", flush=True)
+    rows.sort(key=lambda r: r["seed"])
     median = statistics.median(r["mean_return"] for r in rows)
     print(f"{args.algo} {args.env} @ {args.total_steps:,} steps, overrides {overrides or 'none'}: "
           f"median of {len(rows)} seeds = {median:.1f}")
