@@ -21,6 +21,8 @@ class _Base:
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float) -> None:
         self.params = [p for p in params]
         self.param_groups = [{"lr": float(lr)}]
+        #: per-parameter state tensors by name; each optimizer fills it in its constructor
+        self.buffers: dict[str, list[torch.Tensor]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -30,18 +32,15 @@ class _Base:
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"{name}/{i}": t for name, ts in self._state().items() for i, t in enumerate(ts)}
+        return {f"{name}/{i}": t for name, ts in self.buffers.items() for i, t in enumerate(ts)}
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
-        for name, ts in self._state().items():
+        for name, ts in self.buffers.items():
             for i, t in enumerate(ts):
                 key = f"{name}/{i}"
                 if key not in tensors:
                     raise KeyError(f"optimizer state {key!r} missing")
                 t.copy_(tensors[key])
-
-    def _state(self) -> dict[str, list[torch.Tensor]]:
-        raise NotImplementedError
 
 
 class Adam(_Base):
@@ -53,9 +52,7 @@ class Adam(_Base):
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
-
-    def _state(self):
-        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.steps}
+        self.buffers = {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.steps}
 
     @torch.no_grad()
     def step(self) -> None:
@@ -72,9 +69,7 @@ class RMSprop(_Base):
         super().__init__(params, lr)
         self.alpha, self.eps = alpha, eps
         self.square_avg = [torch.zeros_like(p) for p in self.params]
-
-    def _state(self):
-        return {"square_avg": self.square_avg}
+        self.buffers = {"square_avg": self.square_avg}
 
     @torch.no_grad()
     def step(self) -> None:
