@@ -92,7 +92,7 @@ def run_rlworks(args, clock: Clock) -> tuple[int, float]:
         return False
 
     agent = algos.train(args.algo, "CartPole-v1", total_steps=args.total_steps, seed=args.seed, callback=callback,
-                        log_every=10**12, **agent_kw)
+                        log_every=10**12, device=args.device, **agent_kw)
     train_s = clock.train_seconds()
     return agent.meta["global_step"], train_s, eval_episodes(agent.act, args.eval_episodes, 20_000)
 
@@ -120,10 +120,10 @@ def run_sb3(args, clock: Clock) -> tuple[int, float]:
         lin = lambda v: (lambda p: p * v)  # noqa: E731  RL Zoo's lin_<v>
         model = PPO("MlpPolicy", env, n_steps=z["n_steps"], batch_size=z["batch_size"], n_epochs=z["n_epochs"],
                     gae_lambda=z["gae_lambda"], gamma=z["gamma"], learning_rate=lin(z["learning_rate"]),
-                    ent_coef=z["ent_coef"], clip_range=lin(z["clip"]), seed=args.seed, device="cpu", verbose=0)
+                    ent_coef=z["ent_coef"], clip_range=lin(z["clip"]), seed=args.seed, device=args.device, verbose=0)
     else:
         model = A2C("MlpPolicy", env, n_steps=z["n_steps"], gamma=z["gamma"], gae_lambda=z["gae_lambda"],
-                    learning_rate=z["learning_rate"], ent_coef=z["ent_coef"], seed=args.seed, device="cpu", verbose=0)
+                    learning_rate=z["learning_rate"], ent_coef=z["ent_coef"], seed=args.seed, device=args.device, verbose=0)
     model.learn(args.total_steps, callback=Eval())
     train_s = clock.train_seconds()
     return model.num_timesteps, train_s, eval_episodes(lambda o: model.predict(o, deterministic=True)[0],
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=2_000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="torch device for the library under test (cpu, cuda)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     import gymnasium  # noqa: F401  (imports outside the timed region, for both libraries)
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     hit = clock.first_hit
     print(json.dumps({
         "lib": args.lib, "algo": args.algo, "config": args.config, "seed": args.seed, "threads": args.threads,
+        "device": args.device,
         "steps": steps, "train_seconds": train_s, "sps": steps / train_s,
         "steps_to_threshold": hit[0] if hit else None, "seconds_to_threshold": hit[1] if hit else None,
         "final_eval": final, "eval_seconds": clock.eval_time,

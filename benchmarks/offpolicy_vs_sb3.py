@@ -3,6 +3,7 @@ hyperparameters, side by side in one run (fresh subprocess per run, alternating 
 
     python benchmarks/offpolicy_vs_sb3.py --algo dqn|sac [--seeds 3] [--total-steps N] [--threads 1]
                                           [--eval-every K] [--threshold T] [--config zoo|best]
+                                          [--device cpu|cuda]
 
 Prints per-run figures and the medians, with the ratio rlworks / SB3 for training speed (DQN: env steps
 per second; SAC: gradient updates per second; evaluation time excluded) and the seconds to the first
@@ -89,7 +90,7 @@ def child(a) -> dict:
             return False
 
         clock.t0 = time.perf_counter()
-        agent = mod.train(env_id, cfg, total_steps=a.total_steps, seed=a.seed, callback=callback)
+        agent = mod.train(env_id, cfg, total_steps=a.total_steps, seed=a.seed, device=a.device, callback=callback)
         seconds, updates = clock.train_seconds(), agent.meta["n_updates"]
     else:
         from stable_baselines3 import DQN, SAC
@@ -105,11 +106,11 @@ def child(a) -> dict:
                                    a.threshold)
                 return True
 
-        model = cls("MlpPolicy", env_id, seed=a.seed, device="cpu", policy_kwargs=dict(net_arch=arch), **hp)
+        model = cls("MlpPolicy", env_id, seed=a.seed, device=a.device, policy_kwargs=dict(net_arch=arch), **hp)
         clock.t0 = time.perf_counter()
         model.learn(a.total_steps, callback=CB())
         seconds, updates = clock.train_seconds(), int(model._n_updates)
-    return {"lib": a.lib, "algo": a.algo, "seed": a.seed, "steps": a.total_steps, "train_seconds": seconds,
+    return {"lib": a.lib, "algo": a.algo, "device": a.device, "seed": a.seed, "steps": a.total_steps, "train_seconds": seconds,
             "steps_per_s": a.total_steps / seconds, "updates": updates, "updates_per_s": updates / seconds,
             "first_hit": clock.first_hit, "final_eval": clock.evals[-1][1] if clock.evals else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -126,6 +127,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--threshold", type=float)
+    p.add_argument("--device", default="cpu", help="torch device for both libraries (cpu, cuda)")
     a = p.parse_args()
     steps, every, thr = DEFAULTS[a.algo]
     a.total_steps = a.total_steps or steps
@@ -140,7 +142,7 @@ def main() -> int:
         for lib in ("rlworks", "sb3"):
             cmd = [sys.executable, __file__, "--algo", a.algo, "--lib", lib, "--seed", str(seed), "--config",
                    a.config if lib == "rlworks" else "zoo", "--total-steps", str(a.total_steps), "--threads",
-                   str(a.threads), "--eval-every", str(a.eval_every), "--threshold", str(a.threshold)]
+                   str(a.threads), "--eval-every", str(a.eval_every), "--threshold", str(a.threshold), "--device", a.device]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)
@@ -150,7 +152,7 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     key = "steps_per_s" if a.algo == "dqn" else "updates_per_s"
     med = {lib: statistics.median(r[key] for r in rows if r["lib"] == lib) for lib in ("rlworks", "sb3")}
-    print(f"{a.algo} {ZOO[a.algo][0]} ({a.config} vs zoo), {a.seeds} seeds, {a.threads} thread(s): "
+    print(f"{a.algo} {ZOO[a.algo][0]} ({a.config} vs zoo), {a.seeds} seeds, {a.threads} thread(s), {a.device}: "
           f"{key} median rlworks {med['rlworks']:.1f}, sb3 {med['sb3']:.1f}, ratio {med['rlworks'] / med['sb3']:.2f}")
     for lib in ("rlworks", "sb3"):
         hits = [r["first_hit"][1] for r in rows if r["lib"] == lib and r["first_hit"]]

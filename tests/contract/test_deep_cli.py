@@ -49,6 +49,16 @@ def test_bad_train_input(args, needles):
     assert_one_line_error(cli(*args), *needles)
 
 
+@pytest.mark.parametrize("args,needles", [
+    (["bench", "--device", "gpu"], ["--device 'gpu'", "cuda"]),
+    (["bench", "--algo", "ppx"], ["--algo 'ppx'", "did you mean 'ppo'"]),
+    (["bench", "--seeds", "0"], ["--seeds 0", "out of range"]),
+    (["bench", "--sedes", "3"], ["--sedes", "did you mean"]),
+])
+def test_bad_bench_input(args, needles):
+    assert_one_line_error(cli(*args), *needles)
+
+
 UNSUPPORTED = """
 import sys, gymnasium as gym
 class MultiBinaryActions(gym.Env):

@@ -1,7 +1,7 @@
 """``rlworks bench``: rlworks vs Stable-Baselines3 on CartPole-v1, side by side in one run.
 
     rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac] [--config zoo|best] [--seeds 5] [--total-steps N]
-                  [--threads 1] [--markdown FILE] [--json FILE]
+                  [--threads 1] [--device cpu|cuda] [--markdown FILE] [--json FILE]
     rlworks bench tabular [--repeats N] [--seeds N]     (the seed's Q-learning snippet vs rlworks)
 
 DQN (CartPole-v1) and SAC (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the same
@@ -31,12 +31,12 @@ from ..config import ConfigError, suggest
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_vs_sb3.py"
 OFFPOLICY_SCRIPT = SCRIPT.with_name("offpolicy_vs_sb3.py")
 OPTIONS = {"vs": str, "algo": str, "config": str, "seeds": int, "total-steps": int, "threads": int,
-           "markdown": str, "json": str, "eval-every": int, "threshold": float}
+           "markdown": str, "json": str, "eval-every": int, "threshold": float, "device": str}
 
 
 def _parse(argv: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"vs": "sb3", "algo": "ppo", "config": "zoo", "seeds": 5, "total-steps": 50_000,
-                           "threads": 1, "eval-every": 2000, "threshold": 475.0}
+                           "threads": 1, "eval-every": 2000, "threshold": 475.0, "device": "cpu"}
     i = 0
     while i < len(argv):
         name, eq, val = argv[i].lstrip("-").partition("=")
@@ -55,6 +55,8 @@ def _parse(argv: list[str]) -> dict[str, Any]:
     for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c", "dqn", "sac")), ("config", ("zoo", "best"))):
         if out[key] not in allowed:
             raise ConfigError(f"--{key} {out[key]!r} is not one of {', '.join(allowed)}{suggest(out[key], allowed)}")
+    if out["device"] not in ("cpu", "cuda") and not out["device"].startswith("cuda:"):
+        raise ConfigError(f"--device {out['device']!r} is not one of cpu, cuda{suggest(out['device'], ['cpu', 'cuda'])}")
     for key in ("seeds", "total-steps", "threads", "eval-every"):
         if out[key] < 1:
             raise ConfigError(f"--{key} {out[key]} is out of range: allowed [1, inf)")
@@ -65,7 +67,7 @@ def _run(lib: str, seed: int, o: dict[str, Any]) -> dict[str, Any]:
     config = "zoo" if lib == "sb3" else o["config"]
     cmd = [sys.executable, str(SCRIPT), "--lib", lib, "--algo", o["algo"], "--config", config, "--seed", str(seed),
            "--total-steps", str(o["total-steps"]), "--threads", str(o["threads"]), "--eval-every", str(o["eval-every"]),
-           "--threshold", str(o["threshold"])]
+           "--threshold", str(o["threshold"]), "--device", o["device"]]
     env = {**os.environ, "OMP_NUM_THREADS": str(o["threads"]), "MKL_NUM_THREADS": str(o["threads"])}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -108,7 +110,7 @@ def _offpolicy(o: dict[str, Any], argv: list[str]) -> int:
     if given & {"markdown", "json", "eval-every", "threshold"}:
         raise ConfigError("--markdown, --json, --eval-every and --threshold apply to ppo/a2c; dqn/sac print their own table")
     cmd = [sys.executable, str(OFFPOLICY_SCRIPT), "--algo", o["algo"], "--config", o["config"],
-           "--seeds", str(o["seeds"]), "--threads", str(o["threads"])]
+           "--seeds", str(o["seeds"]), "--threads", str(o["threads"]), "--device", o["device"]]
     if "total-steps" in given:
         cmd += ["--total-steps", str(o["total-steps"])]
     env = {**os.environ, "OMP_NUM_THREADS": str(o["threads"]), "MKL_NUM_THREADS": str(o["threads"])}
@@ -145,7 +147,7 @@ def main(argv: list[str]) -> int:
     import gymnasium
 
     title = (f"{o['algo'].upper()} CartPole-v1, rlworks {'RL Zoo hyperparameters' if o['config'] == 'zoo' else 'own preset'}"
-             f" vs SB3 RL Zoo; {o['seeds']} seeds, {o['total-steps']:,} steps, torch threads {o['threads']}")
+             f" vs SB3 RL Zoo; {o['seeds']} seeds, {o['total-steps']:,} steps, torch threads {o['threads']}, {o['device']}")
     table = Table(title=title)
     for col in ("figure (median)", "rlworks", "SB3", "rlworks / SB3"):
         table.add_column(col)
