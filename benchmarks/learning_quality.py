@@ -2,11 +2,14 @@
 env's preset, evaluate each final agent deterministically, print per-seed returns and the median.
 
     python benchmarks/learning_quality.py --algo ppo --env LunarLander-v3 --total-steps 1000000 \
-        --seeds 0,1,2,3,4 [--workers 2] [--json out.json] [--field value ...]
+        --seeds 0,1,2,3,4 [--workers 2] [--json out.json] [--png curves.png [--target 200]]
+        [--field value ...]
 
 Each seed runs in its own process (``--workers`` at a time, one torch thread each). The evaluation
 is ``agent.evaluate(10, seed=10_000 + seed)``: 10 deterministic episodes on seeds the training
-never used. Training time and evaluation are reported separately.
+never used. Training time and evaluation are reported separately. Each seed's training curve (the
+mean return of recent training episodes, as logged) is kept in the JSON; ``--png`` draws them all,
+with ``--target`` as a dashed line.
 """
 
 from __future__ import annotations
@@ -20,19 +23,57 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 
+class _Curve:
+    """A logger keeping (step, mean return of recent training episodes)."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, float]] = []
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        r = metrics.get("charts/episodic_return")
+        if r is not None and r == r:  # not NaN: at least one episode has finished
+            self.points.append((int(step), round(float(r), 2)))
+
+
 def _one(algo: str, env_id: str, total_steps: int, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
     import rlworks
 
+    curve = _Curve()
     t0 = time.perf_counter()
-    agent = rlworks.train(algo, env_id, total_steps=total_steps, seed=seed, **overrides)
+    agent = rlworks.train(algo, env_id, total_steps=total_steps, seed=seed, logger=curve, **overrides)
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     ev = agent.evaluate(10, seed=10_000 + seed)
     return {"seed": seed, "mean_return": float(ev.mean_return), "std_return": float(ev.std_return),
-            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1}
+            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1, "curve": curve.points}
+
+
+def plot(path: str, title: str, rows: list[dict[str, Any]], target: float | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    for r in rows:
+        if r.get("curve"):
+            steps, rets = zip(*r["curve"])
+            ax.plot(steps, rets, lw=1.2, label=f"seed {r['seed']} (eval {r['mean_return']:.0f})")
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("training episode return (recent mean)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _value(text: str) -> Any:
+    if "," in text:  # a list, e.g. --hidden 256,256
+        return tuple(_value(t) for t in text.split(",") if t)
     for cast in (int, float):
         try:
             return cast(text)
@@ -48,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--total-steps", type=int, required=True)
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--json", help="write the per-seed results here")
+    p.add_argument("--json", help="write the per-seed results (and training curves) here")
+    p.add_argument("--png", help="draw every seed's training curve here")
+    p.add_argument("--target", type=float, help="a dashed reference line on the PNG (e.g. the RL Zoo's figure)")
     args, rest = p.parse_known_args(argv)
     overrides = {rest[i].lstrip("-").replace("-", "_"): _value(rest[i + 1]) for i in range(0, len(rest), 2)}
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -68,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"algo": args.algo, "env": args.env, "total_steps": args.total_steps, "overrides": overrides,
-                       "started": started, "median": median, "seeds": rows}, fh, indent=2)
+                       "started": started, "median": median, "seeds": rows}, fh, indent=1)
+    if args.png:
+        plot(args.png, f"{args.algo.upper()} {args.env}, {len(rows)} seeds, median eval {median:.1f}", rows, args.target)
     return 0
 
 

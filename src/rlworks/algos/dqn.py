@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, check_choice, check_range
+from ..core import fastgrad
 from ..core.logging import Logger
 from ..core.nets import ACTIVATIONS, NumpyActor, mlp
 from . import offpolicy
@@ -183,13 +184,13 @@ def q_loss_and_grad(net: QNetwork, obs: torch.Tensor, actions: torch.Tensor, tar
     with torch.no_grad():
         if net.dueling:
             trunk = [*net.trunk[0], net.trunk[1]]
-            acts = offpolicy.mlp_forward(trunk, obs)
+            acts = fastgrad.mlp_forward(trunk, obs)
             h = acts[-1]
             adv = torch.addmm(net.advantage.bias, h, net.advantage.weight.t())
             val = torch.addmm(net.value.bias, h, net.value.weight.t())
             q = val + adv - adv.mean(-1, keepdim=True)
         else:
-            acts = offpolicy.mlp_forward(list(net.q), obs)
+            acts = fastgrad.mlp_forward(list(net.q), obs)
             q = acts[-1]
         idx = actions.unsqueeze(-1)
         q_taken = q.gather(-1, idx).squeeze(-1)
@@ -205,9 +206,9 @@ def q_loss_and_grad(net: QNetwork, obs: torch.Tensor, actions: torch.Tensor, tar
             g_val = g_q.sum(-1, keepdim=True)
             net.advantage.weight.grad, net.advantage.bias.grad = g_adv.t().mm(h), g_adv.sum(0)
             net.value.weight.grad, net.value.bias.grad = g_val.t().mm(h), g_val.sum(0)
-            offpolicy.mlp_backward(trunk, acts, g_adv.mm(net.advantage.weight) + g_val.mm(net.value.weight))
+            fastgrad.mlp_backward(trunk, acts, g_adv.mm(net.advantage.weight) + g_val.mm(net.value.weight))
         else:
-            offpolicy.mlp_backward(list(net.q), acts, g_q)
+            fastgrad.mlp_backward(list(net.q), acts, g_q)
     return loss, q_taken
 
 

@@ -66,40 +66,6 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.to(device, torch.float32) if t.dtype != torch.float32 else t.to(device)
 
 
-def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool) -> torch.Tensor:
-    """∂L/∂pre-activation from ∂L/∂out and the activation's output, as the single kernels autograd
-    uses (``g * (out > 0)`` would also convert the mask to float: two extra passes over the tensor)."""
-    if relu:
-        return torch.ops.aten.threshold_backward(g, out, 0)
-    return torch.ops.aten.tanh_backward(g, out)
-
-
-def mlp_forward(layers: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
-    """Input and every layer's output of a Linear/ReLU/Tanh stack (no autograd), for ``mlp_backward``."""
-    acts = [x]
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            x = torch.addmm(layer.bias, x, layer.weight.t())
-        else:
-            x = torch.relu(x) if isinstance(layer, nn.ReLU) else torch.tanh(x)
-        acts.append(x)
-    return acts
-
-
-def mlp_backward(layers: list[nn.Module], acts: list[torch.Tensor], g: torch.Tensor) -> None:
-    """Back-propagate ``g`` = ∂L/∂output through the stack by hand, *setting* each parameter's ``.grad``.
-    For these small MLPs autograd's bookkeeping costs about as much as the arithmetic."""
-    for i in range(len(layers) - 1, -1, -1):
-        layer = layers[i]
-        if isinstance(layer, nn.Linear):
-            layer.weight.grad = g.t().mm(acts[i])
-            layer.bias.grad = g.sum(0)
-            if i > 0:
-                g = g.mm(layer.weight)
-        else:
-            g = activation_backward(g, acts[i + 1], isinstance(layer, nn.ReLU))
-
-
 def tensor_batch(b: ReplayBatch, device: torch.device) -> dict[str, torch.Tensor]:
     """A sampled ``Batch`` as tensors (one ``from_numpy`` per field, no copies on CPU)."""
     return {"obs": to_tensor(b.obs, device), "actions": torch.from_numpy(b.actions).to(device),

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, check_choice, check_range
+from ..core import fastgrad
 from ..core.logging import Logger
 from ..core.nets import ACTIVATIONS, mlp
 from . import offpolicy
@@ -130,23 +131,41 @@ class TwinQ(nn.Module):
             acts.append(x)
         return x.squeeze(-1), acts
 
-    def backward(self, acts: list[torch.Tensor], g_q: torch.Tensor, *, params: bool = True,
-                 input_from: int | None = None) -> torch.Tensor | None:
-        """Back-propagate ∂L/∂Q (n, B) by hand: with ``params`` set every weight's ``.grad``; with
-        ``input_from`` return ∂L/∂input[:, input_from:] (the action columns) summed over the critics."""
+    def backward(self, acts: list[torch.Tensor], g_q: torch.Tensor) -> None:
+        """Back-propagate ∂L/∂Q (n, B) by hand, setting every weight's and bias's ``.grad``."""
+        relu = self.act_fn is torch.relu
         g = g_q.unsqueeze(-1)  # (n, B, 1)
-        for i in range(len(self.weights) - 1, -1, -1):
+        last = len(self.weights) - 1
+        for i in range(last, -1, -1):
             w = self.weights[i]
-            if params:
+            if i == last:  # one output column: (gᵀx)ᵀ, since xᵀg with a single column takes a slow bmm path
+                w.grad = torch.bmm(g.transpose(1, 2), acts[i]).transpose(1, 2)
+            else:
                 w.grad = torch.bmm(acts[i].transpose(1, 2), g)
-                self.biases[i].grad = g.sum(1, keepdim=True)
+            self.biases[i].grad = g.sum(1, keepdim=True)
             if i > 0:
-                out = acts[i]
-                g = torch.bmm(g, w.transpose(1, 2))
-                g = offpolicy.activation_backward(g, out, self.act_fn is torch.relu)
-            elif input_from is not None:
-                return torch.bmm(g, w[:, input_from:].transpose(1, 2)).sum(0)
-        return None
+                g = g * w.transpose(1, 2) if i == last else torch.bmm(g, w.transpose(1, 2))  # outer product first
+                g = fastgrad.activation_backward(g, acts[i], relu)
+
+    def min_input_grad(self, acts: list[torch.Tensor], q: torch.Tensor, scale: float, input_from: int) -> torch.Tensor:
+        """∂/∂x[:, input_from:] of ``scale`` · Σ_b min_i Q_i(x_b) (the actor loss's path to the action).
+        Only the smaller critic of each sample carries gradient, so each critic back-propagates just
+        the rows where it is the minimum: half the arithmetic of a masked pass through both."""
+        relu = self.act_fn is torch.relu
+        which = q.argmin(0)
+        out = torch.empty(q.shape[1], acts[0].shape[-1] - input_from, dtype=q.dtype, device=q.device)
+        last = len(self.weights) - 1
+        for c in range(self.n):
+            rows = (which == c).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            g = torch.full((rows.numel(), 1), scale, dtype=q.dtype, device=q.device)
+            for i in range(last, 0, -1):
+                w = self.weights[i][c]
+                g = g * w.t() if i == last else g.mm(w.t())
+                g = fastgrad.activation_backward(g, acts[i][c].index_select(0, rows), relu)
+            out.index_copy_(0, rows, g.mm(self.weights[0][c][input_from:].t()))
+        return out
 
 
 class SquashedGaussianActor(nn.Module):
@@ -178,7 +197,7 @@ class SquashedGaussianActor(nn.Module):
     def sample_cached(self, obs: torch.Tensor, generator: torch.Generator | None):
         """``sample`` without autograd, keeping what ``backward`` needs (same random draws)."""
         layers = [*self.trunk[0], self.trunk[1]]
-        acts = offpolicy.mlp_forward(layers, obs)
+        acts = fastgrad.mlp_forward(layers, obs)
         h = acts[-1]
         mu = torch.addmm(self.mu.bias, h, self.mu.weight.t())
         raw = torch.addmm(self.log_std.bias, h, self.log_std.weight.t())
@@ -200,7 +219,7 @@ class SquashedGaussianActor(nn.Module):
         h = acts[-1]
         self.mu.weight.grad, self.mu.bias.grad = g_u.t().mm(h), g_u.sum(0)
         self.log_std.weight.grad, self.log_std.bias.grad = g_ls.t().mm(h), g_ls.sum(0)
-        offpolicy.mlp_backward(layers, acts, g_u.mm(self.mu.weight) + g_ls.mm(self.log_std.weight))
+        fastgrad.mlp_backward(layers, acts, g_u.mm(self.mu.weight) + g_ls.mm(self.log_std.weight))
 
 
 def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: Any = None) -> SquashedGaussianActor:
@@ -287,8 +306,7 @@ def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Te
             s.optimizers["critic"].step()
             # actor: ∂/∂a of −mean(min_i Q_i(s, a)) flows through the smaller critic of each sample
             q_pi, acts_pi = critic.forward_cached(mb["obs"], a_pi)
-            g_q = torch.zeros_like(q_pi).scatter_(0, q_pi.argmin(0, keepdim=True), -1.0 / B)
-            g_a = critic.backward(acts_pi, g_q, params=False, input_from=obs_dim)
+            g_a = critic.min_input_grad(acts_pi, q_pi, -1.0 / B, input_from=obs_dim)
             p_loss = actor_loss(q_pi, logp_pi, alpha)
             actor.backward(cache, g_a, (alpha / B).expand(B))
             s.optimizers["actor"].step()

@@ -8,7 +8,8 @@ MLPs by hand (≈3× faster). ``tests/unit/test_fastgrad.py`` checks it against 
 
 Supported: Linear/Tanh/ReLU stacks (no LayerNorm), Categorical, DiagGaussian and gSDE
 (``core.sde``, detached features) heads; anything else falls back to autograd (``supported(model)``
-is False).
+is False). ``mlp_forward``/``mlp_backward``/``activation_backward`` are the building blocks, also
+used by DQN's and SAC's hand-written updates.
 """
 
 from __future__ import annotations
@@ -25,9 +26,19 @@ def supported(model: ActorCritic) -> bool:
     return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in mods)
 
 
-def _forward(seq: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool) -> torch.Tensor:
+    """∂L/∂pre-activation from ∂L/∂out and the activation's output, as the single kernels autograd
+    uses (``g * (out > 0)`` would also convert the mask to float: two extra passes over the tensor)."""
+    if relu:
+        return torch.ops.aten.threshold_backward(g, out, 0)
+    return torch.ops.aten.tanh_backward(g, out)  # g·(1 − tanh²) in one kernel
+
+
+def mlp_forward(layers, x: torch.Tensor) -> list[torch.Tensor]:
+    """Input and every layer's output of a Linear/ReLU/Tanh stack (no autograd), for ``mlp_backward``;
+    the last entry is the stack's output."""
     acts = [x]
-    for layer in seq:
+    for layer in layers:
         if isinstance(layer, nn.Linear):
             x = torch.addmm(layer.bias, x, layer.weight.t())
         elif isinstance(layer, nn.Tanh):
@@ -35,21 +46,26 @@ def _forward(seq: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list[to
         else:
             x = torch.relu(x)
         acts.append(x)
-    return x, acts
+    return acts
 
 
-def _backward(seq: nn.Sequential, acts: list[torch.Tensor], g: torch.Tensor) -> None:
-    for i in range(len(seq) - 1, -1, -1):
-        layer = seq[i]
+def mlp_backward(layers, acts: list[torch.Tensor], g: torch.Tensor, *, accumulate: bool = False) -> None:
+    """Back-propagate ``g`` = ∂L/∂output through the stack by hand, setting each parameter's ``.grad``
+    (adding to it with ``accumulate``, for losses that share a trunk)."""
+    put = _accumulate if accumulate else _set
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
         if isinstance(layer, nn.Linear):
-            _accumulate(layer.weight, g.t().mm(acts[i]))
-            _accumulate(layer.bias, g.sum(0))
+            put(layer.weight, g.t().mm(acts[i]))
+            put(layer.bias, g.sum(0))
             if i > 0:
                 g = g.mm(layer.weight)
-        elif isinstance(layer, nn.Tanh):  # one fused kernel for g·(1 − tanh²)
-            g = torch.ops.aten.tanh_backward(g, acts[i + 1])
         else:
-            g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0)
+            g = activation_backward(g, acts[i + 1], isinstance(layer, nn.ReLU))
+
+
+def _set(p: torch.Tensor, g: torch.Tensor) -> None:
+    p.grad = g
 
 
 def _accumulate(p: torch.Tensor, g: torch.Tensor) -> None:
@@ -70,9 +86,11 @@ def forward(model: ActorCritic, obs: torch.Tensor, actions: torch.Tensor, entrop
     """log π(a|s), H(π(·|s)) (only if ``entropy``; else None), V(s) of a minibatch, plus what
     ``backward`` needs."""
     f = Forward()
-    f.out, f.acts = _forward(model.actor, obs)
+    f.acts = mlp_forward(model.actor, obs)
+    f.out = f.acts[-1]
     if model.critic is not None:
-        v, f.v_acts = _forward(model.critic, obs)
+        f.v_acts = mlp_forward(model.critic, obs)
+        v = f.v_acts[-1]
         f.values = v.squeeze(-1)
     else:
         f.v_acts, f.values = None, torch.zeros(obs.shape[0], dtype=obs.dtype, device=obs.device)
@@ -127,6 +145,6 @@ def backward(model: ActorCritic, f: Forward, g_logp: torch.Tensor, g_ent: torch.
             g_ent_col = g_ent.unsqueeze(-1) if torch.is_tensor(g_ent) else g_ent
             ent = f.entropy if f.entropy is not None else -(p * logp_all).sum(-1)
             g_out = g_out - g_ent_col * p * (logp_all + ent.unsqueeze(-1))
-    _backward(model.actor, f.acts, g_out)
+    mlp_backward(model.actor, f.acts, g_out, accumulate=True)
     if g_value is not None and model.critic is not None:
-        _backward(model.critic, f.v_acts, g_value.unsqueeze(-1))
+        mlp_backward(model.critic, f.v_acts, g_value.unsqueeze(-1), accumulate=True)
