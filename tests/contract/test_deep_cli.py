@@ -44,6 +44,8 @@ def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> No
     (["train", "reinforce", "--env", "CartPole-v1", "--n-envs", "0"], ["n_envs=0", "out of range"]),
     (["train", "ppo", "--env", "CartPole-v1", "--use-sde"], ["use_sde=True", "continuous", "CartPole-v1"]),
     (["train", "ppo", "--env", "Pendulum-v1", "--sde-sample-freq", "-1"], ["sde_sample_freq=-1", "out of range"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--eval-every", "-5"], ["--eval-every -5", "out of range"]),
+    (["train", "ppo", "--env", "CartPole-v1", "--eval-episodes", "0"], ["--eval-episodes 0", "out of range"]),
 ])
 def test_bad_train_input(args, needles):
     assert_one_line_error(cli(*args), *needles)
@@ -114,3 +116,21 @@ def test_run_dir_already_used(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     assert_one_line_error(cli("train", "ppo", "--env", "CartPole-v1", "--run-dir", str(run)), "already holds a run")
+
+
+def test_eval_every_keeps_the_best_policy_and_eval_reads_it(tmp_path):
+    run = tmp_path / "run"
+    out = cli("train", "a2c", "--env", "CartPole-v1", "--total-steps", "3000", "--eval-every", "1000",
+              "--eval-episodes", "2", "--run-dir", str(run))
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())  # rich wraps long lines
+    assert "best evaluation:" in text and "--checkpoint best" in text
+    import csv
+
+    with open(run / "metrics.csv") as fh:
+        evals = [(int(r["step"]), float(r["eval/mean_return"])) for r in csv.DictReader(fh) if r["eval/mean_return"]]
+    assert [s for s, _ in evals] == [1000, 2000, 3000]
+    ev = cli("eval", str(run), "--checkpoint", "best", "--episodes", "2", "--seed", "1000000")
+    assert ev.returncode == 0, ev.stderr
+    assert f"return {max(r for _, r in evals):.2f}" in " ".join(ev.stdout.split())  # the saved best, re-evaluated on its episodes
+    assert_one_line_error(cli("eval", str(run), "--checkpoint", "bset"), "did you mean 'best'")

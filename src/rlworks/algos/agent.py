@@ -93,10 +93,11 @@ class Agent:
                 "config": dataclasses.asdict(self.config), "spec": self.spec, "net": self.net,
                 "obs_norm": self.obs_norm_state, "meta": self.meta}
 
-    def save(self, path: str | Path) -> Path:
-        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``)."""
+    def save(self, path: str | Path, *, keep: int | None = None) -> Path:
+        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``); ``keep``
+        keeps only that many newest step directories there."""
         tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()})
+        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()}, keep=keep)
 
     def __repr__(self) -> str:
         return f"Agent({self.algo!r}, {self.env_id!r}, steps={self.meta.get('global_step', 0)})"

@@ -379,10 +379,11 @@ class OffPolicyAgent:
         return {"format": AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
                 "config": dataclasses.asdict(self.config), "spec": self.spec, "net": self.net, "meta": self.meta}
 
-    def save(self, path: str | Path) -> Path:
-        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``)."""
+    def save(self, path: str | Path, *, keep: int | None = None) -> Path:
+        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``); ``keep``
+        keeps only that many newest step directories there."""
         tensors = {f"actor/{k}": v for k, v in self.model.state_dict().items()}
-        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()})
+        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()}, keep=keep)
 
     def __repr__(self) -> str:
         return f"OffPolicyAgent({self.algo!r}, {self.env_id!r}, steps={self.meta.get('global_step', 0)})"

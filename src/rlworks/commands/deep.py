@@ -28,7 +28,7 @@ DESCRIPTIONS = {
     "td3": "Twin Delayed DDPG (Fujimoto et al. 2018); Box actions",
 }
 RUN_FLAGS = {"total-steps": int, "seed": int, "run-dir": str, "preset": str, "device": str, "num-threads": int,
-             "checkpoint-every": int, "env": str}
+             "checkpoint-every": int, "env": str, "eval-every": int, "eval-episodes": int}
 BOOL_FLAGS = {"quiet", "help"}
 
 
@@ -132,6 +132,8 @@ def _print_help(algo: str) -> None:
                       ("--device cpu|cuda", "torch device (default cpu)"),
                       ("--num-threads N", "torch CPU threads (default 1: fastest for small MLPs)"),
                       ("--checkpoint-every N", "steps between checkpoints (default total/5)"),
+                      ("--eval-every N", "evaluate every N steps, keep the best policy in RUN_DIR/best (default off)"),
+                      ("--eval-episodes K", "deterministic episodes per evaluation (default 10)"),
                       ("--quiet", "no progress bar")]:
         t.add_row(flag, "", doc)
     for f in dataclasses.fields(cls):
@@ -154,10 +156,12 @@ def _setup_torch(run: dict[str, Any]) -> None:
 
 
 def _train_loop(algo: str, env_id: str, cfg: Any, *, run_dir: Path, total_steps: int, seed: int, device: str,
-                checkpoint_every: int, quiet: bool, resume_from: Path | None = None, start: int = 0) -> int:
+                checkpoint_every: int, quiet: bool, resume_from: Path | None = None, start: int = 0,
+                eval_every: int = 0, eval_episodes: int = 10) -> int:
     from rich.console import Console
 
     from ..algos import module
+    from ..core.evaluation import PeriodicEvaluator
     from ..core.guards import NonFiniteError
     from ..core.logging import Progress, RunLogger, Tee
 
@@ -171,6 +175,10 @@ def _train_loop(algo: str, env_id: str, cfg: Any, *, run_dir: Path, total_steps:
             from ..algos.offpolicy import describe_buffer
 
             extra["on_start"] = lambda s: console.print(describe_buffer(s))
+        evaluator = None
+        if eval_every:  # eval rows go to metrics.csv/TensorBoard only, not to the progress bar
+            evaluator = extra["callback"] = PeriodicEvaluator(eval_every, eval_episodes, logger=logger,
+                                                              best_dir=run_dir / "best", start=start)
         agent = module(algo).train(env_id, cfg, total_steps=total_steps, seed=seed, device=device,
                                    logger=Tee(logger, progress), checkpoint_dir=run_dir / "checkpoints",
                                    checkpoint_every=checkpoint_every, resume_from=resume_from, **extra)
@@ -186,6 +194,9 @@ def _train_loop(algo: str, env_id: str, cfg: Any, *, run_dir: Path, total_steps:
     console.print(f"[bold green]done[/] {algo} on {env_id}: {agent.meta['global_step']} steps in {wall:.1f} s "
                   f"({(agent.meta['global_step'] - start) / max(agent.meta.get('train_seconds', wall), 1e-9):.0f} "
                   f"training steps/s); evaluation (5 episodes) {res.mean_return:.1f} ± {res.std_return:.1f}")
+    if evaluator is not None and evaluator.best_step is not None:
+        console.print(f"best evaluation: {evaluator.best_return:.1f} at step {evaluator.best_step} "
+                      f"(rlworks eval {run_dir} --checkpoint best)")
     console.print(f"run directory: {run_dir}  (rlworks eval {run_dir})")
     return 0
 
@@ -229,13 +240,18 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
     ckpt_every = int(run.get("checkpoint-every", max(total // 5, 1)))
     if ckpt_every < 0:
         raise ConfigError(f"--checkpoint-every {ckpt_every} is out of range: allowed [0 (final only), inf)")
+    eval_every, eval_episodes = int(run.get("eval-every", 0)), int(run.get("eval-episodes", 10))
+    if eval_every < 0 or eval_episodes < 1:
+        bad = ("--eval-every", eval_every, 0) if eval_every < 0 else ("--eval-episodes", eval_episodes, 1)
+        raise ConfigError(f"{bad[0]} {bad[1]} is out of range: allowed [{bad[2]}, inf)")
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = {"kind": "deep", "algo": algo, "env_id": env_id, "seed": seed, "total_steps": total, "preset": preset,
             "device": device, "num_threads": int(run.get("num-threads", 1)), "checkpoint_every": ckpt_every,
-            "config": dataclasses.asdict(cfg)}
+            "eval_every": eval_every, "eval_episodes": eval_episodes, "config": dataclasses.asdict(cfg)}
     (run_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return _train_loop(algo, env_id, cfg, run_dir=run_dir, total_steps=total, seed=seed, device=device,
-                       checkpoint_every=ckpt_every, quiet=bool(run.get("quiet")))
+                       checkpoint_every=ckpt_every, quiet=bool(run.get("quiet")), eval_every=eval_every,
+                       eval_episodes=eval_episodes)
 
 
 def _read_run(run_dir: str) -> dict[str, Any]:
@@ -291,12 +307,13 @@ def resume(run_dir: str, argv: list[str]) -> int:
     (run_path / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return _train_loop(algo, meta["env_id"], cfg, run_dir=run_path, total_steps=total, seed=int(meta["seed"]),
                        device=run.get("device", meta.get("device", "cpu")), checkpoint_every=int(meta["checkpoint_every"]),
-                       quiet=bool(run.get("quiet")), resume_from=ckpt, start=start)
+                       quiet=bool(run.get("quiet")), resume_from=ckpt, start=start,
+                       eval_every=int(meta.get("eval_every", 0)), eval_episodes=int(meta.get("eval_episodes", 10)))
 
 
 def evaluate(run_dir: str, argv: list[str]) -> int:
-    """``rlworks eval RUN_DIR [--episodes N] [--seed S] [--video out.gif|out.mp4] [--checkpoint step-N]``
-    (the latest checkpoint by default)."""
+    """``rlworks eval RUN_DIR [--episodes N] [--seed S] [--video out.gif|out.mp4] [--checkpoint step-N|best]``
+    (the latest checkpoint by default; ``best``: the best evaluated policy of an ``--eval-every`` run)."""
     from rich.console import Console
 
     from ..algos import load
@@ -306,10 +323,16 @@ def evaluate(run_dir: str, argv: list[str]) -> int:
     if not (path / "MANIFEST.json").exists():
         _read_run(run_dir)
     run, _ = parse_args(argv, {}, {"episodes": int, "seed": int, "video": str, "num-threads": int, "checkpoint": str})
-    if run.get("checkpoint"):
+    if run.get("checkpoint") == "best":  # the best evaluated policy of a run trained with --eval-every
+        if not (path / "best" / "latest").is_file():
+            raise ConfigError(f"--checkpoint best: {path} has no best policy (train with --eval-every N)")
+        path = path / "best"
+    elif run.get("checkpoint"):
         name = run["checkpoint"]
         if "/" in name or not (path / "checkpoints" / name).is_dir():
-            raise ConfigError(f"--checkpoint {name!r}: no such checkpoint in {path / 'checkpoints'}")
+            have = sorted(p.name for p in (path / "checkpoints").glob("step-*")) + ["best"]
+            raise ConfigError(f"--checkpoint {name!r}: no such checkpoint in {path / 'checkpoints'}"
+                              f"{suggest(name, have)}")
         path = path / "checkpoints" / name
     episodes = int(run.get("episodes", 10))
     if episodes < 1:

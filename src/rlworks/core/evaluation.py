@@ -79,3 +79,60 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Pa
         except Exception as exc:  # imageio-ffmpeg missing
             raise ConfigError(f"{path}: cannot write MP4 ({exc}); install imageio-ffmpeg or use .gif") from None
     return path
+
+
+class PeriodicEvaluator:
+    """Evaluate the policy being trained every ``every`` environment steps and keep the best one —
+    what SB3's ``EvalCallback`` does. Pass it as a training ``callback`` (callback time is excluded
+    from ``perf/sps``); ``rlworks.train(..., eval_every=N)`` and ``rlworks train --eval-every N`` set
+    it up.
+
+    Each evaluation plays ``episodes`` deterministic episodes reset with seeds ``seed, seed + 1, …``
+    (the same episodes every time, so evaluations compare like with like; the default seeds are
+    apart from the ones training and ``benchmarks/`` use). It logs ``eval/mean_return`` and
+    ``eval/std_return`` to ``logger`` and, when the mean beats every earlier one, saves the agent to
+    ``best_dir`` (the previous best is replaced; ``agent.meta`` records ``eval_mean_return`` and
+    ``eval_step``). A selected policy's own evaluation is biased upward: measure it again on fresh
+    seeds before quoting it. ``start``: the step a resumed run starts from (the next evaluation is
+    at the first multiple of ``every`` after it)."""
+
+    def __init__(self, every: int, episodes: int = 10, *, seed: int = 1_000_000, logger: Any = None,
+                 best_dir: str | Path | None = None, then: Callable[[Any], bool] | None = None,
+                 start: int = 0) -> None:
+        if int(every) < 1:
+            raise ConfigError(f"eval_every={every} is out of range: allowed [1, inf)")
+        if int(episodes) < 1:
+            raise ConfigError(f"eval_episodes={episodes} is out of range: allowed [1, inf)")
+        self.every, self.episodes, self.seed = int(every), int(episodes), int(seed)
+        self.logger, self.then = logger, then
+        self.best_dir = Path(best_dir) if best_dir is not None else None
+        self.history: list[tuple[int, float, float]] = []  # (step, mean, std)
+        self.best_return, self.best_step = float("-inf"), None
+        self._next = (int(start) // self.every + 1) * self.every
+        if self.best_dir is not None and (self.best_dir / "latest").is_file():  # a resumed run keeps its best
+            from .checkpoint import CheckpointError, load_checkpoint
+
+            try:
+                meta = load_checkpoint(self.best_dir)[1]["agent"]["meta"]
+                self.best_return, self.best_step = float(meta["eval_mean_return"]), int(meta["eval_step"])
+            except (CheckpointError, KeyError, TypeError, ValueError):
+                pass  # unreadable: the next evaluation writes a fresh best
+
+    def __call__(self, session: Any) -> bool:
+        step = int(session.global_step)
+        if step >= self._next:
+            self._next = (step // self.every + 1) * self.every
+            self.evaluate(session.agent(), step)
+        return bool(self.then(session)) if self.then is not None else False
+
+    def evaluate(self, agent: Any, step: int) -> EvalResult:
+        res = agent.evaluate(self.episodes, seed=self.seed)
+        self.history.append((step, res.mean_return, res.std_return))
+        if self.logger is not None:
+            self.logger.log(step, {"eval/mean_return": res.mean_return, "eval/std_return": res.std_return})
+        if res.mean_return > self.best_return:
+            self.best_return, self.best_step = res.mean_return, step
+            if self.best_dir is not None:
+                agent.meta.update(eval_mean_return=res.mean_return, eval_step=step)
+                agent.save(self.best_dir, keep=1)
+        return res

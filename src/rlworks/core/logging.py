@@ -27,7 +27,8 @@ class RunLogger:
     COLUMNS = ("step", "time", "charts/episodic_return", "charts/episodic_length", "charts/learning_rate",
                "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
                "losses/clipfrac", "losses/explained_variance", "perf/sps",
-               "charts/epsilon", "losses/q_loss", "losses/q_values", "losses/actor_loss", "losses/alpha", "perf/ups")
+               "charts/epsilon", "losses/q_loss", "losses/q_values", "losses/actor_loss", "losses/alpha", "perf/ups",
+               "eval/mean_return", "eval/std_return")
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, resume_step: int | None = None) -> None:
         self.dir = Path(run_dir)
