@@ -41,8 +41,8 @@ def test_ppo_fast_gradients_equal_autograd(continuous, clip_vloss):
         torch.testing.assert_close(p.grad, ref[n], msg=n)
 
 
-@pytest.mark.parametrize("norm_adv", [False, True])
-def test_a2c_fast_gradients_equal_autograd(norm_adv):
+@pytest.mark.parametrize("norm_adv,ent_override", [(False, None), (True, None), (True, 0.0037)])
+def test_a2c_fast_gradients_equal_autograd(norm_adv, ent_override):
     from rlworks.algos.a2c import A2CConfig, a2c_objective
 
     torch.manual_seed(4)
@@ -52,13 +52,33 @@ def test_a2c_fast_gradients_equal_autograd(norm_adv):
     actions = torch.randint(0, 3, (40,))
     adv, ret = torch.randn(40, dtype=torch.float64), torch.randn(40, dtype=torch.float64)
     lp, ent, v = model.evaluate_actions(obs, actions)
-    loss, _, _ = a2c_objective(cfg, lp, ent, v, adv, ret)
+    loss, _, _ = a2c_objective(cfg, lp, ent, v, adv, ret, ent_coef=ent_override)
     model.zero_grad()
     loss.backward()
     ref = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
     f = fastgrad.forward(model, obs, actions)
-    _, _, w = a2c_objective(cfg, f.logprobs, f.entropy, f.values, adv, ret, grads=True)
+    _, _, w = a2c_objective(cfg, f.logprobs, f.entropy, f.values, adv, ret, grads=True, ent_coef=ent_override)
+    assert w[1] == -(0.01 if ent_override is None else ent_override) / 40  # the coefficient actually used
     fastgrad.backward(model, f, *w)
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref[n], msg=n)
+
+
+def test_a2c_anneal_ent_decays_the_bonus_to_zero():
+    from rlworks.algos import a2c
+
+    seen = []
+    real = a2c.a2c_objective
+
+    def spy(*args, **kw):
+        seen.append(kw.get("ent_coef"))
+        return real(*args, **kw)
+
+    a2c.a2c_objective = spy
+    try:
+        a2c.train("CartPole-v1", a2c.A2CConfig(n_envs=2, n_steps=8, ent_coef=0.01, anneal_ent=True), total_steps=160)
+    finally:
+        a2c.a2c_objective = real
+    assert seen[0] == pytest.approx(0.01) and seen[-1] == pytest.approx(0.01 * 16 / 160)
+    assert all(a > b for a, b in zip(seen, seen[1:]))

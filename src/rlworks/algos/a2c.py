@@ -39,6 +39,8 @@ class A2CConfig:
     """GAE λ; 1.0 gives the classic n-step advantage of Mnih et al. 2016"""
     ent_coef: float = 0.0
     """entropy bonus coefficient (Mnih et al. 2016 §4)"""
+    anneal_ent: bool = False
+    """decay ent_coef linearly to 0 over the run, like the learning rate: explore early, sharpen late"""
     vf_coef: float = 0.5
     """value loss coefficient (mean squared error)"""
     max_grad_norm: float = 0.5
@@ -91,9 +93,12 @@ class A2CConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def a2c_objective(cfg: A2CConfig, logprobs, entropy, values, b_advantages, b_returns, *, grads: bool = False):
+def a2c_objective(cfg: A2CConfig, logprobs, entropy, values, b_advantages, b_returns, *, grads: bool = False,
+                  ent_coef: float | None = None):
     """Policy gradient weighted by the advantage, value regression, entropy bonus (Mnih et al. 2016,
-    Algorithm S3). With ``grads=True`` also the per-sample (∂L/∂log π, ∂L/∂H, ∂L/∂V) for core.fastgrad."""
+    Algorithm S3). With ``grads=True`` also the per-sample (∂L/∂log π, ∂L/∂H, ∂L/∂V) for core.fastgrad.
+    ``ent_coef`` overrides the config's (the annealed value)."""
+    c_ent = cfg.ent_coef if ent_coef is None else ent_coef
     B = logprobs.shape[0]
     if cfg.norm_adv and B > 1:
         b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
@@ -101,9 +106,9 @@ def a2c_objective(cfg: A2CConfig, logprobs, entropy, values, b_advantages, b_ret
     err = values - b_returns
     v_loss = (err * err).mean()
     ent = entropy.mean()
-    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+    loss = pg_loss + cfg.vf_coef * v_loss - c_ent * ent
     info = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(), "losses/entropy": ent.detach()}
-    weights = (-b_advantages / B, -cfg.ent_coef / B, err * (2.0 * cfg.vf_coef / B)) if grads else None
+    weights = (-b_advantages / B, -c_ent / B, err * (2.0 * cfg.vf_coef / B)) if grads else None
     return loss, info, weights
 
 
@@ -111,6 +116,7 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     cfg: A2CConfig = s.config
     lr = cfg.learning_rate * (remaining if cfg.anneal_lr else 1.0)
     s.optimizer.param_groups[0]["lr"] = lr
+    ent_coef = cfg.ent_coef * (remaining if cfg.anneal_ent else 1.0)
     advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminations,
                               rollout.dones, cfg.gamma, cfg.gae_lambda)
     dev = s.device
@@ -120,12 +126,13 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     s.optimizer.zero_grad(set_to_none=True)
     if fastgrad.supported(s.model):  # analytic gradients, same maths as the autograd branch
         f = fastgrad.forward(s.model, b_obs, b_actions)
-        loss, info, w = a2c_objective(cfg, f.logprobs, f.entropy, f.values, b_advantages, b_returns, grads=True)
+        loss, info, w = a2c_objective(cfg, f.logprobs, f.entropy, f.values, b_advantages, b_returns, grads=True,
+                                      ent_coef=ent_coef)
         check_tensor("loss", loss, f"A2C loss at step {s.global_step}")
         fastgrad.backward(s.model, f, *w)
     else:
         logprobs, entropy, values = s.model.evaluate_actions(b_obs, b_actions)
-        loss, info, _ = a2c_objective(cfg, logprobs, entropy, values, b_advantages, b_returns)
+        loss, info, _ = a2c_objective(cfg, logprobs, entropy, values, b_advantages, b_returns, ent_coef=ent_coef)
         check_tensor("loss", loss, f"A2C loss at step {s.global_step}")
         loss.backward()
     if cfg.max_grad_norm > 0:
