@@ -290,3 +290,19 @@ def test_sac_hand_written_update_matches_autograd():
     # the update did move the parameters (the comparison is not vacuous)
     c = _sac_session()
     assert not torch.equal(next(c.modules["actor"].parameters()), next(a.modules["actor"].parameters()))
+
+
+def test_dqn_anneal_lr_follows_the_step_count():
+    seen = []
+
+    def record(s) -> bool:
+        seen.append((s.global_step, s.optimizers["q"].param_groups[0]["lr"]))
+        return False
+
+    cfg = dqn.DQNConfig(learning_starts=100, train_freq=50, gradient_steps=1, learning_rate=1e-3, anneal_lr=True,
+                        hidden=(16,))
+    dqn.train("CartPole-v1", cfg, total_steps=1000, seed=0, callback=record)
+    rounds = {step: lr for step, lr in seen if step >= 150 and step % 50 == 0}
+    for step, lr in rounds.items():
+        assert lr == pytest.approx(1e-3 * (1 - step / 1000)), step
+    assert rounds[1000] == 0.0

@@ -45,6 +45,8 @@ class DQNConfig:
     """transitions per gradient step"""
     learning_rate: float = 2.3e-3
     """Adam step size"""
+    anneal_lr: bool = False
+    """decay the learning rate linearly to 0 over the run (as the on-policy algorithms can)"""
     adam_eps: float = 1e-8
     """Adam epsilon"""
     gamma: float = 0.99
@@ -260,6 +262,8 @@ def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Te
         s.vars["synced_at"] = s.global_step
     s.cache.pop("greedy", None)
     beta = cfg.per_beta0 + (1.0 - cfg.per_beta0) * min(1.0, s.global_step / s.total_steps)
+    if cfg.anneal_lr:  # a function of the step count alone, so resume needs no extra state
+        opt.param_groups[0]["lr"] = cfg.learning_rate * max(1.0 - s.global_step / s.total_steps, 0.0)
     dev, B = s.device, cfg.batch_size
     params = list(q.parameters())
     if not cfg.prioritized:
