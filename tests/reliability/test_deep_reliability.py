@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -194,25 +193,7 @@ def test_sigkill_at_each_phase_of_a_save_keeps_latest_loadable(tmp_path, phase):
         assert load_checkpoint(tmp_path / "step-2")[1]["step"] == 2
 
 
-class _NaNEnv(gym.Wrapper):
-    def __init__(self, what: str, at: int = 300):
-        super().__init__(gym.make("CartPole-v1"))
-        self.what, self.at, self.t = what, at, 0
-
-    def step(self, action):
-        obs, r, term, trunc, info = self.env.step(action)
-        self.t += 1
-        if self.t == self.at:
-            if self.what == "observation":
-                obs = obs.copy()
-                obs[2] = np.nan
-            else:
-                r = float("inf")
-        return obs, r, term, trunc, info
-
-
-gym.register("rlworks-test/NaNObs-v0", entry_point=lambda: _NaNEnv("observation"))
-gym.register("rlworks-test/NaNReward-v0", entry_point=lambda: _NaNEnv("reward"))
+# rlworks-test/NaNObs-v0 and NaNReward-v0 are registered in conftest.py
 
 
 @pytest.mark.parametrize("env_id,origin", [("rlworks-test/NaNObs-v0", "observation"),

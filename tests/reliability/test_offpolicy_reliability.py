@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -152,27 +151,7 @@ def test_corrupt_checkpoint_names_file_previous_still_resumable(tmp_path, target
     assert agent.meta["global_step"] == 900
 
 
-class _NaNEnv(gym.Wrapper):
-    def __init__(self, base: str, what: str, at: int = 250):
-        super().__init__(gym.make(base))
-        self.what, self.at, self.t = what, at, 0
-
-    def step(self, action):
-        obs, r, term, trunc, info = self.env.step(action)
-        self.t += 1
-        if self.t == self.at:
-            if self.what == "observation":
-                obs = obs.copy()
-                obs[1] = np.nan
-            else:
-                r = float("nan")
-        return obs, r, term, trunc, info
-
-
-for _base, _short in (("CartPole-v1", "CartPole"), ("Pendulum-v1", "Pendulum")):
-    for _what in ("observation", "reward"):
-        gym.register(f"rlworks-test/Off{_short}NaN{_what.title()}-v0",
-                     entry_point=lambda b=_base, w=_what: _NaNEnv(b, w))
+# rlworks-test/Off{CartPole,Pendulum}NaN{Observation,Reward}-v0 are registered in conftest.py
 
 
 @pytest.mark.parametrize("name,short", [("dqn-plain", "CartPole"), ("sac", "Pendulum")])
