@@ -110,6 +110,8 @@ def test_corrupt_run_eval_and_resume(tmp_path):
     assert_one_line_error(cli("eval", str(run), "--episodes", "0"), "--episodes")
     assert_one_line_error(cli("eval", str(run), "--checkpoint", "step-400", "--video", "x.avi"), ".gif or .mp4")
     assert_one_line_error(cli("train", "--resume", str(run)), "model.safetensors")
+    resume_from = str(run / "checkpoints" / "step-400")
+    assert_one_line_error(cli("train", "--resume", resume_from, "--device", "tpu"), "--device 'tpu'")
 
 
 def test_run_dir_already_used(tmp_path):

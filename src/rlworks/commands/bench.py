@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, suggest
+from .parsing import check_device
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_vs_sb3.py"
 OFFPOLICY_SCRIPT = SCRIPT.with_name("offpolicy_vs_sb3.py")
@@ -55,8 +56,7 @@ def _parse(argv: list[str]) -> dict[str, Any]:
     for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c", "dqn", "sac")), ("config", ("zoo", "best"))):
         if out[key] not in allowed:
             raise ConfigError(f"--{key} {out[key]!r} is not one of {', '.join(allowed)}{suggest(out[key], allowed)}")
-    if out["device"] not in ("cpu", "cuda") and not out["device"].startswith("cuda:"):
-        raise ConfigError(f"--device {out['device']!r} is not one of cpu, cuda{suggest(out['device'], ['cpu', 'cuda'])}")
+    check_device(out["device"])
     for key in ("seeds", "total-steps", "threads", "eval-every"):
         if out[key] < 1:
             raise ConfigError(f"--{key} {out[key]} is out of range: allowed [1, inf)")

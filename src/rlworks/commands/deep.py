@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, field_docs, suggest
+from .parsing import check_device
 
 ALGOS: tuple[str, ...] = ("ppo", "a2c", "reinforce", "dqn", "sac", "td3")
 #: flags of the tabular learners, so that a deep algorithm can say whose they are
@@ -229,9 +230,7 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
     seed = int(run.get("seed", 0))
     if seed < 0:
         raise ConfigError(f"--seed {seed} is out of range: allowed [0, inf)")
-    device = run.get("device", "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"--device {device!r} is not one of 'cpu', 'cuda'{suggest(device, ['cpu', 'cuda'])}")
+    device = check_device(run.get("device", "cpu"))
     _setup_torch(run)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(run.get("run-dir") or f"runs/{algo}-{env_id.replace('/', '_')}-{seed}-{stamp}")
@@ -301,12 +300,13 @@ def resume(run_dir: str, argv: list[str]) -> int:
     start = int(state["sampler"]["global_step"])
     if total <= start:
         raise ConfigError(f"--total-steps {total} is out of range: the checkpoint is already at step {start}")
+    device = check_device(run.get("device", meta.get("device", "cpu")))
     run.setdefault("num-threads", meta.get("num_threads", 1))
     _setup_torch(run)
     meta["total_steps"] = total
     (run_path / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return _train_loop(algo, meta["env_id"], cfg, run_dir=run_path, total_steps=total, seed=int(meta["seed"]),
-                       device=run.get("device", meta.get("device", "cpu")), checkpoint_every=int(meta["checkpoint_every"]),
+                       device=device, checkpoint_every=int(meta["checkpoint_every"]),
                        quiet=bool(run.get("quiet")), resume_from=ckpt, start=start,
                        eval_every=int(meta.get("eval_every", 0)), eval_episodes=int(meta.get("eval_episodes", 10)))
 

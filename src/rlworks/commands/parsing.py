@@ -21,3 +21,10 @@ class Parser(argparse.ArgumentParser):
             hint = suggest(flags[0].split("=")[0], known, cutoff=0.75) if flags else ""
             raise ConfigError(f"{self.prog}: {message}{hint}; see `{self.prog} --help`")
         raise ConfigError(f"{self.prog}: {message}")
+
+
+def check_device(device: str) -> str:
+    """``--device`` as the commands accept it: cpu, cuda or cuda:N."""
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"--device {device!r} is not one of 'cpu', 'cuda'{suggest(device, ['cpu', 'cuda'])}")
+    return device
