@@ -102,9 +102,9 @@ def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, preset: st
 
         start = 0
         if hooks.get("resume_from") is not None:  # evaluate at the multiples of eval_every after the resume point
-            from ..core.checkpoint import load_checkpoint
+            from ..core.checkpoint import read_state
 
-            start = int(load_checkpoint(hooks["resume_from"])[1]["sampler"]["global_step"])
+            start = int(read_state(hooks["resume_from"])["sampler"]["global_step"])
         hooks["callback"] = PeriodicEvaluator(evaluation["eval_every"], evaluation.get("eval_episodes", 10),
                                               logger=hooks.get("logger"), best_dir=evaluation.get("best_dir"),
                                               then=hooks.get("callback"), start=start)

@@ -172,6 +172,19 @@ def verify(ckpt: Path) -> dict[str, Any]:
     return manifest
 
 
+def read_state(path: str | Path) -> dict[str, Any]:
+    """Only ``state.json`` of the checkpoint ``path`` resolves to (counters, config, agent meta), for a
+    caller that needs a number from it, without reading weights or replay buffers. Unverified:
+    ``load_checkpoint`` checks the manifest when the checkpoint is actually loaded."""
+    ckpt = resolve(path)
+    try:
+        state = json.loads((ckpt / STATE).read_text())
+        assert isinstance(state, dict)
+    except Exception:
+        raise CheckpointError(f"{ckpt / STATE}: not valid JSON state") from None
+    return state
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """Verify then load ``(tensors, state, buffer_or_None, checkpoint_dir)``. Never unpickles:
     weights come from safetensors, state from JSON, buffers from ``np.load(allow_pickle=False)``."""

@@ -110,10 +110,10 @@ class PeriodicEvaluator:
         self.best_return, self.best_step = float("-inf"), None
         self._next = (int(start) // self.every + 1) * self.every
         if self.best_dir is not None and (self.best_dir / "latest").is_file():  # a resumed run keeps its best
-            from .checkpoint import CheckpointError, load_checkpoint
+            from .checkpoint import CheckpointError, read_state
 
             try:
-                meta = load_checkpoint(self.best_dir)[1]["agent"]["meta"]
+                meta = read_state(self.best_dir)["agent"]["meta"]
                 self.best_return, self.best_step = float(meta["eval_mean_return"]), int(meta["eval_step"])
             except (CheckpointError, KeyError, TypeError, ValueError):
                 pass  # unreadable: the next evaluation writes a fresh best
