@@ -83,10 +83,12 @@ def test_checkpoint_resume_on_cuda(tmp_path, algo, env_id, steps, kw):
     (tmp_path / "run" / "latest").write_text(first[0])
     resumed = algos.train(algo, env_id, total_steps=steps, seed=1, device=DEVICE, checkpoint_dir=tmp_path / "run",
                           checkpoint_every=steps // 2, resume_from=tmp_path / "run" / first[0], **kw)
-    for k, v in _params(full).items():
+    after = _params(resumed)
+    assert after.keys() == _params(full).keys()
+    for v in after.values():
         if v.is_floating_point():
-            assert _params(resumed)[k].device.type == torch.device(DEVICE).type
-            assert torch.isfinite(_params(resumed)[k]).all()
+            assert v.device.type == torch.device(DEVICE).type
+            assert torch.isfinite(v).all()
     # a checkpoint written on CUDA loads as a CPU agent
     assert np.isfinite(algos.load(tmp_path / "run").evaluate(1, seed=0).mean_return)
 
