@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rlworks.algos import offpolicy
+from rlworks.algos.agent import load_agent
 from rlworks.config import ConfigError
 from rlworks.core.checkpoint import CheckpointError, load_checkpoint
 from rlworks.core.guards import NonFiniteError
@@ -111,7 +112,7 @@ def test_save_load_round_trip_same_deterministic_actions(tmp_path):
     for name in ("dqn", "sac", "td3"):
         agent = _train(name, 400)
         agent.save(tmp_path / name)
-        loaded = offpolicy.load_agent(tmp_path / name)
+        loaded = load_agent(tmp_path / name)
         dim = agent.spec["obs_dim"]
         obs = np.random.default_rng(0).uniform(-1, 1, size=(30, dim)).astype(np.float32)
         np.testing.assert_array_equal(agent.act(obs), loaded.act(obs))
@@ -128,7 +129,7 @@ def test_save_load_round_trip_same_deterministic_actions(tmp_path):
             assert "not an rlworks deep-RL agent checkpoint" in str(exc)
         # a training checkpoint is loadable as an agent too
         _train(name, 300, checkpoint_dir=tmp_path / f"{name}-ck")
-        offpolicy.load_agent(tmp_path / f"{name}-ck").act(obs[0])
+        load_agent(tmp_path / f"{name}-ck").act(obs[0])
 
 
 @pytest.mark.parametrize("target,damage", [("buffer.npz", "truncate"), ("buffer.npz", "flip"),
@@ -146,7 +147,7 @@ def test_corrupt_checkpoint_names_file_previous_still_resumable(tmp_path, target
     with pytest.raises(CheckpointError, match=rf"step-600/{target.replace('.', '[.]')}"):
         _train("dqn-plain", 900, resume_from=tmp_path)
     with pytest.raises(CheckpointError, match=rf"step-600/{target.replace('.', '[.]')}"):
-        offpolicy.load_agent(tmp_path)
+        load_agent(tmp_path)
     agent = _train("dqn-plain", 900, resume_from=tmp_path / "step-300")
     assert agent.meta["global_step"] == 900
 

@@ -1,15 +1,13 @@
 """What DQN, SAC and TD3 share, called visibly from each algorithm's ``train()``: building the
 env/replay buffer/session, the act–store–update loop with logging and checkpoint hooks, the
 checkpoint state (networks, optimizers, RNGs, env snapshots, the replay buffer — so ``--resume``
-continues bit for bit), and the acting ``OffPolicyAgent`` (``act``, ``evaluate``, ``save``).
+continues bit for bit). The acting ``OffPolicyAgent`` lives in ``algos/agent.py``.
 
 This is plumbing, not a base class: networks, losses and update rules stay in each algorithm's file.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import math
 import time
 from collections import deque
@@ -22,19 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..core.evaluation import EvalResult, evaluate
 from ..core import optim
 from ..core.guards import NonFiniteError, check_array, check_module
 from ..core.logging import Logger, NullLogger
 from ..core.replay import Batch as ReplayBatch, ReplayBuffer
 from ..core.seeding import seed_everything, spawn_seeds, torch_generator
 from ..core.vec import make_vec_env, space_spec
+from .agent import OffPolicyAgent, scale_actions, to_tensor
 
 LIBRARY_VERSION = "0.1.0"
-AGENT_FORMAT = "rlworks.offpolicy-agent/1"
-OFFPOLICY_ALGOS = ("dqn", "sac", "td3")
 _POINT_TO = {"discrete": "dqn", "box": "sac or td3"}
 
 
@@ -58,25 +54,11 @@ def adam(params, lr: float, eps: float) -> optim.Adam:
     return optim.Adam(params, lr=lr, eps=eps)
 
 
-def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """One ``from_numpy`` per batch; uint8 images become floats in [0, 1] only here."""
-    t = torch.from_numpy(x)
-    if t.dtype == torch.uint8:
-        return t.to(device).float().div_(255.0)
-    return t.to(device, torch.float32) if t.dtype != torch.float32 else t.to(device)
-
-
 def tensor_batch(b: ReplayBatch, device: torch.device) -> dict[str, torch.Tensor]:
     """A sampled ``Batch`` as tensors (one ``from_numpy`` per field, no copies on CPU)."""
     return {"obs": to_tensor(b.obs, device), "actions": torch.from_numpy(b.actions).to(device),
             "returns": torch.from_numpy(b.returns).to(device), "discounts": torch.from_numpy(b.discounts).to(device),
             "next_obs": to_tensor(b.next_obs, device), "weights": torch.from_numpy(b.weights).to(device)}
-
-
-def scale_actions(a: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """[-1, 1] → the Box bounds (SAC and TD3 act, and store actions, in [-1, 1])."""
-    low, high = np.asarray(spec["low"], np.float32), np.asarray(spec["high"], np.float32)
-    return low + (a + 1.0) * 0.5 * (high - low)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,81 +315,3 @@ def restore_session(s: Session, path: str | Path) -> Path:
         s.buffer.truncate_newest(buffer["current_obs"].astype(s.buffer.obs.dtype))
         s.obs = _receive(s, s.venv.set_state(venv_state, reseed=s.seed + s.iteration * 7919))
     return ckpt
-
-
-# ---------------------------------------------------------------------------------------------
-# the agent (acting half): same interface as ``algos.agent.Agent``
-# ---------------------------------------------------------------------------------------------
-
-
-class OffPolicyAgent:
-    """A trained DQN/SAC/TD3 policy: ``act(obs, deterministic=True)``, ``evaluate``, ``save``.
-
-    The actor module (DQN's Q-network, SAC's squashed-Gaussian actor, TD3's deterministic actor)
-    implements ``act(obs_tensor, deterministic, generator) -> actions`` in [-1, 1] (Box) or
-    indices (Discrete); actions are rescaled to the env's bounds here."""
-
-    def __init__(self, algo: str, env_id: str, config: Any, model: nn.Module, spec: dict[str, Any],
-                 net: dict[str, Any], env_kwargs: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
-        self.algo, self.env_id, self.config, self.model = algo, env_id, config, model
-        self.spec, self.net, self.env_kwargs = spec, dict(net), dict(env_kwargs or {})
-        self.meta = dict(meta or {})
-        self._gen = torch.Generator().manual_seed(0)
-
-    def act(self, obs: Any, deterministic: bool = True) -> Any:
-        """Action for one observation (or an array of actions for a batch of them)."""
-        x = np.asarray(obs)
-        d = self.spec["obs_dim"]
-        single = x.ndim <= 1 or (x.size == d and x.ndim != 2)
-        x = x.reshape(1 if single else x.shape[0], d).astype(np.dtype(self.spec.get("obs_dtype", "float32")))
-        with torch.inference_mode():
-            a = self.model.act(to_tensor(x, next(self.model.parameters()).device), deterministic, self._gen)
-            a = a.cpu().numpy()
-        if self.spec["action"] == "discrete":
-            a = a + self.spec["act_start"]
-            return int(a[0]) if single else a
-        a = scale_actions(a.astype(np.float32), self.spec)
-        return a[0].reshape(self.spec["act_shape"]) if single else a.reshape((-1, *self.spec["act_shape"]))
-
-    def evaluate(self, episodes: int = 10, seed: int | None = None, *, video: str | Path | None = None,
-                 deterministic: bool = True) -> EvalResult:
-        return evaluate(lambda o: self.act(o, deterministic), self.env_id, episodes, seed=seed,
-                        env_kwargs=self.env_kwargs, video=video)
-
-    def state(self) -> dict[str, Any]:
-        return {"format": AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
-                "config": dataclasses.asdict(self.config), "spec": self.spec, "net": self.net, "meta": self.meta}
-
-    def save(self, path: str | Path, *, keep: int | None = None) -> Path:
-        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``); ``keep``
-        keeps only that many newest step directories there."""
-        tensors = {f"actor/{k}": v for k, v in self.model.state_dict().items()}
-        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()}, keep=keep)
-
-    def __repr__(self) -> str:
-        return f"OffPolicyAgent({self.algo!r}, {self.env_id!r}, steps={self.meta.get('global_step', 0)})"
-
-
-def agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dict[str, Any], ckpt: Path,
-                          device: str = "cpu") -> OffPolicyAgent:
-    a = state.get("agent")
-    if not isinstance(a, dict) or a.get("format") != AGENT_FORMAT or a.get("algo") not in OFFPOLICY_ALGOS:
-        raise CheckpointError(f"{ckpt / 'state.json'}: not an rlworks off-policy agent checkpoint")
-    mod = importlib.import_module(f"rlworks.algos.{a['algo']}")
-    cfg = from_dict(mod.CONFIG, a["config"])
-    model = mod.build_actor(a["spec"], a["net"], cfg).to(device)
-    # a training checkpoint names the actor module after its role (q, actor); an agent save uses "actor/"
-    prefix = "actor/" if any(k.startswith("actor/") for k in tensors) else f"{mod.ACTOR}/"
-    try:
-        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt / 'model.safetensors'}: weights do not fit the saved network ({exc})") from None
-    model.eval()
-    return OffPolicyAgent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["env_kwargs"], a["meta"])
-
-
-def load_agent(path: str | Path, device: str = "cpu") -> OffPolicyAgent:
-    """Load an off-policy agent from an agent dir, a run dir, a ``checkpoints`` dir or a ``step-N`` dir."""
-    tensors, state, _, ckpt = load_checkpoint(path, device=device)
-    return agent_from_checkpoint(tensors, state, ckpt, device)
