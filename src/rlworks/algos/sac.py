@@ -297,24 +297,24 @@ def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Te
             if cfg.autotune:  # the temperature step uses this step's policy samples (as SB3)
                 log_alpha.grad = temperature_grad(logp_pi, target_entropy)
                 s.optimizers["alpha"].step()
-            next_a, next_logp = actor.sample(mb["next_obs"], s.generator)
+            next_a, next_logp = actor.sample_cached(mb["next_obs"], s.generator)[:2]
             q_next = critic_target.forward_cached(mb["next_obs"], next_a)[0]
             y = soft_targets(mb["returns"], mb["discounts"], q_next, next_logp, alpha)
             q, acts = critic.forward_cached(mb["obs"], mb["actions"])
-            c_loss = critic_loss(q, y)
             critic.backward(acts, (q - y.unsqueeze(0)) / B)  # ∂/∂Q_i of ½ Σ_i mean (Q_i − y)²
             s.optimizers["critic"].step()
             # actor: ∂/∂a of −mean(min_i Q_i(s, a)) flows through the smaller critic of each sample
             q_pi, acts_pi = critic.forward_cached(mb["obs"], a_pi)
             g_a = critic.min_input_grad(acts_pi, q_pi, -1.0 / B, input_from=obs_dim)
-            p_loss = actor_loss(q_pi, logp_pi, alpha)
             actor.backward(cache, g_a, (alpha / B).expand(B))
             s.optimizers["actor"].step()
             s.n_updates += 1
             if s.n_updates % cfg.target_update_interval == 0:
                 offpolicy.polyak_update(target_params, critic_params, cfg.tau)
-    return {"losses/q_loss": c_loss, "losses/q_values": q.mean(), "losses/actor_loss": p_loss,
-            "losses/alpha": alpha, "losses/entropy": -logp_pi.mean()}
+        # the losses themselves are only logged: computed once, for the round's last step
+        return {"losses/q_loss": critic_loss(q, y), "losses/q_values": q.mean(),
+                "losses/actor_loss": actor_loss(q_pi, logp_pi, alpha), "losses/alpha": alpha,
+                "losses/entropy": -logp_pi.mean()}
 
 
 # ---------------------------------------------------------------------------------------------
