@@ -174,7 +174,7 @@ def test_export_downloads_a_png(client):
 def test_page_and_static_files_are_served(client):
     status, page = client.get("/")
     assert status == 200 and b'data-testid="grid"' in page
-    for name in ("lab.js", "lab.css"):
+    for name in ("lab.js", "chart.js", "lab.css"):
         assert client.get(f"/static/{name}")[0] == 200
     status, health = client.get("/health")
     assert json.loads(health)["ok"] is True
