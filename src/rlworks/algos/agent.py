@@ -38,7 +38,31 @@ def build_model(spec: dict[str, Any], net: dict[str, Any]) -> ActorCritic:
                        critic=net["critic"], sde=net.get("sde", False))
 
 
-class Agent:
+class _AgentCommon:
+    """What both agents share on top of their own ``act`` and ``state``: evaluation, saving, repr.
+    ``TENSORS`` names the checkpoint's weight prefix (``model/`` or ``actor/``)."""
+
+    TENSORS = "model"
+    algo: str
+    env_id: str
+
+    def evaluate(self, episodes: int = 10, seed: int | None = None, *, video: str | Path | None = None,
+                 deterministic: bool = True) -> EvalResult:
+        """Mean and std of the return over ``episodes`` episodes (deterministic actions by default)."""
+        return evaluate(lambda o: self.act(o, deterministic), self.env_id, episodes, seed=seed,
+                        env_kwargs=self.env_kwargs, video=video)
+
+    def save(self, path: str | Path, *, keep: int | None = None) -> Path:
+        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``); ``keep``
+        keeps only that many newest step directories there."""
+        tensors = {f"{self.TENSORS}/{k}": v for k, v in self.model.state_dict().items()}
+        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()}, keep=keep)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.algo!r}, {self.env_id!r}, steps={self.meta.get('global_step', 0)})"
+
+
+class Agent(_AgentCommon):
     """A policy for ``env_id``. ``act(obs)`` takes one observation (or a batch, first axis) as the
     env returns it and gives an action the env accepts."""
 
@@ -89,26 +113,11 @@ class Agent:
         a = np.clip(out, self._low, self._high).astype(np.float32)
         return a[0].reshape(self.spec["act_shape"]) if single else a.reshape((-1, *self.spec["act_shape"]))
 
-    def evaluate(self, episodes: int = 10, seed: int | None = None, *, video: str | Path | None = None,
-                 deterministic: bool = True) -> EvalResult:
-        """Mean and std of the return over ``episodes`` episodes (deterministic actions by default)."""
-        return evaluate(lambda o: self.act(o, deterministic), self.env_id, episodes, seed=seed,
-                        env_kwargs=self.env_kwargs, video=video)
-
     # -- persistence ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"format": AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
                 "config": dataclasses.asdict(self.config), "spec": self.spec, "net": self.net,
                 "obs_norm": self.obs_norm_state, "meta": self.meta}
-
-    def save(self, path: str | Path, *, keep: int | None = None) -> Path:
-        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``); ``keep``
-        keeps only that many newest step directories there."""
-        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()}, keep=keep)
-
-    def __repr__(self) -> str:
-        return f"Agent({self.algo!r}, {self.env_id!r}, steps={self.meta.get('global_step', 0)})"
 
 
 def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -130,12 +139,14 @@ def scale_actions(a: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-class OffPolicyAgent:
+class OffPolicyAgent(_AgentCommon):
     """A trained DQN/SAC/TD3 policy: ``act(obs, deterministic=True)``, ``evaluate``, ``save``.
 
     The actor module (DQN's Q-network, SAC's squashed-Gaussian actor, TD3's deterministic actor)
     implements ``act(obs_tensor, deterministic, generator) -> actions`` in [-1, 1] (Box) or
     indices (Discrete); actions are rescaled to the env's bounds here."""
+
+    TENSORS = "actor"
 
     def __init__(self, algo: str, env_id: str, config: Any, model: nn.Module, spec: dict[str, Any],
                  net: dict[str, Any], env_kwargs: dict[str, Any] | None = None,
@@ -160,23 +171,9 @@ class OffPolicyAgent:
         a = scale_actions(a.astype(np.float32), self.spec)
         return a[0].reshape(self.spec["act_shape"]) if single else a.reshape((-1, *self.spec["act_shape"]))
 
-    def evaluate(self, episodes: int = 10, seed: int | None = None, *, video: str | Path | None = None,
-                 deterministic: bool = True) -> EvalResult:
-        return evaluate(lambda o: self.act(o, deterministic), self.env_id, episodes, seed=seed,
-                        env_kwargs=self.env_kwargs, video=video)
-
     def state(self) -> dict[str, Any]:
         return {"format": OFFPOLICY_AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
                 "config": dataclasses.asdict(self.config), "spec": self.spec, "net": self.net, "meta": self.meta}
-
-    def save(self, path: str | Path, *, keep: int | None = None) -> Path:
-        """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``); ``keep``
-        keeps only that many newest step directories there."""
-        tensors = {f"actor/{k}": v for k, v in self.model.state_dict().items()}
-        return save_checkpoint(path, int(self.meta.get("global_step", 0)), tensors, {"agent": self.state()}, keep=keep)
-
-    def __repr__(self) -> str:
-        return f"OffPolicyAgent({self.algo!r}, {self.env_id!r}, steps={self.meta.get('global_step', 0)})"
 
 
 def offpolicy_agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dict[str, Any], ckpt: Path,
