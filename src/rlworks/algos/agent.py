@@ -43,8 +43,6 @@ class _AgentCommon:
     ``TENSORS`` names the checkpoint's weight prefix (``model/`` or ``actor/``)."""
 
     TENSORS = "model"
-    algo: str
-    env_id: str
 
     def evaluate(self, episodes: int = 10, seed: int | None = None, *, video: str | Path | None = None,
                  deterministic: bool = True) -> EvalResult:

@@ -192,7 +192,6 @@
   }
 
   // ------------------------------------------------------------------ drawing
-
   function colour(t) {
     const p = (Math.max(-1, Math.min(1, t)) + 1) / 2 * (RDBU.length - 1);
     const i = Math.min(RDBU.length - 2, Math.floor(p));
@@ -293,7 +292,6 @@
     grid.dataset.agent = String(frame.agent);
     grid.dataset.epoch = String(frame.epoch);
   }
-
 
   function arrow(ctx, cx, cy, [dx, dy], len, colour) {
     const x1 = cx + dx * len, y1 = cy + dy * len, h = Math.max(4, len * 0.38);
