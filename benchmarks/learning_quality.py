@@ -3,13 +3,19 @@ env's preset, evaluate each final agent deterministically, print per-seed return
 
     python benchmarks/learning_quality.py --algo ppo --env LunarLander-v3 --total-steps 1000000 \
         --seeds 0,1,2,3,4 [--workers 2] [--json out.json] [--png curves.png [--target 200]]
-        [--field value ...]
+        [--lib rlworks|sb3] [--field value ...]
 
 Each seed runs in its own process (``--workers`` at a time, one torch thread each). The evaluation
 is ``agent.evaluate(10, seed=10_000 + seed)``: 10 deterministic episodes on seeds the training
 never used. Training time and evaluation are reported separately. Each seed's training curve (the
 mean return of recent training episodes, as logged) is kept in the JSON; ``--png`` draws them all,
-with ``--target`` as a dashed line.
+with ``--target`` as a dashed line. The JSON is rewritten as each seed finishes (``"complete"`` says
+whether every seed is in), so a long run that is stopped keeps the seeds it finished.
+
+``--lib sb3`` trains Stable-Baselines3's own implementation of the algorithm instead (the ``bench``
+extra), with SB3's defaults plus the ``--field value`` pairs as its keyword arguments (e.g. the RL
+Zoo's ``--learning_starts 10000`` for SAC on MuJoCo), one torch thread, and the same evaluation:
+``model.predict(obs, deterministic=True)`` through ``rlworks.core.evaluation.evaluate``.
 """
 
 from __future__ import annotations
@@ -46,6 +52,44 @@ def _one(algo: str, env_id: str, total_steps: int, seed: int, overrides: dict[st
     ev = agent.evaluate(10, seed=10_000 + seed)
     return {"seed": seed, "mean_return": float(ev.mean_return), "std_return": float(ev.std_return),
             "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1, "curve": curve.points}
+
+
+def _sb3_curve(points: list, every: int):
+    """An SB3 callback appending (step, mean return of the last 20 training episodes) to ``points``
+    every ``every`` steps: the same curve ``_Curve`` keeps for rlworks."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Curve(BaseCallback):
+        last = 0
+
+        def _on_step(self) -> bool:
+            buf = self.model.ep_info_buffer
+            if self.num_timesteps - self.last >= every and buf:
+                self.last = self.num_timesteps
+                recent = [ep["r"] for ep in list(buf)[-20:]]
+                points.append((int(self.num_timesteps), round(float(sum(recent) / len(recent)), 2)))
+            return True
+
+    return Curve()
+
+
+def _one_sb3(algo: str, env_id: str, total_steps: int, seed: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    import stable_baselines3
+    import torch
+
+    from rlworks.core.evaluation import evaluate
+
+    torch.set_num_threads(1)
+    cls = getattr(stable_baselines3, algo.upper())
+    points: list[tuple[int, float]] = []
+    t0 = time.perf_counter()
+    model = cls("MlpPolicy", env_id, seed=seed, device="cpu", **kwargs)
+    model.learn(total_steps, callback=_sb3_curve(points, every=2048))
+    train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    ev = evaluate(lambda o: model.predict(o, deterministic=True)[0], env_id, 10, seed=10_000 + seed)
+    return {"seed": seed, "mean_return": float(ev.mean_return), "std_return": float(ev.std_return),
+            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1, "curve": points}
 
 
 def plot(path: str, title: str, rows: list[dict[str, Any]], target: float | None) -> None:
@@ -92,26 +136,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the per-seed results (and training curves) here")
     p.add_argument("--png", help="draw every seed's training curve here")
     p.add_argument("--target", type=float, help="a dashed reference line on the PNG (e.g. the RL Zoo's figure)")
+    p.add_argument("--lib", choices=("rlworks", "sb3"), default="rlworks",
+                   help="whose implementation to train (sb3: Stable-Baselines3's, fields as its keyword arguments)")
     args, rest = p.parse_known_args(argv)
     overrides = {rest[i].lstrip("-").replace("-", "_"): _value(rest[i + 1]) for i in range(0, len(rest), 2)}
     seeds = [int(s) for s in args.seeds.split(",")]
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    rows = []
+    one = _one_sb3 if args.lib == "sb3" else _one
+    rows: list[dict[str, Any]] = []
+
+    def write_json() -> None:
+        if args.json:
+            median = statistics.median(r["mean_return"] for r in rows)
+            with open(args.json, "w") as fh:
+                json.dump({"lib": args.lib, "algo": args.algo, "env": args.env, "total_steps": args.total_steps,
+                           "overrides": overrides, "started": started, "complete": len(rows) == len(seeds),
+                           "median": median, "seeds": sorted(rows, key=lambda r: r["seed"])}, fh, indent=1)
+
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = [pool.submit(_one, args.algo, args.env, args.total_steps, s, overrides) for s in seeds]
+        futures = [pool.submit(one, args.algo, args.env, args.total_steps, s, overrides) for s in seeds]
         for f in as_completed(futures):  # report each seed as it finishes: long runs show progress
             r = f.result()
             rows.append(r)
+            write_json()
             print(f"seed {r['seed']}: {r['mean_return']:9.1f} ± {r['std_return']:6.1f}   "
                   f"(training {r['train_seconds']:.0f} s)", flush=True)
     rows.sort(key=lambda r: r["seed"])
     median = statistics.median(r["mean_return"] for r in rows)
-    print(f"{args.algo} {args.env} @ {args.total_steps:,} steps, overrides {overrides or 'none'}: "
+    who = "SB3 " if args.lib == "sb3" else ""
+    print(f"{who}{args.algo} {args.env} @ {args.total_steps:,} steps, overrides {overrides or 'none'}: "
           f"median of {len(rows)} seeds = {median:.1f}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"algo": args.algo, "env": args.env, "total_steps": args.total_steps, "overrides": overrides,
-                       "started": started, "median": median, "seeds": rows}, fh, indent=1)
     if args.png:
         plot(args.png, f"{args.algo.upper()} {args.env}, {len(rows)} seeds, median eval {median:.1f}", rows, args.target)
     return 0

@@ -26,11 +26,16 @@ def supported(model: ActorCritic) -> bool:
     return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in mods)
 
 
-def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool) -> torch.Tensor:
+def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool, *, inplace: bool = False) -> torch.Tensor:
     """∂L/∂pre-activation from ∂L/∂out and the activation's output, as the single kernels autograd
-    uses (``g * (out > 0)`` would also convert the mask to float: two extra passes over the tensor)."""
+    uses (``g * (out > 0)`` would also convert the mask to float: two extra passes over the tensor).
+    ``inplace`` writes the result over ``g`` (a temporary the caller owns): no new buffer."""
     if relu:
+        if inplace:
+            return torch.ops.aten.threshold_backward.grad_input(g, out, 0, grad_input=g)
         return torch.ops.aten.threshold_backward(g, out, 0)
+    if inplace:
+        return torch.ops.aten.tanh_backward.grad_input(g, out, grad_input=g)
     return torch.ops.aten.tanh_backward(g, out)  # g·(1 − tanh²) in one kernel
 
 
@@ -53,15 +58,16 @@ def mlp_backward(layers, acts: list[torch.Tensor], g: torch.Tensor, *, accumulat
     """Back-propagate ``g`` = ∂L/∂output through the stack by hand, setting each parameter's ``.grad``
     (adding to it with ``accumulate``, for losses that share a trunk)."""
     put = _accumulate if accumulate else _set
+    owned = False  # is g a temporary of this function (then the activation steps overwrite it)?
     for i in range(len(layers) - 1, -1, -1):
         layer = layers[i]
         if isinstance(layer, nn.Linear):
             put(layer.weight, g.t().mm(acts[i]))
             put(layer.bias, g.sum(0))
             if i > 0:
-                g = g.mm(layer.weight)
+                g, owned = g.mm(layer.weight), True
         else:
-            g = activation_backward(g, acts[i + 1], isinstance(layer, nn.ReLU))
+            g = activation_backward(g, acts[i + 1], isinstance(layer, nn.ReLU), inplace=owned)
 
 
 def _set(p: torch.Tensor, g: torch.Tensor) -> None:
