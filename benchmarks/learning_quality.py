@@ -6,7 +6,7 @@ env's preset, evaluate each final agent deterministically, print per-seed return
         [--lib rlworks|sb3] [--field value ...]
 
 Each seed runs in its own process (``--workers`` at a time, one torch thread each). The evaluation
-is ``agent.evaluate(10, seed=10_000 + seed)``: 10 deterministic episodes on seeds the training
+is the one ``agent.evaluate(10, seed=10_000 + seed)`` runs: 10 deterministic episodes on seeds the training
 never used. Training time and evaluation are reported separately. Each seed's training curve (the
 mean return of recent training episodes, as logged) is kept in the JSON; ``--png`` draws them all,
 with ``--target`` as a dashed line. The JSON is rewritten as each seed finishes (``"complete"`` says
@@ -41,17 +41,24 @@ class _Curve:
             self.points.append((int(step), round(float(r), 2)))
 
 
+def _evaluated(seed: int, env_id: str, act, train_s: float, curve: list, env_kwargs=None) -> dict[str, Any]:
+    """One seed's row, after the protocol both libraries share: 10 deterministic episodes seeded
+    10,000 + seed, timed apart from training."""
+    from rlworks.core.evaluation import evaluate
+
+    t1 = time.perf_counter()
+    ev = evaluate(act, env_id, 10, seed=10_000 + seed, env_kwargs=env_kwargs)
+    return {"seed": seed, "mean_return": float(ev.mean_return), "std_return": float(ev.std_return),
+            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1, "curve": curve}
+
+
 def _one(algo: str, env_id: str, total_steps: int, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
     import rlworks
 
     curve = _Curve()
     t0 = time.perf_counter()
     agent = rlworks.train(algo, env_id, total_steps=total_steps, seed=seed, logger=curve, **overrides)
-    train_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    ev = agent.evaluate(10, seed=10_000 + seed)
-    return {"seed": seed, "mean_return": float(ev.mean_return), "std_return": float(ev.std_return),
-            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1, "curve": curve.points}
+    return _evaluated(seed, env_id, agent.act, time.perf_counter() - t0, curve.points, agent.env_kwargs)
 
 
 def _sb3_curve(points: list, every: int):
@@ -77,8 +84,6 @@ def _one_sb3(algo: str, env_id: str, total_steps: int, seed: int, kwargs: dict[s
     import stable_baselines3
     import torch
 
-    from rlworks.core.evaluation import evaluate
-
     torch.set_num_threads(1)
     cls = getattr(stable_baselines3, algo.upper())
     points: list[tuple[int, float]] = []
@@ -86,10 +91,7 @@ def _one_sb3(algo: str, env_id: str, total_steps: int, seed: int, kwargs: dict[s
     model = cls("MlpPolicy", env_id, seed=seed, device="cpu", **kwargs)
     model.learn(total_steps, callback=_sb3_curve(points, every=2048))
     train_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    ev = evaluate(lambda o: model.predict(o, deterministic=True)[0], env_id, 10, seed=10_000 + seed)
-    return {"seed": seed, "mean_return": float(ev.mean_return), "std_return": float(ev.std_return),
-            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1, "curve": points}
+    return _evaluated(seed, env_id, lambda o: model.predict(o, deterministic=True)[0], train_s, points)
 
 
 def plot(path: str, title: str, rows: list[dict[str, Any]], target: float | None) -> None:
