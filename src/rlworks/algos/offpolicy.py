@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..core import optim
+from ..core import allocator, optim
 from ..core.guards import NonFiniteError, check_array, check_module
 from ..core.logging import Logger, NullLogger
 from ..core.replay import Batch as ReplayBatch, ReplayBuffer
@@ -166,7 +166,9 @@ def env_actions(s: Session, actions: np.ndarray):
 # ---------------------------------------------------------------------------------------------
 
 ActFn = Callable[[Session, np.ndarray], np.ndarray]
-TrainFn = Callable[[Session, int], dict[str, torch.Tensor]]
+#: what a round reports: its metrics, or a function computing them, called only when a line is logged
+Metrics = dict[str, torch.Tensor] | Callable[[], dict[str, torch.Tensor]]
+TrainFn = Callable[[Session, int], Metrics]
 
 
 def run(s: Session, act: ActFn, train_round: TrainFn, *, logger: Logger | None = None,
@@ -180,6 +182,7 @@ def run(s: Session, act: ActFn, train_round: TrainFn, *, logger: Logger | None =
     # 10-100x slower (measured: the fused Adam step went from ~440 µs to ~55 µs on DQN's 256x256 net);
     # flushing denormals to zero is deterministic; torch's default (off) is restored at the end
     ftz = torch.set_flush_denormal(True)
+    allocator.retain_freed_memory()  # no page faults on each update's temporaries (core/allocator.py)
     try:
         return _loop(s, act, train_round, logger or NullLogger(), checkpoint_dir, checkpoint_every, log_every,
                      callback, stop_at)
@@ -196,7 +199,7 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, logger: Logger, checkpoi
     end = s.total_steps if stop_at is None else min(stop_at, s.total_steps)
     train_time, last_logged = 0.0, s.global_step
     sps_steps, sps_time, sps_updates = 0, 0.0, 0
-    metrics: dict[str, torch.Tensor] = {}
+    metrics: Metrics = {}
     while s.global_step < end:
         t0 = time.perf_counter()
         prev = s.global_step
@@ -226,6 +229,8 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, logger: Logger, checkpoi
         sps_time += dt
         step = s.global_step
         if step - last_logged >= log_every or step >= end:
+            if callable(metrics):
+                metrics = metrics()
             out = {k: float(v) for k, v in metrics.items()}
             for k, v in out.items():
                 if k.startswith("losses/") and not math.isfinite(v):
