@@ -41,15 +41,18 @@ def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool, *, inpla
 
 def mlp_forward(layers, x: torch.Tensor) -> list[torch.Tensor]:
     """Input and every layer's output of a Linear/ReLU/Tanh stack (no autograd), for ``mlp_backward``;
-    the last entry is the stack's output."""
+    the last entry is the stack's output. An activation after a Linear overwrites the Linear's output
+    (its backward needs only its own output), so a pre-activation entry is the activation's output:
+    no new buffer, one pass fewer over it."""
     acts = [x]
+    owned = False  # is x a temporary of this function (then an activation may overwrite it)?
     for layer in layers:
         if isinstance(layer, nn.Linear):
-            x = torch.addmm(layer.bias, x, layer.weight.t())
+            x, owned = torch.addmm(layer.bias, x, layer.weight.t()), True
         elif isinstance(layer, nn.Tanh):
-            x = torch.tanh(x)
+            x = x.tanh_() if owned else torch.tanh(x)
         else:
-            x = torch.relu(x)
+            x = x.relu_() if owned else torch.relu(x)
         acts.append(x)
     return acts
 
