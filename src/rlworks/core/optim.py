@@ -51,12 +51,20 @@ class Adam(_Base):
         self.betas, self.eps = betas, eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        # one step counter shared by every parameter (they always step together): one add per step
+        # instead of a scalar op per parameter (measured ≈ 3 µs each, 15 per SAC update)
+        self.count = torch.zeros((), dtype=torch.float32, device=self.params[0].device if self.params else None)
+        self.steps = [self.count] * len(self.params)
         self.buffers = {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.steps}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        # the checkpoint keeps one "step/i" entry per parameter, as separate tensors (safetensors
+        # refuses shared storage), so the format is that of a per-parameter counter
+        return {k: v.clone() if k.startswith("step/") else v for k, v in super().state_dict().items()}
 
     @torch.no_grad()
     def step(self) -> None:
-        torch._foreach_add_(self.steps, 1.0)
+        self.count.add_(1.0)
         torch._fused_adam_(self.params, self._grads(), self.exp_avg, self.exp_avg_sq, [], self.steps,
                            lr=self.param_groups[0]["lr"], beta1=self.betas[0], beta2=self.betas[1],
                            weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
