@@ -2,7 +2,7 @@
 with a Stochastic Actor", and "Soft Actor-Critic Algorithms and Applications", arXiv:1812.05905):
 
 * twin Q-networks, the minimum of the two in every target (clipped double Q, Fujimoto et al. 2018),
-  evaluated as one batched network (both critics in one set of ``baddbmm`` calls);
+  evaluated as one batched network (both critics in one set of ``bmm`` calls);
 * target critics updated by Polyak averaging with rate τ;
 * a squashed Gaussian policy a = tanh(u), u ~ N(μ(s), σ(s)), with the change-of-variables
   correction log π(a|s) = log N(u) − Σ log(1 − tanh²(u)) (Haarnoja et al. 2018, App. C);
@@ -109,11 +109,14 @@ class TwinQ(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
         self.act_fn = torch.relu if activation == "relu" else torch.tanh
         self.n = n
+        # the same Parameter objects as a plain list: indexing a ParameterList goes through Python
+        # (≈ 2 µs a lookup, ≈ 40 lookups an update); deepcopy, load_state_dict and .to() keep them
+        self._layers = list(zip(self.weights, self.biases))
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:  # -> (n, B)
         x = torch.cat([obs, actions], -1).unsqueeze(0).expand(self.n, -1, -1)  # (n, B, in)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        last = len(self._layers) - 1
+        for i, (w, b) in enumerate(self._layers):
             x = torch.bmm(x, w) + b
             if i < last:
                 x = self.act_fn(x)
@@ -123,9 +126,9 @@ class TwinQ(nn.Module):
         """Q-values (n, B) and every layer's input, for ``backward`` (call under ``no_grad``)."""
         x = torch.cat([obs, actions], -1).unsqueeze(0).expand(self.n, -1, -1)
         acts = [x]
-        last = len(self.weights) - 1
+        last = len(self._layers) - 1
         act_ = torch.relu_ if self.act_fn is torch.relu else torch.tanh_  # in place: no extra buffer
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(self._layers):
             x = torch.bmm(x, w).add_(b)
             if i < last:
                 x = act_(x)
@@ -136,14 +139,14 @@ class TwinQ(nn.Module):
         """Back-propagate ∂L/∂Q (n, B) by hand, setting every weight's and bias's ``.grad``."""
         relu = self.act_fn is torch.relu
         g = g_q.unsqueeze(-1)  # (n, B, 1)
-        last = len(self.weights) - 1
+        last = len(self._layers) - 1
         for i in range(last, -1, -1):
-            w = self.weights[i]
+            w, b = self._layers[i]
             if i == last:  # one output column: (gᵀx)ᵀ, since xᵀg with a single column takes a slow bmm path
                 w.grad = torch.bmm(g.transpose(1, 2), acts[i]).transpose(1, 2)
             else:
                 w.grad = torch.bmm(acts[i].transpose(1, 2), g)
-            self.biases[i].grad = g.sum(1, keepdim=True)
+            b.grad = g.sum(1, keepdim=True)
             if i > 0:
                 g = g * w.transpose(1, 2) if i == last else torch.bmm(g, w.transpose(1, 2))  # outer product first
                 g = fastgrad.activation_backward(g, acts[i], relu, inplace=True)
@@ -156,17 +159,18 @@ class TwinQ(nn.Module):
         # the index of the smaller critic (the first on ties, as argmin; a comparison is 10× faster)
         which = (q[1] < q[0]).long() if self.n == 2 else q.argmin(0)
         out = torch.empty(q.shape[1], acts[0].shape[-1] - input_from, dtype=q.dtype, device=q.device)
-        last = len(self.weights) - 1
+        weights = [w for w, _ in self._layers]
+        last = len(weights) - 1
         for c in range(self.n):
             rows = (which == c).nonzero().squeeze(1)
             if rows.numel() == 0:
                 continue
             g = torch.full((rows.numel(), 1), scale, dtype=q.dtype, device=q.device)
             for i in range(last, 0, -1):
-                w = self.weights[i][c]
+                w = weights[i][c]
                 g = g * w.t() if i == last else g.mm(w.t())
                 g = fastgrad.activation_backward(g, acts[i][c].index_select(0, rows), relu, inplace=True)
-            out.index_copy_(0, rows, g.mm(self.weights[0][c][input_from:].t()))
+            out.index_copy_(0, rows, g.mm(weights[0][c][input_from:].t()))
         return out
 
 
@@ -179,6 +183,7 @@ class SquashedGaussianActor(nn.Module):
                                    ACTIVATIONS[activation]())
         self.mu = nn.Linear(hidden[-1], act_dim)
         self.log_std = nn.Linear(hidden[-1], act_dim)
+        self._trunk_layers = [*self.trunk[0], self.trunk[1]]  # flat, for fastgrad (no Sequential lookups)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(obs)
@@ -192,15 +197,22 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(u), squashed_log_prob(u, noise, log_std)
 
     def act(self, obs: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
+        """tanh(μ) or a sample, without autograd; the same arithmetic and random draws as ``sample``,
+        through the raw ops and without the log-probability (acting is once per env step, where the
+        module calls and the unused log π were a twentieth of a Pendulum step)."""
+        h = fastgrad.mlp_forward(self._trunk_layers, obs)[-1]
+        mu = torch.addmm(self.mu.bias, h, self.mu.weight.t())
         if deterministic:
-            return torch.tanh(self(obs)[0])
-        return self.sample(obs, generator)[0]
+            return mu.tanh_()
+        log_std = torch.addmm(self.log_std.bias, h, self.log_std.weight.t()).clamp_(LOG_STD_MIN, LOG_STD_MAX)
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu.add_(noise * log_std.exp_()).tanh_()
 
     def sample_cached(self, obs: torch.Tensor, generator: torch.Generator | None,
                       keep: int | None = None):
         """``sample`` without autograd, keeping what ``backward`` needs (same random draws) for the
         first ``keep`` rows (all by default): the update samples for s and s' in one pass."""
-        layers = [*self.trunk[0], self.trunk[1]]
+        layers = self._trunk_layers
         acts = fastgrad.mlp_forward(layers, obs)
         h = acts[-1]
         mu = torch.addmm(self.mu.bias, h, self.mu.weight.t())
@@ -284,7 +296,7 @@ def act(s: offpolicy.Session, obs: np.ndarray) -> np.ndarray:
     return a.cpu().numpy()
 
 
-def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Tensor]:
+def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:
     """``gradient_steps`` SAC updates in SB3's order: temperature (with this step's policy samples),
     critics (target from the next-state policy), actor (through the just-updated critics), Polyak.
     The gradients of the losses above are written out by hand (no autograd graph: for these MLPs its
@@ -294,7 +306,9 @@ def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Te
     actor, critic, critic_target = s.modules["actor"], s.modules["critic"], s.modules["critic_target"]
     log_alpha = s.modules["log_alpha"].value
     target_entropy = -cfg.target_entropy_scale * s.spec["act_dim"]
-    critic_params, target_params = list(critic.parameters()), list(critic_target.parameters())
+    if "polyak" not in s.cache:  # listing a module's parameters walks it in Python: once per session
+        s.cache["polyak"] = (list(critic_target.parameters()), list(critic.parameters()))
+    target_params, critic_params = s.cache["polyak"]
     B, obs_dim = cfg.batch_size, s.spec["obs_dim"]
     with torch.no_grad():
         for _ in range(gradient_steps):
@@ -321,10 +335,15 @@ def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Te
             s.n_updates += 1
             if s.n_updates % cfg.target_update_interval == 0:
                 offpolicy.polyak_update(target_params, critic_params, cfg.tau)
-        # the losses themselves are only logged: computed once, for the round's last step
-        return {"losses/q_loss": critic_loss(q, y), "losses/q_values": q.mean(),
-                "losses/actor_loss": actor_loss(q_pi, logp_pi, alpha), "losses/alpha": alpha,
-                "losses/entropy": -logp_pi.mean()}
+    # the losses themselves are only logged, for the round's last step, and only when the loop writes
+    # a log line (every ``log_every`` steps): about 10 small ops that cost 1-2 % of each update
+    def metrics() -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return {"losses/q_loss": critic_loss(q, y), "losses/q_values": q.mean(),
+                    "losses/actor_loss": actor_loss(q_pi, logp_pi, alpha), "losses/alpha": alpha,
+                    "losses/entropy": -logp_pi.mean()}
+
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------
