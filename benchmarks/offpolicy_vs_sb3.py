@@ -6,8 +6,9 @@ hyperparameters, side by side in one run (fresh subprocess per run, alternating 
                                           [--device cpu|cuda]
 
 Prints per-run figures and the medians, with the ratio rlworks / SB3 for training speed (DQN: env steps
-per second; SAC: gradient updates per second; evaluation time excluded) and the seconds to the first
-deterministic 10-episode evaluation at or above the threshold. ``--lib`` runs one side only (a child).
+per second; SAC: gradient updates per second; both clocks start once the agent is built, and evaluation
+time is excluded) and the seconds to the first deterministic 10-episode evaluation at or above the
+threshold. ``--lib`` runs one side only (a child).
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ def child(a) -> dict:
                 clock.evaluate(s.global_step, lambda o: agent.act(o), env_id, a.threshold)
             return False
 
-        clock.t0 = time.perf_counter()
-        agent = mod.train(env_id, cfg, total_steps=a.total_steps, seed=a.seed, device=a.device, callback=callback)
+        def start(s) -> None:  # the clock starts once the agent is built, as it does for SB3 below
+            clock.t0 = time.perf_counter()
+
+        agent = mod.train(env_id, cfg, total_steps=a.total_steps, seed=a.seed, device=a.device, callback=callback,
+                          on_start=start)
         seconds, updates = clock.train_seconds(), agent.meta["n_updates"]
     else:
         from stable_baselines3 import DQN, SAC
@@ -107,7 +111,7 @@ def child(a) -> dict:
                 return True
 
         model = cls("MlpPolicy", env_id, seed=a.seed, device=a.device, policy_kwargs=dict(net_arch=arch), **hp)
-        clock.t0 = time.perf_counter()
+        clock.t0 = time.perf_counter()  # after building the model, as rlworks' clock starts in on_start
         model.learn(a.total_steps, callback=CB())
         seconds, updates = clock.train_seconds(), int(model._n_updates)
     return {"lib": a.lib, "algo": a.algo, "device": a.device, "seed": a.seed, "steps": a.total_steps, "train_seconds": seconds,
