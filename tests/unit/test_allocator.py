@@ -27,7 +27,8 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 200)
 def test_retain_freed_memory_is_idempotent():
     first = allocator.retain_freed_memory()
     assert allocator.retain_freed_memory() is first
-    assert first == (sys.platform.startswith("linux") and allocator._done)
+    if sys.platform.startswith("linux"):  # glibc here (the CI image); the thresholds were set
+        assert first is True
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
