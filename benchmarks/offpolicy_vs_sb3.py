@@ -3,12 +3,13 @@ hyperparameters, side by side in one run (fresh subprocess per run, alternating 
 
     python benchmarks/offpolicy_vs_sb3.py --algo dqn|sac [--seeds 3] [--total-steps N] [--threads 1]
                                           [--eval-every K] [--threshold T] [--config zoo|best]
-                                          [--device cpu|cuda]
+                                          [--device cpu|cuda] [--matmul-precision highest|high|medium]
 
 Prints per-run figures and the medians, with the ratio rlworks / SB3 for training speed (DQN: env steps
 per second; SAC: gradient updates per second; both clocks start once the agent is built, and evaluation
 time is excluded) and the seconds to the first deterministic 10-episode evaluation at or above the
-threshold. ``--lib`` runs one side only (a child).
+threshold. ``--lib`` runs one side only (a child). ``--matmul-precision`` sets torch's float32
+matrix-product precision in both libraries' processes (``medium``: bfloat16 products on CPUs with AMX).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def child(a) -> dict:
     import torch
 
     torch.set_num_threads(a.threads)
+    torch.set_float32_matmul_precision(a.matmul_precision)  # process-wide: the same for both libraries
     env_id, hp, arch = ZOO[a.algo]
     clock = Clock()
     if a.lib == "rlworks":
@@ -132,6 +134,8 @@ def main() -> int:
     p.add_argument("--eval-every", type=int)
     p.add_argument("--threshold", type=float)
     p.add_argument("--device", default="cpu", help="torch device for both libraries (cpu, cuda)")
+    p.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
+                   help="torch.set_float32_matmul_precision for both libraries (default: exact float32)")
     a = p.parse_args()
     steps, every, thr = DEFAULTS[a.algo]
     a.total_steps = a.total_steps or steps
@@ -146,7 +150,8 @@ def main() -> int:
         for lib in ("rlworks", "sb3"):
             cmd = [sys.executable, __file__, "--algo", a.algo, "--lib", lib, "--seed", str(seed), "--config",
                    a.config if lib == "rlworks" else "zoo", "--total-steps", str(a.total_steps), "--threads",
-                   str(a.threads), "--eval-every", str(a.eval_every), "--threshold", str(a.threshold), "--device", a.device]
+                   str(a.threads), "--eval-every", str(a.eval_every), "--threshold", str(a.threshold), "--device", a.device,
+                   "--matmul-precision", a.matmul_precision]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)
@@ -156,7 +161,8 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     key = "steps_per_s" if a.algo == "dqn" else "updates_per_s"
     med = {lib: statistics.median(r[key] for r in rows if r["lib"] == lib) for lib in ("rlworks", "sb3")}
-    print(f"{a.algo} {ZOO[a.algo][0]} ({a.config} vs zoo), {a.seeds} seeds, {a.threads} thread(s), {a.device}: "
+    prec = "" if a.matmul_precision == "highest" else f", matmul precision {a.matmul_precision}"
+    print(f"{a.algo} {ZOO[a.algo][0]} ({a.config} vs zoo), {a.seeds} seeds, {a.threads} thread(s), {a.device}{prec}: "
           f"{key} median rlworks {med['rlworks']:.1f}, sb3 {med['sb3']:.1f}, ratio {med['rlworks'] / med['sb3']:.2f}")
     for lib in ("rlworks", "sb3"):
         hits = [r["first_hit"][1] for r in rows if r["lib"] == lib and r["first_hit"]]

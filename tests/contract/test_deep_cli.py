@@ -46,6 +46,7 @@ def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> No
     (["train", "ppo", "--env", "Pendulum-v1", "--sde-sample-freq", "-1"], ["sde_sample_freq=-1", "out of range"]),
     (["train", "ppo", "--env", "CartPole-v1", "--eval-every", "-5"], ["--eval-every -5", "out of range"]),
     (["train", "ppo", "--env", "CartPole-v1", "--eval-episodes", "0"], ["--eval-episodes 0", "out of range"]),
+    (["train", "sac", "--env", "Pendulum-v1", "--matmul-precision", "mediun"], ["'mediun'", "did you mean 'medium'"]),
 ])
 def test_bad_train_input(args, needles):
     assert_one_line_error(cli(*args), *needles)
@@ -56,6 +57,8 @@ def test_bad_train_input(args, needles):
     (["bench", "--algo", "ppx"], ["--algo 'ppx'", "did you mean 'ppo'"]),
     (["bench", "--seeds", "0"], ["--seeds 0", "out of range"]),
     (["bench", "--sedes", "3"], ["--sedes", "did you mean"]),
+    (["bench", "--algo", "sac", "--matmul-precision", "bf16"], ["--matmul-precision 'bf16'", "medium"]),
+    (["bench", "--algo", "ppo", "--matmul-precision", "medium"], ["--matmul-precision", "dqn/sac only"]),
 ])
 def test_bad_bench_input(args, needles):
     assert_one_line_error(cli(*args), *needles)
@@ -136,3 +139,19 @@ def test_eval_every_keeps_the_best_policy_and_eval_reads_it(tmp_path):
     assert ev.returncode == 0, ev.stderr
     assert f"return {max(r for _, r in evals):.2f}" in " ".join(ev.stdout.split())  # the saved best, re-evaluated on its episodes
     assert_one_line_error(cli("eval", str(run), "--checkpoint", "bset"), "did you mean 'best'")
+
+
+def test_matmul_precision_is_recorded_and_kept_on_resume(tmp_path):
+    run = tmp_path / "run"
+    out = cli("train", "sac", "--env", "Pendulum-v1", "--total-steps", "300", "--learning-starts", "200",
+              "--matmul-precision", "medium", "--checkpoint-every", "150", "--run-dir", str(run), "--quiet")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    assert json.loads((run / "config.json").read_text())["matmul_precision"] == "medium"
+    out = cli("train", "--resume", str(run), "--total-steps", "400", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((run / "config.json").read_text())["matmul_precision"] == "medium"
+    out = cli("train", "--resume", str(run), "--total-steps", "500", "--matmul-precision", "highest", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((run / "config.json").read_text())["matmul_precision"] == "highest"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import rlworks
 from rlworks.algos import dqn, sac, td3
 
 
@@ -41,6 +42,13 @@ def test_sac_pendulum_improves_within_4k_steps():
     rec = Recorder()
     agent = sac.train("Pendulum-v1", cfg, total_steps=4000, seed=0, logger=rec, log_every=1000)
     assert agent.evaluate(5, seed=100).mean_return >= -600, rec.returns
+
+
+def test_sac_pendulum_improves_within_4k_steps_with_bfloat16_products():
+    # the same check with matmul_precision="medium" (bfloat16 products where the CPU has them)
+    agent = rlworks.train("sac", "Pendulum-v1", total_steps=4000, seed=0, matmul_precision="medium", hidden=(64, 64),
+                          learning_rate=1e-3, batch_size=128, buffer_size=20_000)
+    assert agent.evaluate(5, seed=100).mean_return >= -600
 
 
 @pytest.mark.slow

@@ -156,6 +156,20 @@ def test_twin_q_is_two_independent_critics():
     assert not torch.equal(out[0], out[1])
 
 
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("activation,n", [("relu", 2), ("tanh", 2), ("relu", 3)])
+def test_min_input_grad_matches_autograd(masked, activation, n):
+    """∂/∂a of scale·Σ_b min_i Q_i(s_b, a_b), by rows (exact float32 on CPU) and by masks (elsewhere)."""
+    torch.manual_seed(0)
+    q = sac.TwinQ(3, 2, (16, 8), activation, n=n)
+    obs, act = torch.randn(50, 3), torch.randn(50, 2, requires_grad=True)
+    ref = torch.autograd.grad(-0.1 * q(obs, act).min(0).values.sum(), act)[0]
+    with torch.no_grad():
+        values, acts = q.forward_cached(obs, act.detach())
+        got = q.min_input_grad(acts, values, -0.1, input_from=3, masked=masked)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # TD3
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac] [--config zoo|best] [--seeds 5] [--total-steps N]
                   [--threads 1] [--device cpu|cuda] [--markdown FILE] [--json FILE]
+                  [--matmul-precision highest|high|medium]   (dqn/sac: torch's float32 product precision, both libraries)
     rlworks bench tabular [--repeats N] [--seeds N]     (the seed's Q-learning snippet vs rlworks)
 
 DQN (CartPole-v1) and SAC (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the same
@@ -32,12 +33,13 @@ from .parsing import check_device
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_vs_sb3.py"
 OFFPOLICY_SCRIPT = SCRIPT.with_name("offpolicy_vs_sb3.py")
 OPTIONS = {"vs": str, "algo": str, "config": str, "seeds": int, "total-steps": int, "threads": int,
-           "markdown": str, "json": str, "eval-every": int, "threshold": float, "device": str}
+           "markdown": str, "json": str, "eval-every": int, "threshold": float, "device": str, "matmul-precision": str}
 
 
 def _parse(argv: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"vs": "sb3", "algo": "ppo", "config": "zoo", "seeds": 5, "total-steps": 50_000,
-                           "threads": 1, "eval-every": 2000, "threshold": 475.0, "device": "cpu"}
+                           "threads": 1, "eval-every": 2000, "threshold": 475.0, "device": "cpu",
+                           "matmul-precision": "highest"}
     i = 0
     while i < len(argv):
         name, eq, val = argv[i].lstrip("-").partition("=")
@@ -53,7 +55,8 @@ def _parse(argv: list[str]) -> dict[str, Any]:
         except ValueError:
             raise ConfigError(f"--{name} {val!r}: expected {OPTIONS[name].__name__}") from None
         i += 1
-    for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c", "dqn", "sac")), ("config", ("zoo", "best"))):
+    for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c", "dqn", "sac")), ("config", ("zoo", "best")),
+                         ("matmul-precision", ("highest", "high", "medium"))):
         if out[key] not in allowed:
             raise ConfigError(f"--{key} {out[key]!r} is not one of {', '.join(allowed)}{suggest(out[key], allowed)}")
     check_device(out["device"])
@@ -110,7 +113,8 @@ def _offpolicy(o: dict[str, Any], argv: list[str]) -> int:
     if given & {"markdown", "json", "eval-every", "threshold"}:
         raise ConfigError("--markdown, --json, --eval-every and --threshold apply to ppo/a2c; dqn/sac print their own table")
     cmd = [sys.executable, str(OFFPOLICY_SCRIPT), "--algo", o["algo"], "--config", o["config"],
-           "--seeds", str(o["seeds"]), "--threads", str(o["threads"]), "--device", o["device"]]
+           "--seeds", str(o["seeds"]), "--threads", str(o["threads"]), "--device", o["device"],
+           "--matmul-precision", o["matmul-precision"]]
     if "total-steps" in given:
         cmd += ["--total-steps", str(o["total-steps"])]
     env = {**os.environ, "OMP_NUM_THREADS": str(o["threads"]), "MKL_NUM_THREADS": str(o["threads"])}
@@ -126,6 +130,8 @@ def main(argv: list[str]) -> int:
         raise ConfigError("stable-baselines3 is not installed: pip install 'rlworks[bench]'")
     if o["algo"] in ("dqn", "sac"):
         return _offpolicy(o, argv)
+    if o["matmul-precision"] != "highest":
+        raise ConfigError("--matmul-precision applies to dqn/sac only (the ppo/a2c runner does not set it)")
     if not SCRIPT.is_file():
         raise ConfigError(f"{SCRIPT} not found: benchmarks run from a source checkout of rlworks")
     from rich.console import Console
