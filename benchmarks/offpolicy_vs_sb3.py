@@ -150,8 +150,8 @@ def main() -> int:
         for lib in ("rlworks", "sb3"):
             cmd = [sys.executable, __file__, "--algo", a.algo, "--lib", lib, "--seed", str(seed), "--config",
                    a.config if lib == "rlworks" else "zoo", "--total-steps", str(a.total_steps), "--threads",
-                   str(a.threads), "--eval-every", str(a.eval_every), "--threshold", str(a.threshold), "--device", a.device,
-                   "--matmul-precision", a.matmul_precision]
+                   str(a.threads), "--eval-every", str(a.eval_every), "--threshold", str(a.threshold),
+                   "--device", a.device, "--matmul-precision", a.matmul_precision]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)

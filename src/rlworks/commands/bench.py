@@ -2,7 +2,7 @@
 
     rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac] [--config zoo|best] [--seeds 5] [--total-steps N]
                   [--threads 1] [--device cpu|cuda] [--markdown FILE] [--json FILE]
-                  [--matmul-precision highest|high|medium]   (dqn/sac: torch's float32 product precision, both libraries)
+                  [--matmul-precision highest|high|medium]  (dqn/sac: float32 product precision, both libraries)
     rlworks bench tabular [--repeats N] [--seeds N]     (the seed's Q-learning snippet vs rlworks)
 
 DQN (CartPole-v1) and SAC (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the same

@@ -134,7 +134,7 @@ def _print_help(algo: str) -> None:
                       ("--device cpu|cuda", "torch device (default cpu)"),
                       ("--num-threads N", "torch CPU threads (default 1: fastest for small MLPs)"),
                       ("--matmul-precision P", "highest (default: float32), high (TF32 on CUDA) or medium "
-                                               "(bfloat16 products where the CPU has AMX/AVX512-BF16: faster, ~2e-3 error)"),
+                       "(bfloat16 products where the CPU has AMX/AVX512-BF16: faster, ~2e-3 error)"),
                       ("--checkpoint-every N", "steps between checkpoints (default total/5)"),
                       ("--eval-every N", "evaluate every N steps, keep the best policy in RUN_DIR/best (default off)"),
                       ("--eval-episodes K", "deterministic episodes per evaluation (default 10)"),
