@@ -154,19 +154,19 @@ class TwinQ(nn.Module):
     def min_input_grad(self, acts: list[torch.Tensor], q: torch.Tensor, scale: float, input_from: int,
                        masked: bool | None = None) -> torch.Tensor:
         """∂/∂x[:, input_from:] of ``scale`` · Σ_b min_i Q_i(x_b) (the actor loss's path to the action).
-        Only the smaller critic of each sample carries gradient. With exact float32 products on CPU each
-        critic back-propagates just the rows where it is the minimum: half the arithmetic of a masked
-        pass through both. Elsewhere (reduced-precision products, CUDA) every critic takes all rows with
-        the others' rows zeroed: the row counts change every step, and each new product shape costs a
-        oneDNN kernel kept in its cache (measured: +300 MB over 2,500 updates with bfloat16 products)
-        or, on CUDA, a device sync for ``nonzero``. ``masked`` forces one way (both are tested)."""
+        Only the smaller critic of each sample carries gradient, so each critic back-propagates just
+        the rows where it is the minimum: half the arithmetic of a masked pass through both. With
+        reduced-precision products on CPU (``matmul_precision``) every critic takes all rows instead,
+        the others' rows zeroed: the row counts change every step, and oneDNN compiles and caches a
+        kernel for each new bfloat16 product shape (measured: +300 MB over 2,500 updates). ``masked``
+        forces one way (both are tested against autograd)."""
         relu = self.act_fn is torch.relu
         # the index of the smaller critic (the first on ties, as argmin; a comparison is 10× faster)
         which = (q[1] < q[0]).long() if self.n == 2 else q.argmin(0)
         weights = [w for w, _ in self._layers]
         last = len(weights) - 1
         if masked is None:
-            masked = q.device.type != "cpu" or torch.get_float32_matmul_precision() != "highest"
+            masked = q.device.type == "cpu" and torch.get_float32_matmul_precision() != "highest"
         if masked:
             mask = F.one_hot(which, self.n).t().unsqueeze(-1).to(q.dtype).mul_(scale)  # (n, B, 1)
             g = mask * weights[last].transpose(1, 2)  # (n, B, hidden)
