@@ -134,7 +134,9 @@ def main() -> int:
     p.add_argument("--eval-every", type=int)
     p.add_argument("--threshold", type=float)
     p.add_argument("--device", default="cpu", help="torch device for both libraries (cpu, cuda)")
-    p.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
+    from rlworks.algos import MATMUL_PRECISIONS  # no torch import: the parent only starts children
+
+    p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
                    help="torch.set_float32_matmul_precision for both libraries (default: exact float32)")
     a = p.parse_args()
     steps, every, thr = DEFAULTS[a.algo]

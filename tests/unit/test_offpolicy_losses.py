@@ -159,7 +159,7 @@ def test_twin_q_is_two_independent_critics():
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("activation,n", [("relu", 2), ("tanh", 2), ("relu", 3)])
 def test_min_input_grad_matches_autograd(masked, activation, n):
-    """∂/∂a of scale·Σ_b min_i Q_i(s_b, a_b), by rows (exact float32 on CPU) and by masks (elsewhere)."""
+    """∂/∂a of scale·Σ_b min_i Q_i(s_b, a_b), by rows (the default) and by masks (reduced-precision products on CPU)."""
     torch.manual_seed(0)
     q = sac.TwinQ(3, 2, (16, 8), activation, n=n)
     obs, act = torch.randn(50, 3), torch.randn(50, 2, requires_grad=True)

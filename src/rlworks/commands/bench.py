@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..algos import MATMUL_PRECISIONS
 from ..config import ConfigError, suggest
 from .parsing import check_device
 
@@ -56,7 +57,7 @@ def _parse(argv: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--{name} {val!r}: expected {OPTIONS[name].__name__}") from None
         i += 1
     for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c", "dqn", "sac")), ("config", ("zoo", "best")),
-                         ("matmul-precision", ("highest", "high", "medium"))):
+                         ("matmul-precision", MATMUL_PRECISIONS)):
         if out[key] not in allowed:
             raise ConfigError(f"--{key} {out[key]!r} is not one of {', '.join(allowed)}{suggest(out[key], allowed)}")
     check_device(out["device"])

@@ -160,10 +160,9 @@ def _setup_torch(run: dict[str, Any]) -> None:
     precision = run.get("matmul-precision")
     if precision is not None:
         from ..algos import MATMUL_PRECISIONS
+        from ..config import check_choice
 
-        if precision not in MATMUL_PRECISIONS:
-            raise ConfigError(f"--matmul-precision {precision!r} is not one of {', '.join(MATMUL_PRECISIONS)}"
-                              f"{suggest(precision, MATMUL_PRECISIONS)}")
+        check_choice("matmul_precision", precision, MATMUL_PRECISIONS)
         torch.set_float32_matmul_precision(precision)
 
 
