@@ -90,6 +90,22 @@ def test_episode_boundaries_use_true_final_obs(N):
     assert buf.final_live == int((buf.final_id >= 0).sum())
 
 
+@pytest.mark.parametrize("N, T", [(1, 9), (3, 9), (3, 40)])  # not yet full; full and wrapped around
+def test_uniform_sample_matches_the_row_env_gather(N, T):
+    """``sample`` (one-step, uniform) indexes flat views; it must give the very transitions that
+    ``_gather`` gives for the same draws through rows and envs (episode ends and wrap-around included)."""
+    rng = np.random.default_rng(N + T)
+    obs, nxt, rew, term, trunc = make_stream(T, N, rng, 0.15, 0.15)
+    buf = ReplayBuffer(12 * N, N, (2,), n_step=1)
+    fill(buf, obs, nxt, rew, term, trunc)
+    draws = np.random.default_rng(7).integers(0, len(buf), size=500)
+    got = buf.sample(500, np.random.default_rng(7))
+    want = buf._gather(buf._rows_of(draws // N), draws % N, np.ones(500, np.float32))
+    for field in ("obs", "actions", "returns", "discounts", "next_obs", "weights", "indices"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+    assert (got.next_obs[:, 0] < 0).any()  # some draws ended an episode (true final observations)
+
+
 def test_uint8_observations_stay_uint8():
     buf = ReplayBuffer(10, 2, (4, 4), obs_dtype=np.uint8)
     o = np.full((2, 4, 4), 200, np.uint8)

@@ -151,6 +151,11 @@ class ReplayBuffer:
         self.alpha, self.priority_eps = float(alpha), float(priority_eps)
         self.max_priority = 1.0
         self.tree = SumTree(R * N) if self.prioritized else None
+        # (rows · envs, ...) views of the arrays, indexed by leaf = row · n_envs + env: one 1-D index
+        # per array on the uniform one-step path (a 2-D fancy index costs ~2× as much)
+        self._flat = {name: a.reshape(R * N, *a.shape[2:]) for name, a in (
+            ("obs", self.obs), ("actions", self.actions), ("rewards", self.rewards),
+            ("terminations", self.terminations), ("final_id", self.final_id))}
 
     # -- size ------------------------------------------------------------------------------------
     @property
@@ -248,6 +253,8 @@ class ReplayBuffer:
         if n == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         N = self.n_envs
+        if self.tree is None and self.n_step == 1:
+            return self._sample_uniform1(rng.integers(0, n, size=batch_size))
         if self.tree is None:
             flat = rng.integers(0, n, size=batch_size)
             rows, envs = self._rows_of(flat // N), flat % N
@@ -262,6 +269,23 @@ class ReplayBuffer:
             w = (n * probs) ** (-beta)
             weights = (w / w.max()).astype(np.float32)
         return self._gather(rows, envs, weights)
+
+    def _sample_uniform1(self, offsets: np.ndarray) -> Batch:
+        """``_gather1`` for uniform draws (``offsets`` in [0, len)), on the flat views: the leaf of
+        offset k is (start · n_envs + k) mod (rows · n_envs), its next observation n_envs leaves on."""
+        size = self.rows * self.n_envs
+        leaf = offsets + ((self.pos + 1) % self.rows) * self.n_envs if self.full else offsets
+        if self.full:
+            leaf %= size
+        f = self._flat
+        fid = f["final_id"][leaf]
+        next_obs = f["obs"][(leaf + self.n_envs) % size]
+        at_end = fid >= 0
+        if at_end.any():
+            next_obs[at_end] = self.final_obs[fid[at_end] % self._final_cap]
+        return Batch(obs=f["obs"][leaf], actions=f["actions"][leaf], returns=f["rewards"][leaf],
+                     discounts=np.where(f["terminations"][leaf], np.float32(0.0), np.float32(self.gamma)),
+                     next_obs=next_obs, weights=np.ones(offsets.shape[0], dtype=np.float32), indices=leaf)
 
     def _gather(self, rows: np.ndarray, envs: np.ndarray, weights: np.ndarray) -> Batch:
         if self.n_step == 1:
