@@ -1,12 +1,12 @@
-"""rlworks vs Stable-Baselines3, off-policy: DQN on CartPole-v1 and SAC on Pendulum-v1 with the RL Zoo's
-hyperparameters, side by side in one run (fresh subprocess per run, alternating A B A B).
+"""rlworks vs Stable-Baselines3, off-policy: DQN on CartPole-v1, SAC and TD3 on Pendulum-v1 with the RL
+Zoo's hyperparameters, side by side in one run (fresh subprocess per run, alternating A B A B).
 
-    python benchmarks/offpolicy_vs_sb3.py --algo dqn|sac [--seeds 3] [--total-steps N] [--threads 1]
+    python benchmarks/offpolicy_vs_sb3.py --algo dqn|sac|td3 [--seeds 3] [--total-steps N] [--threads 1]
                                           [--eval-every K] [--threshold T] [--config zoo|best]
                                           [--device cpu|cuda] [--matmul-precision highest|high|medium]
 
 Prints per-run figures and the medians, with the ratio rlworks / SB3 for training speed (DQN: env steps
-per second; SAC: gradient updates per second; both clocks start once the agent is built, and evaluation
+per second; SAC, TD3: gradient (critic) updates per second; both clocks start once the agent is built, and evaluation
 time is excluded) and the seconds to the first deterministic 10-episode evaluation at or above the
 threshold. ``--lib`` runs one side only (a child). ``--matmul-precision`` sets torch's float32
 matrix-product precision in both libraries' processes (``medium``: bfloat16 products on CPUs with AMX).
@@ -23,13 +23,19 @@ import subprocess
 import sys
 import time
 
-ZOO = {  # rl-baselines3-zoo hyperparams/dqn.yml (CartPole-v1) and sac.yml (Pendulum-v1)
+ZOO = {  # rl-baselines3-zoo hyperparams/dqn.yml (CartPole-v1), sac.yml and td3.yml (Pendulum-v1)
     "dqn": ("CartPole-v1", dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
                                 gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
                                 exploration_fraction=0.16, exploration_final_eps=0.04), [256, 256]),
     "sac": ("Pendulum-v1", dict(learning_rate=1e-3), [256, 256]),
+    # the Zoo trains TD3 once per episode (train_freq [1, "episode"], gradient_steps -1): on Pendulum's fixed
+    # 200-step episodes that is 200 updates every 200 steps, written here in steps for both libraries;
+    # exploration noise N(0, 0.1) (rlworks' exploration_noise, SB3's NormalActionNoise below)
+    "td3": ("Pendulum-v1", dict(learning_rate=1e-3, gamma=0.98, buffer_size=200_000, learning_starts=10_000,
+                                train_freq=200, gradient_steps=200), [400, 300]),
 }
-DEFAULTS = {"dqn": (50_000, 2000, 475.0), "sac": (20_000, 1000, -200.0)}
+DEFAULTS = {"dqn": (50_000, 2000, 475.0), "sac": (20_000, 1000, -200.0), "td3": (20_000, 1000, -200.0)}
+ALGOS = tuple(ZOO)
 
 
 class Clock:
@@ -73,16 +79,16 @@ def child(a) -> dict:
     env_id, hp, arch = ZOO[a.algo]
     clock = Clock()
     if a.lib == "rlworks":
-        from rlworks.algos import dqn, sac
+        from rlworks.algos import dqn, sac, td3
 
-        mod = dqn if a.algo == "dqn" else sac
+        mod = {"dqn": dqn, "sac": sac, "td3": td3}[a.algo]
         if a.config == "best":  # rlworks' own preset for the env
             from rlworks.config import PRESET_DIR, from_dict, load_toml
 
             table = load_toml(PRESET_DIR / f"{a.algo}.toml")[env_id]
             cfg = from_dict(mod.CONFIG, {k: v for k, v in table.items() if k not in ("env", "total_steps")})
         else:
-            cfg = mod.CONFIG(**hp, hidden=tuple(arch))
+            cfg = mod.CONFIG(**hp, **({"exploration_noise": 0.1} if a.algo == "td3" else {}), hidden=tuple(arch))
         holder = {}
 
         def callback(s) -> bool:
@@ -99,10 +105,14 @@ def child(a) -> dict:
                           on_start=start)
         seconds, updates = clock.train_seconds(), agent.meta["n_updates"]
     else:
-        from stable_baselines3 import DQN, SAC
+        import numpy as np
+        from stable_baselines3 import DQN, SAC, TD3
         from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.noise import NormalActionNoise
 
-        cls = DQN if a.algo == "dqn" else SAC
+        cls = {"dqn": DQN, "sac": SAC, "td3": TD3}[a.algo]
+        if a.algo == "td3":
+            hp = {**hp, "action_noise": NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))}
 
         class CB(BaseCallback):
             def _on_step(self) -> bool:
@@ -124,7 +134,7 @@ def child(a) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--algo", choices=("dqn", "sac"), default="dqn")
+    p.add_argument("--algo", choices=ALGOS, default="dqn")
     p.add_argument("--lib", choices=("both", "rlworks", "sb3"), default="both")
     p.add_argument("--config", choices=("zoo", "best"), default="zoo")
     p.add_argument("--seeds", type=int, default=3)

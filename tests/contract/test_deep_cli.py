@@ -58,7 +58,7 @@ def test_bad_train_input(args, needles):
     (["bench", "--seeds", "0"], ["--seeds 0", "out of range"]),
     (["bench", "--sedes", "3"], ["--sedes", "did you mean"]),
     (["bench", "--algo", "sac", "--matmul-precision", "bf16"], ["--matmul-precision 'bf16'", "medium"]),
-    (["bench", "--algo", "ppo", "--matmul-precision", "medium"], ["--matmul-precision", "dqn/sac only"]),
+    (["bench", "--algo", "ppo", "--matmul-precision", "medium"], ["--matmul-precision", "dqn/sac/td3 only"]),
 ])
 def test_bad_bench_input(args, needles):
     assert_one_line_error(cli(*args), *needles)

@@ -25,6 +25,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
 ALGOS = tuple(REGISTRY)
 #: torch.set_float32_matmul_precision's values: exact float32, TF32 allowed (CUDA), bfloat16 allowed
 MATMUL_PRECISIONS = ("highest", "high", "medium")
+OFFPOLICY_ALGOS = ("dqn", "sac", "td3")  # replay-buffer learners (their agents' format, their bench script)
 
 
 def check_algo(algo: str) -> None:

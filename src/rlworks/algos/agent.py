@@ -25,10 +25,10 @@ from ..core.evaluation import EvalResult, evaluate
 from ..core.nets import ActorCritic, NumpyActor
 from ..core.sde import EPS as SDE_EPS
 from ..core.vec import ObsNormalizer
+from . import OFFPOLICY_ALGOS
 
 AGENT_FORMAT = "rlworks.agent/1"
 OFFPOLICY_AGENT_FORMAT = "rlworks.offpolicy-agent/1"
-OFFPOLICY_ALGOS = ("dqn", "sac", "td3")
 
 
 def build_model(spec: dict[str, Any], net: dict[str, Any]) -> ActorCritic:

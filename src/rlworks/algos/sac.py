@@ -151,6 +151,27 @@ class TwinQ(nn.Module):
                 g = g * w.transpose(1, 2) if i == last else torch.bmm(g, w.transpose(1, 2))  # outer product first
                 g = fastgrad.activation_backward(g, acts[i], relu, inplace=True)
 
+    def input_grad(self, c: int, obs: torch.Tensor, actions: torch.Tensor, scale: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Critic ``c`` alone: Q_c(s, a) (B,) and ∂/∂a of ``scale`` · Σ_b Q_c(s_b, a_b) (B, act_dim),
+        with 2-D products (TD3's actor loss reads the first critic only; the other's forward would be
+        wasted)."""
+        relu = self.act_fn is torch.relu
+        act_ = torch.relu_ if relu else torch.tanh_
+        x = torch.cat([obs, actions], -1)
+        acts = [x]
+        last = len(self._layers) - 1
+        for i, (w, b) in enumerate(self._layers):
+            x = torch.addmm(b[c], x, w[c])
+            if i < last:
+                x = act_(x)
+            acts.append(x)
+        g = fastgrad.activation_backward((self._layers[last][0][c].t() * scale).expand(x.shape[0], -1),
+                                         acts[last], relu)
+        for i in range(last - 1, 0, -1):
+            g = fastgrad.activation_backward(g.mm(self._layers[i][0][c].t()), acts[i], relu, inplace=True)
+        return x.squeeze(-1), g.mm(self._layers[0][0][c][obs.shape[-1]:].t())
+
     def min_input_grad(self, acts: list[torch.Tensor], q: torch.Tensor, scale: float, input_from: int,
                        masked: bool | None = None) -> torch.Tensor:
         """∂/∂x[:, input_from:] of ``scale`` · Σ_b min_i Q_i(x_b) (the actor loss's path to the action).

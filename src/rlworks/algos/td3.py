@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, check_choice, check_range
+from ..core import fastgrad
 from ..core.logging import Logger
 from ..core.nets import ACTIVATIONS, mlp
 from . import offpolicy
@@ -94,9 +95,19 @@ class DeterministicActor(nn.Module):
         super().__init__()
         self.net = mlp(obs_dim, hidden, act_dim, activation=activation, ortho_init=False)
         self.noise = noise
+        self._layers = list(self.net)  # flat, for fastgrad (no Sequential lookups)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
+
+    def forward_cached(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """μ(s) and every layer's output, for ``backward`` (call under ``no_grad``)."""
+        acts = fastgrad.mlp_forward(self._layers, obs)
+        return torch.tanh(acts[-1]), acts
+
+    def backward(self, acts: list[torch.Tensor], a: torch.Tensor, g_a: torch.Tensor) -> None:
+        """Parameter gradients from ∂L/∂μ(s) (B, d), through the tanh (∂a/∂pre = 1 − a²)."""
+        fastgrad.mlp_backward(self._layers, acts, torch.ops.aten.tanh_backward(g_a, a))
 
     def act(self, obs: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
         a = self(obs)
@@ -147,37 +158,47 @@ def act(s: offpolicy.Session, obs: np.ndarray) -> np.ndarray:
     return a.cpu().numpy()
 
 
-def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Tensor]:
+def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:
+    """``gradient_steps`` TD3 updates: the twin critics toward the smoothed clipped double-Q target
+    every step; the actor (through the first critic only, as the paper and SB3), then the Polyak
+    averages of all targets, every ``policy_delay`` steps. The gradients are written out by hand as in
+    SAC (``TwinQ.backward``, ``TwinQ.input_grad``, ``fastgrad``); tests/unit/test_offpolicy_losses.py
+    checks the whole update against the same update through autograd."""
     cfg: TD3Config = s.config
     actor, actor_target = s.modules["actor"], s.modules["actor_target"]
     critic, critic_target = s.modules["critic"], s.modules["critic_target"]
-    online = list(critic.parameters()) + list(actor.parameters())
-    targets = list(critic_target.parameters()) + list(actor_target.parameters())
-    out: dict[str, torch.Tensor] = {}
-    for _ in range(gradient_steps):
-        mb = offpolicy.tensor_batch(s.buffer.sample(cfg.batch_size, s.rng), s.device)
-        with torch.no_grad():
-            next_mu = actor_target(mb["next_obs"])
+    if "polyak" not in s.cache:  # listing a module's parameters walks it in Python: once per session
+        s.cache["polyak"] = (list(critic_target.parameters()) + list(actor_target.parameters()),
+                             list(critic.parameters()) + list(actor.parameters()))
+    targets, online = s.cache["polyak"]
+    B, obs_dim = cfg.batch_size, s.spec["obs_dim"]
+    q_pi = None
+    with torch.no_grad():
+        for _ in range(gradient_steps):
+            mb = offpolicy.tensor_batch(s.buffer.sample(B, s.rng), s.device)
+            next_mu = actor_target.forward_cached(mb["next_obs"])[0]
             noise = torch.randn(next_mu.shape, generator=s.generator, device=s.device) * cfg.target_policy_noise
             next_a = smoothed_target_actions(next_mu, noise, cfg.target_noise_clip)
-            y = td3_targets(mb["returns"], mb["discounts"], critic_target(mb["next_obs"], next_a))
-        q = critic(mb["obs"], mb["actions"])
-        c_loss = critic_loss(q, y)
-        s.optimizers["critic"].zero_grad(set_to_none=True)
-        c_loss.backward()
-        s.optimizers["critic"].step()
-        s.n_updates += 1
-        out["losses/q_loss"], out["losses/q_values"] = c_loss.detach(), q.detach().mean()
-        if s.n_updates % cfg.policy_delay == 0:  # delayed policy and target updates (§5.2)
-            critic.requires_grad_(False)
-            p_loss = actor_loss(critic(mb["obs"], actor(mb["obs"]))[0])
-            s.optimizers["actor"].zero_grad(set_to_none=True)
-            p_loss.backward()
-            s.optimizers["actor"].step()
-            critic.requires_grad_(True)
-            offpolicy.polyak_update(targets, online, cfg.tau)
-            out["losses/actor_loss"] = p_loss.detach()
-    return out
+            y = td3_targets(mb["returns"], mb["discounts"], critic_target.forward_cached(mb["next_obs"], next_a)[0])
+            q, acts = critic.forward_cached(mb["obs"], mb["actions"])
+            critic.backward(acts, (q - y.unsqueeze(0)).mul_(2.0 / B))  # ∂/∂Q_i of Σ_i mean (Q_i − y)²
+            s.optimizers["critic"].step()
+            s.n_updates += 1
+            if s.n_updates % cfg.policy_delay == 0:  # delayed policy and target updates (§5.2)
+                a_pi, actor_acts = actor.forward_cached(mb["obs"])
+                q_pi, g_a = critic.input_grad(0, mb["obs"], a_pi, -1.0 / B)  # ∂/∂a of −mean Q_1(s, a)
+                actor.backward(actor_acts, a_pi, g_a)
+                s.optimizers["actor"].step()
+                offpolicy.polyak_update(targets, online, cfg.tau)
+
+    def metrics() -> dict[str, torch.Tensor]:  # only when the loop writes a log line
+        with torch.no_grad():
+            out = {"losses/q_loss": critic_loss(q, y), "losses/q_values": q.mean()}
+            if q_pi is not None:
+                out["losses/actor_loss"] = actor_loss(q_pi)
+            return out
+
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
-"""``rlworks bench``: rlworks vs Stable-Baselines3 on CartPole-v1, side by side in one run.
+"""``rlworks bench``: rlworks vs Stable-Baselines3, side by side in one run (CartPole-v1, Pendulum-v1).
 
-    rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac] [--config zoo|best] [--seeds 5] [--total-steps N]
+    rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac|td3] [--config zoo|best] [--seeds 5] [--total-steps N]
                   [--threads 1] [--device cpu|cuda] [--markdown FILE] [--json FILE]
-                  [--matmul-precision highest|high|medium]  (dqn/sac: float32 product precision, both libraries)
+                  [--matmul-precision highest|high|medium]  (dqn/sac/td3: float32 product precision, both)
     rlworks bench tabular [--repeats N] [--seeds N]     (the seed's Q-learning snippet vs rlworks)
 
-DQN (CartPole-v1) and SAC (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the same
-alternating protocol; it reports updates/s for SAC).
+DQN (CartPole-v1), SAC and TD3 (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the
+same alternating protocol; it reports updates/s for SAC and TD3).
 
 Each (library, seed) run is a fresh subprocess of ``benchmarks/deep_vs_sb3.py`` (so peak RSS is
 per run), alternating A B A B. ``--config zoo`` gives both libraries the RL Zoo hyperparameters;
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..algos import MATMUL_PRECISIONS
+from ..algos import MATMUL_PRECISIONS, OFFPOLICY_ALGOS
 from ..config import ConfigError, suggest
 from .parsing import check_device
 
@@ -56,7 +56,7 @@ def _parse(argv: list[str]) -> dict[str, Any]:
         except ValueError:
             raise ConfigError(f"--{name} {val!r}: expected {OPTIONS[name].__name__}") from None
         i += 1
-    for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c", "dqn", "sac")), ("config", ("zoo", "best")),
+    for key, allowed in (("vs", ("sb3",)), ("algo", ("ppo", "a2c", *OFFPOLICY_ALGOS)), ("config", ("zoo", "best")),
                          ("matmul-precision", MATMUL_PRECISIONS)):
         if out[key] not in allowed:
             raise ConfigError(f"--{key} {out[key]!r} is not one of {', '.join(allowed)}{suggest(out[key], allowed)}")
@@ -107,12 +107,12 @@ def summarize(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
 
 
 def _offpolicy(o: dict[str, Any], argv: list[str]) -> int:
-    """DQN/SAC: hand over to the off-policy runner, which alternates the libraries itself."""
+    """DQN/SAC/TD3: hand over to the off-policy runner, which alternates the libraries itself."""
     if not OFFPOLICY_SCRIPT.is_file():
         raise ConfigError(f"{OFFPOLICY_SCRIPT} not found: benchmarks run from a source checkout of rlworks")
     given = {a.lstrip("-").partition("=")[0] for a in argv if a.startswith("--")}
     if given & {"markdown", "json", "eval-every", "threshold"}:
-        raise ConfigError("--markdown, --json, --eval-every and --threshold apply to ppo/a2c; dqn/sac print their own table")
+        raise ConfigError("--markdown, --json, --eval-every and --threshold apply to ppo/a2c; dqn/sac/td3 print their own table")
     cmd = [sys.executable, str(OFFPOLICY_SCRIPT), "--algo", o["algo"], "--config", o["config"],
            "--seeds", str(o["seeds"]), "--threads", str(o["threads"]), "--device", o["device"],
            "--matmul-precision", o["matmul-precision"]]
@@ -129,10 +129,10 @@ def main(argv: list[str]) -> int:
     o = _parse(argv)
     if importlib.util.find_spec("stable_baselines3") is None:
         raise ConfigError("stable-baselines3 is not installed: pip install 'rlworks[bench]'")
-    if o["algo"] in ("dqn", "sac"):
+    if o["algo"] in OFFPOLICY_ALGOS:
         return _offpolicy(o, argv)
     if o["matmul-precision"] != "highest":
-        raise ConfigError("--matmul-precision applies to dqn/sac only (the ppo/a2c runner does not set it)")
+        raise ConfigError("--matmul-precision applies to dqn/sac/td3 only (the ppo/a2c runner does not set it)")
     if not SCRIPT.is_file():
         raise ConfigError(f"{SCRIPT} not found: benchmarks run from a source checkout of rlworks")
     from rich.console import Console
