@@ -166,11 +166,12 @@ class TwinQ(nn.Module):
             if i < last:
                 x = act_(x)
             acts.append(x)
-        g = fastgrad.activation_backward((self._layers[last][0][c].t() * scale).expand(x.shape[0], -1),
-                                         acts[last], relu)
+        weights = [w for w, _ in self._layers]
+        # the output layer's gradient scale·wᵀ is the same on every row: broadcast, masked in one pass
+        g = fastgrad.activation_backward((weights[last][c].t() * scale).expand(x.shape[0], -1), acts[last], relu)
         for i in range(last - 1, 0, -1):
-            g = fastgrad.activation_backward(g.mm(self._layers[i][0][c].t()), acts[i], relu, inplace=True)
-        return x.squeeze(-1), g.mm(self._layers[0][0][c][obs.shape[-1]:].t())
+            g = fastgrad.activation_backward(g.mm(weights[i][c].t()), acts[i], relu, inplace=True)
+        return x.squeeze(-1), g.mm(weights[0][c][obs.shape[-1]:].t())
 
     def min_input_grad(self, acts: list[torch.Tensor], q: torch.Tensor, scale: float, input_from: int,
                        masked: bool | None = None) -> torch.Tensor:

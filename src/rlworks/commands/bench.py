@@ -112,7 +112,8 @@ def _offpolicy(o: dict[str, Any], argv: list[str]) -> int:
         raise ConfigError(f"{OFFPOLICY_SCRIPT} not found: benchmarks run from a source checkout of rlworks")
     given = {a.lstrip("-").partition("=")[0] for a in argv if a.startswith("--")}
     if given & {"markdown", "json", "eval-every", "threshold"}:
-        raise ConfigError("--markdown, --json, --eval-every and --threshold apply to ppo/a2c; dqn/sac/td3 print their own table")
+        raise ConfigError("--markdown, --json, --eval-every and --threshold apply to ppo/a2c; "
+                          "dqn/sac/td3 print their own table")
     cmd = [sys.executable, str(OFFPOLICY_SCRIPT), "--algo", o["algo"], "--config", o["config"],
            "--seeds", str(o["seeds"]), "--threads", str(o["threads"]), "--device", o["device"],
            "--matmul-precision", o["matmul-precision"]]
