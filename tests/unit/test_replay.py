@@ -92,8 +92,9 @@ def test_episode_boundaries_use_true_final_obs(N):
 
 @pytest.mark.parametrize("N, T", [(1, 9), (3, 9), (3, 40)])  # not yet full; full and wrapped around
 def test_uniform_sample_matches_the_row_env_gather(N, T):
-    """``sample`` (one-step, uniform) indexes flat views; it must give the very transitions that
-    ``_gather`` gives for the same draws through rows and envs (episode ends and wrap-around included)."""
+    """``sample`` (one-step, uniform) turns its draws straight into leaf indices; it must give the very
+    transitions that ``_gather`` gives for the same draws through rows and envs (episode ends and
+    wrap-around included)."""
     rng = np.random.default_rng(N + T)
     obs, nxt, rew, term, trunc = make_stream(T, N, rng, 0.15, 0.15)
     buf = ReplayBuffer(12 * N, N, (2,), n_step=1)

@@ -166,12 +166,20 @@ class TwinQ(nn.Module):
             if i < last:
                 x = act_(x)
             acts.append(x)
+        return x.squeeze(-1), self._input_grad_of(c, acts, scale, obs.shape[-1])
+
+    def _input_grad_of(self, c: int, acts: list[torch.Tensor], scale: float, input_from: int) -> torch.Tensor:
+        """∂/∂x[:, input_from:] of ``scale`` · Σ_rows Q_c, back through critic ``c`` alone, given the
+        inputs of its layers 1 … last on those rows, 2-D, as ``acts[1:last + 1]`` (``acts[0]`` is not read)."""
+        relu = self.act_fn is torch.relu
         weights = [w for w, _ in self._layers]
+        last = len(weights) - 1
         # the output layer's gradient scale·wᵀ is the same on every row: broadcast, masked in one pass
-        g = fastgrad.activation_backward((weights[last][c].t() * scale).expand(x.shape[0], -1), acts[last], relu)
+        g = fastgrad.activation_backward((weights[last][c].t() * scale).expand(acts[last].shape[0], -1), acts[last],
+                                         relu)
         for i in range(last - 1, 0, -1):
             g = fastgrad.activation_backward(g.mm(weights[i][c].t()), acts[i], relu, inplace=True)
-        return x.squeeze(-1), g.mm(weights[0][c][obs.shape[-1]:].t())
+        return g.mm(weights[0][c][input_from:].t())
 
     def min_input_grad(self, acts: list[torch.Tensor], q: torch.Tensor, scale: float, input_from: int,
                        masked: bool | None = None) -> torch.Tensor:
@@ -202,12 +210,8 @@ class TwinQ(nn.Module):
             rows = (which == c).nonzero().squeeze(1)
             if rows.numel() == 0:
                 continue
-            g = torch.full((rows.numel(), 1), scale, dtype=q.dtype, device=q.device)
-            for i in range(last, 0, -1):
-                w = weights[i][c]
-                g = g * w.t() if i == last else g.mm(w.t())
-                g = fastgrad.activation_backward(g, acts[i][c].index_select(0, rows), relu, inplace=True)
-            out.index_copy_(0, rows, g.mm(weights[0][c][input_from:].t()))
+            rows_acts = [None, *(acts[i][c].index_select(0, rows) for i in range(1, last + 1))]
+            out.index_copy_(0, rows, self._input_grad_of(c, rows_acts, scale, input_from))
         return out
 
 

@@ -151,8 +151,7 @@ class ReplayBuffer:
         self.alpha, self.priority_eps = float(alpha), float(priority_eps)
         self.max_priority = 1.0
         self.tree = SumTree(R * N) if self.prioritized else None
-        # (rows · envs, ...) views of the arrays, indexed by leaf = row · n_envs + env: one 1-D index
-        # per array on the uniform one-step path (a 2-D fancy index costs ~2× as much)
+        # (rows · envs, ...) views of the arrays, indexed by leaf = row · n_envs + env (``_gather1``)
         self._flat = {name: a.reshape(R * N, *a.shape[2:]) for name, a in (
             ("obs", self.obs), ("actions", self.actions), ("rewards", self.rewards),
             ("terminations", self.terminations), ("final_id", self.final_id))}
@@ -253,8 +252,12 @@ class ReplayBuffer:
         if n == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         N = self.n_envs
-        if self.tree is None and self.n_step == 1:
-            return self._sample_uniform1(rng.integers(0, n, size=batch_size))
+        if self.tree is None and self.n_step == 1:  # the hot path of SAC/TD3/DQN: straight to leaf indices
+            # offset k (oldest first) is leaf (start · n_envs + k) mod (rows · n_envs)
+            leaf = rng.integers(0, n, size=batch_size)
+            if self.full:
+                leaf = (leaf + ((self.pos + 1) % self.rows) * N) % (self.rows * N)
+            return self._gather1(leaf, np.ones(batch_size, dtype=np.float32))
         if self.tree is None:
             flat = rng.integers(0, n, size=batch_size)
             rows, envs = self._rows_of(flat // N), flat % N
@@ -270,26 +273,9 @@ class ReplayBuffer:
             weights = (w / w.max()).astype(np.float32)
         return self._gather(rows, envs, weights)
 
-    def _sample_uniform1(self, offsets: np.ndarray) -> Batch:
-        """``_gather1`` for uniform draws (``offsets`` in [0, len)), on the flat views: the leaf of
-        offset k is (start · n_envs + k) mod (rows · n_envs), its next observation n_envs leaves on."""
-        size = self.rows * self.n_envs
-        leaf = offsets + ((self.pos + 1) % self.rows) * self.n_envs if self.full else offsets
-        if self.full:
-            leaf %= size
-        f = self._flat
-        fid = f["final_id"][leaf]
-        next_obs = f["obs"][(leaf + self.n_envs) % size]
-        at_end = fid >= 0
-        if at_end.any():
-            next_obs[at_end] = self.final_obs[fid[at_end] % self._final_cap]
-        return Batch(obs=f["obs"][leaf], actions=f["actions"][leaf], returns=f["rewards"][leaf],
-                     discounts=np.where(f["terminations"][leaf], np.float32(0.0), np.float32(self.gamma)),
-                     next_obs=next_obs, weights=np.ones(offsets.shape[0], dtype=np.float32), indices=leaf)
-
     def _gather(self, rows: np.ndarray, envs: np.ndarray, weights: np.ndarray) -> Batch:
         if self.n_step == 1:
-            return self._gather1(rows, envs, weights)
+            return self._gather1(rows * self.n_envs + envs, weights)
         B = rows.shape[0]
         newest = (self.pos - 1) % self.rows
         returns = np.zeros(B, dtype=np.float64)
@@ -317,17 +303,19 @@ class ReplayBuffer:
                      discounts=discounts.astype(np.float32), next_obs=next_obs, weights=weights,
                      indices=rows * self.n_envs + envs)
 
-    def _gather1(self, rows: np.ndarray, envs: np.ndarray, weights: np.ndarray) -> Batch:
-        """The n = 1 case of ``_gather`` without the window loop (the hot path of SAC/TD3/DQN)."""
-        term = self.terminations[rows, envs]
-        fid = self.final_id[rows, envs]
-        next_obs = self.obs[(rows + 1) % self.rows, envs]
+    def _gather1(self, leaf: np.ndarray, weights: np.ndarray) -> Batch:
+        """The n = 1 case of ``_gather`` without the window loop, by leaf = row · n_envs + env on the
+        flat views (one 1-D index per array; a 2-D fancy index costs ~2× as much): the next
+        observation is n_envs leaves on, or the stored final one where the episode ended."""
+        f = self._flat
+        fid = f["final_id"][leaf]
+        next_obs = f["obs"][(leaf + self.n_envs) % (self.rows * self.n_envs)]
         at_end = fid >= 0
         if at_end.any():
             next_obs[at_end] = self.final_obs[fid[at_end] % self._final_cap]
-        return Batch(obs=self.obs[rows, envs], actions=self.actions[rows, envs], returns=self.rewards[rows, envs],
-                     discounts=np.where(term, np.float32(0.0), np.float32(self.gamma)), next_obs=next_obs,
-                     weights=weights, indices=rows * self.n_envs + envs)
+        return Batch(obs=f["obs"][leaf], actions=f["actions"][leaf], returns=f["rewards"][leaf],
+                     discounts=np.where(f["terminations"][leaf], np.float32(0.0), np.float32(self.gamma)),
+                     next_obs=next_obs, weights=weights, indices=leaf)
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         """p_i = |δ_i| + ε (proportional prioritisation, Schaul et al. 2016 §3.3)."""
