@@ -6,9 +6,9 @@ Zoo's hyperparameters, side by side in one run (fresh subprocess per run, altern
                                           [--device cpu|cuda] [--matmul-precision highest|high|medium]
 
 Prints per-run figures and the medians, with the ratio rlworks / SB3 for training speed (DQN: env steps
-per second; SAC, TD3: gradient (critic) updates per second; both clocks start once the agent is built, and evaluation
-time is excluded) and the seconds to the first deterministic 10-episode evaluation at or above the
-threshold. ``--lib`` runs one side only (a child). ``--matmul-precision`` sets torch's float32
+per second; SAC, TD3: gradient (critic) updates per second; both clocks start once the agent is
+built, and evaluation time is excluded) and the seconds to the first deterministic 10-episode
+evaluation at or above the threshold. ``--lib`` runs one side only (a child). ``--matmul-precision`` sets torch's float32
 matrix-product precision in both libraries' processes (``medium``: bfloat16 products on CPUs with AMX).
 """
 
@@ -30,11 +30,12 @@ ZOO = {  # rl-baselines3-zoo hyperparams/dqn.yml (CartPole-v1), sac.yml and td3.
     "sac": ("Pendulum-v1", dict(learning_rate=1e-3), [256, 256]),
     # the Zoo trains TD3 once per episode (train_freq [1, "episode"], gradient_steps -1): on Pendulum's fixed
     # 200-step episodes that is 200 updates every 200 steps, written here in steps for both libraries;
-    # exploration noise N(0, 0.1) (rlworks' exploration_noise, SB3's NormalActionNoise below)
+    # exploration noise N(0, TD3_NOISE) (rlworks' exploration_noise, SB3's NormalActionNoise below)
     "td3": ("Pendulum-v1", dict(learning_rate=1e-3, gamma=0.98, buffer_size=200_000, learning_starts=10_000,
                                 train_freq=200, gradient_steps=200), [400, 300]),
 }
 DEFAULTS = {"dqn": (50_000, 2000, 475.0), "sac": (20_000, 1000, -200.0), "td3": (20_000, 1000, -200.0)}
+TD3_NOISE = 0.1  # the Zoo's noise_type normal, noise_std 0.1 (Pendulum-v1)
 ALGOS = tuple(ZOO)
 
 
@@ -88,7 +89,8 @@ def child(a) -> dict:
             table = load_toml(PRESET_DIR / f"{a.algo}.toml")[env_id]
             cfg = from_dict(mod.CONFIG, {k: v for k, v in table.items() if k not in ("env", "total_steps")})
         else:
-            cfg = mod.CONFIG(**hp, **({"exploration_noise": 0.1} if a.algo == "td3" else {}), hidden=tuple(arch))
+            noise = {"exploration_noise": TD3_NOISE} if a.algo == "td3" else {}
+            cfg = mod.CONFIG(**hp, **noise, hidden=tuple(arch))
         holder = {}
 
         def callback(s) -> bool:
@@ -112,7 +114,7 @@ def child(a) -> dict:
 
         cls = {"dqn": DQN, "sac": SAC, "td3": TD3}[a.algo]
         if a.algo == "td3":
-            hp = {**hp, "action_noise": NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))}
+            hp = {**hp, "action_noise": NormalActionNoise(np.zeros(1), TD3_NOISE * np.ones(1))}
 
         class CB(BaseCallback):
             def _on_step(self) -> bool:
