@@ -379,6 +379,21 @@ def test_td3_input_grad_matches_autograd():
     torch.testing.assert_close(q1, q(obs, act.detach())[1])
 
 
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_trained_networks_can_be_fine_tuned_with_autograd(algo):
+    """The hand-written rounds run in inference mode; the networks a run returns must still take an
+    autograd backward (no inference-tensor gradients left behind in ``.grad``)."""
+    torch.set_num_threads(1)
+    mod = {"sac": sac, "td3": td3}[algo]
+    agent = mod.train("Pendulum-v1", mod.CONFIG(learning_starts=50, batch_size=16, hidden=(8, 8)), total_steps=60,
+                      seed=0)
+    assert all(p.grad is None for p in agent.model.parameters())
+    for _ in range(2):  # the second backward adds to the gradients of the first
+        out = agent.model(torch.randn(4, 3))
+        sum(o.sum() for o in (out if isinstance(out, tuple) else (out,))).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in agent.model.parameters() if p.requires_grad)
+
+
 def test_dqn_anneal_lr_follows_the_step_count():
     seen = []
 

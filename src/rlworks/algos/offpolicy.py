@@ -189,6 +189,11 @@ def run(s: Session, act: ActFn, train_round: TrainFn, *, logger: Logger | None =
     finally:
         if ftz:
             torch.set_flush_denormal(False)
+        # SAC's and TD3's rounds run in inference mode, so the gradients they leave in ``.grad`` are
+        # inference tensors, which a later autograd ``backward`` on these modules could not add to
+        for m in s.modules.values():
+            for p in m.parameters():
+                p.grad = None
 
 
 def _loop(s: Session, act: ActFn, train_round: TrainFn, logger: Logger, checkpoint_dir: str | Path | None,

@@ -101,7 +101,7 @@ class DeterministicActor(nn.Module):
         return torch.tanh(self.net(obs))
 
     def forward_cached(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """μ(s) and every layer's output, for ``backward`` (call under ``no_grad``)."""
+        """μ(s) and every layer's output, for ``backward`` (call without autograd)."""
         acts = fastgrad.mlp_forward(self._layers, obs)
         return torch.tanh(acts[-1]), acts
 
@@ -173,7 +173,7 @@ def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:
     targets, online = s.cache["polyak"]
     B, obs_dim = cfg.batch_size, s.spec["obs_dim"]
     q_pi = None
-    with torch.no_grad():
+    with torch.inference_mode():  # no autograd anywhere in the round: see sac.train_round
         for _ in range(gradient_steps):
             mb = offpolicy.tensor_batch(s.buffer.sample(B, s.rng), s.device)
             next_mu = actor_target.forward_cached(mb["next_obs"])[0]
