@@ -307,13 +307,14 @@ class ReplayBuffer:
         """The n = 1 case of ``_gather`` without the window loop, by leaf = row · n_envs + env on the
         flat views (one 1-D index per array; a 2-D fancy index costs ~2× as much): the next
         observation is n_envs leaves on, or the stored final one where the episode ended."""
-        f = self._flat
+        f = self._flat  # np.take: ~2× faster than a fancy index on these arrays, and it wraps the ring itself
         fid = f["final_id"][leaf]
-        next_obs = f["obs"][(leaf + self.n_envs) % (self.rows * self.n_envs)]
+        next_obs = np.take(f["obs"], leaf + self.n_envs, axis=0, mode="wrap")
         at_end = fid >= 0
         if at_end.any():
             next_obs[at_end] = self.final_obs[fid[at_end] % self._final_cap]
-        return Batch(obs=f["obs"][leaf], actions=f["actions"][leaf], returns=f["rewards"][leaf],
+        return Batch(obs=np.take(f["obs"], leaf, axis=0), actions=np.take(f["actions"], leaf, axis=0),
+                     returns=f["rewards"][leaf],
                      discounts=np.where(f["terminations"][leaf], np.float32(0.0), np.float32(self.gamma)),
                      next_obs=next_obs, weights=weights, indices=leaf)
 
