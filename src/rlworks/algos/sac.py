@@ -286,7 +286,8 @@ class SquashedGaussianActor(nn.Module):
         h = acts[-1]
         self.mu.weight.grad, self.mu.bias.grad = g_u.t().mm(h), g_u.sum(0)
         self.log_std.weight.grad, self.log_std.bias.grad = g_ls.t().mm(h), g_ls.sum(0)
-        fastgrad.mlp_backward(layers, acts, g_u.mm(self.mu.weight) + g_ls.mm(self.log_std.weight))
+        g_h = g_u.mm(self.mu.weight).addmm_(g_ls, self.log_std.weight)  # ∂L/∂h, in one buffer
+        fastgrad.mlp_backward(layers, acts, g_h, overwrite_g=True)
 
 
 def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: Any = None) -> SquashedGaussianActor:

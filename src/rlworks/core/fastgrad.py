@@ -57,11 +57,13 @@ def mlp_forward(layers, x: torch.Tensor) -> list[torch.Tensor]:
     return acts
 
 
-def mlp_backward(layers, acts: list[torch.Tensor], g: torch.Tensor, *, accumulate: bool = False) -> None:
+def mlp_backward(layers, acts: list[torch.Tensor], g: torch.Tensor, *, accumulate: bool = False,
+                 overwrite_g: bool = False) -> None:
     """Back-propagate ``g`` = ∂L/∂output through the stack by hand, setting each parameter's ``.grad``
-    (adding to it with ``accumulate``, for losses that share a trunk)."""
+    (adding to it with ``accumulate``, for losses that share a trunk). ``overwrite_g``: ``g`` is the
+    caller's temporary, which the first activation step may overwrite (no new buffer)."""
     put = _accumulate if accumulate else _set
-    owned = False  # is g a temporary of this function (then the activation steps overwrite it)?
+    owned = overwrite_g  # is g a temporary (then the activation steps overwrite it)?
     for i in range(len(layers) - 1, -1, -1):
         layer = layers[i]
         if isinstance(layer, nn.Linear):
