@@ -170,13 +170,14 @@ class TwinQ(nn.Module):
 
     def _input_grad_of(self, c: int, acts: list[torch.Tensor], scale: float, input_from: int) -> torch.Tensor:
         """∂/∂x[:, input_from:] of ``scale`` · Σ_rows Q_c, back through critic ``c`` alone, given the
-        inputs of its layers 1 … last on those rows, 2-D, as ``acts[1:last + 1]`` (``acts[0]`` is not read)."""
+        inputs of its layers 1 … last on those rows, 2-D, as ``acts[1:last + 1]`` (``acts[0]`` is not read;
+        ``acts[last]``, the caller's temporary, is overwritten)."""
         relu = self.act_fn is torch.relu
         weights = [w for w, _ in self._layers]
         last = len(weights) - 1
         # the output layer's gradient scale·wᵀ is the same on every row: broadcast, masked in one pass
         g = fastgrad.activation_backward((weights[last][c].t() * scale).expand(acts[last].shape[0], -1), acts[last],
-                                         relu)
+                                         relu, overwrite_out=True)
         for i in range(last - 1, 0, -1):
             g = fastgrad.activation_backward(g.mm(weights[i][c].t()), acts[i], relu, inplace=True)
         return g.mm(weights[0][c][input_from:].t())

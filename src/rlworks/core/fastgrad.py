@@ -26,16 +26,19 @@ def supported(model: ActorCritic) -> bool:
     return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in mods)
 
 
-def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool, *, inplace: bool = False) -> torch.Tensor:
+def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool, *, inplace: bool = False,
+                        overwrite_out: bool = False) -> torch.Tensor:
     """∂L/∂pre-activation from ∂L/∂out and the activation's output, as the single kernels autograd
     uses (``g * (out > 0)`` would also convert the mask to float: two extra passes over the tensor).
-    ``inplace`` writes the result over ``g`` (a temporary the caller owns): no new buffer."""
+    ``inplace`` writes the result over ``g``, ``overwrite_out`` over ``out`` (a temporary the caller
+    owns, no longer needed): no new buffer."""
+    dest = g if inplace else out if overwrite_out else None
     if relu:
-        if inplace:
-            return torch.ops.aten.threshold_backward.grad_input(g, out, 0, grad_input=g)
+        if dest is not None:
+            return torch.ops.aten.threshold_backward.grad_input(g, out, 0, grad_input=dest)
         return torch.ops.aten.threshold_backward(g, out, 0)
-    if inplace:
-        return torch.ops.aten.tanh_backward.grad_input(g, out, grad_input=g)
+    if dest is not None:
+        return torch.ops.aten.tanh_backward.grad_input(g, out, grad_input=dest)
     return torch.ops.aten.tanh_backward(g, out)  # g·(1 − tanh²) in one kernel
 
 
