@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import rlworks.envs  # noqa: F401  (registers the envs)
+from rlworks._version import __version__
 from rlworks.config import ConfigError
-
-__version__ = "0.1.0"
 
 TABULAR_ALGOS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
 

@@ -23,6 +23,12 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 
+#: torch.set_float32_matmul_precision's values: exact float32, TF32 allowed (CUDA), bfloat16 allowed
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+#: how an algorithm's update runs (the config field ``backend``; algos/backends.py)
+BACKENDS = ("auto", "autograd", "compile", "fused")
+
+
 class ConfigError(ValueError):
     """A user-facing configuration problem. The message is one line that says what is wrong
     and what is allowed; the CLI prints it and exits with code 2."""

@@ -8,6 +8,7 @@ import torch
 
 import rlworks
 from rlworks.algos import dqn, sac, td3
+from rlworks.core.run import RunContext
 
 
 class Recorder:
@@ -31,7 +32,7 @@ def test_dqn_cartpole_learns_within_20k_steps():
                         train_freq=4, gradient_steps=2, target_update_interval=500, exploration_fraction=0.2,
                         exploration_final_eps=0.02, double_q=True)
     rec = Recorder()
-    agent = dqn.train("CartPole-v1", cfg, total_steps=20_000, seed=0, logger=rec, log_every=4000)
+    agent = dqn.train("CartPole-v1", cfg, total_steps=20_000, seed=0, run=RunContext(logger=rec, log_every=4000))
     assert max(rec.returns) >= 150, rec.returns
     assert agent.evaluate(10, seed=100).mean_return >= 100
 
@@ -40,7 +41,7 @@ def test_sac_pendulum_improves_within_4k_steps():
     # random play scores about -1200 .. -1500 per episode
     cfg = sac.SACConfig(hidden=(64, 64), learning_rate=1e-3, batch_size=128, buffer_size=20_000)
     rec = Recorder()
-    agent = sac.train("Pendulum-v1", cfg, total_steps=4000, seed=0, logger=rec, log_every=1000)
+    agent = sac.train("Pendulum-v1", cfg, total_steps=4000, seed=0, run=RunContext(logger=rec, log_every=1000))
     assert agent.evaluate(5, seed=100).mean_return >= -600, rec.returns
 
 

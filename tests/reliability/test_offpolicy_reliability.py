@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rlworks.algos import offpolicy
+from rlworks.core.run import RunContext
 from rlworks.algos.agent import load_agent
 from rlworks.config import ConfigError
 from rlworks.core.checkpoint import CheckpointError, load_checkpoint
@@ -41,7 +42,7 @@ def _module(name: str):
 def _train(name: str, steps: int, **kw):
     env_id, over = CONFIGS[name]
     mod = _module(name)
-    return mod.train(env_id, mod.CONFIG(**over), total_steps=steps, seed=3, **kw)
+    return mod.train(env_id, mod.CONFIG(**over), total_steps=steps, seed=3, run=RunContext(**kw))
 
 
 def _run(code: str, timeout: int = 240) -> str:
@@ -87,7 +88,7 @@ def test_same_seed_bit_identical_in_fresh_processes(tmp_path, name, steps):
     # and a different seed gives different parameters (the fingerprint can fail)
     env_id, over = CONFIGS[name]
     other = _module(name).train(env_id, _module(name).CONFIG(**over), total_steps=steps, seed=4,
-                                checkpoint_dir=tmp_path / "c")
+                                run=RunContext(checkpoint_dir=tmp_path / "c"))
     assert other is not None and _fingerprint(tmp_path / "c") != fa
 
 
@@ -162,7 +163,7 @@ def test_nan_injection_stops_training_naming_origin(tmp_path, name, short, origi
     mod = _module(name)
     with pytest.raises(NonFiniteError, match=f"non-finite {origin}") as info:
         mod.train(f"rlworks-test/Off{short}NaN{origin.title()}-v0", mod.CONFIG(**CONFIGS[name][1]), total_steps=600,
-                  seed=0, checkpoint_dir=tmp_path, checkpoint_every=100)
+                  seed=0, run=RunContext(checkpoint_dir=tmp_path, checkpoint_every=100))
     assert info.value.origin == origin
     ckpts = list(tmp_path.glob("step-*"))
     assert ckpts  # checkpoints before the NaN were written, and every one of them is finite
@@ -176,7 +177,7 @@ def test_nan_parameter_is_never_checkpointed(tmp_path):
     def poison(s):
         if s.global_step == 350:
             with torch.no_grad():
-                next(s.modules["q"].parameters()).fill_(float("nan"))
+                next(s.state.q.parameters()).fill_(float("nan"))
         return False
 
     with pytest.raises(NonFiniteError):
@@ -256,7 +257,7 @@ def test_resume_of_a_box2d_env_restarts_episodes_without_linking_them(tmp_path):
     from rlworks.algos import dqn
 
     cfg = dqn.DQNConfig(learning_starts=100, train_freq=8, hidden=(16, 16), buffer_size=2000)
-    dqn.train("LunarLander-v3", cfg, total_steps=300, seed=0, checkpoint_dir=tmp_path)
+    dqn.train("LunarLander-v3", cfg, total_steps=300, seed=0, run=RunContext(checkpoint_dir=tmp_path))
     _, state, buffer, _ = load_checkpoint(tmp_path)
     assert state["sampler"]["venv"]["exact"] is False
     seen = {}
@@ -265,7 +266,7 @@ def test_resume_of_a_box2d_env_restarts_episodes_without_linking_them(tmp_path):
         seen.setdefault("s", s)
         return False
 
-    agent = dqn.train("LunarLander-v3", cfg, total_steps=400, seed=0, resume_from=tmp_path, callback=grab)
+    agent = dqn.train("LunarLander-v3", cfg, total_steps=400, seed=0, run=RunContext(resume_from=tmp_path, callback=grab))
     b = seen["s"].buffer
     assert agent.meta["global_step"] == 400 and not seen["s"].exact_resume
     t = 299  # the newest stored step at the checkpoint

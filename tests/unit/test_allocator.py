@@ -10,16 +10,20 @@ from rlworks.core import allocator
 
 FAULTS = r'''
 import resource, torch
-torch.set_num_threads(1)
 from rlworks.algos import sac
-held = {}
-sac.train("Pendulum-v1", sac.SACConfig(hidden=(256, 256)), total_steps=300, seed=0, on_start=lambda s: held.update(s=s))
-s = held["s"]
-for _ in range(50):
-    sac.train_round(s, 1)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(200):
-    sac.train_round(s, 1)
+from rlworks.algos.fused import sac as fused
+from rlworks.core.runtime import tuned
+g = torch.Generator().manual_seed(0)
+cfg = sac.SACConfig(hidden=(256, 256))
+st = sac.build_state({"obs_dim": 3, "act_dim": 1}, cfg, torch.device("cpu"))
+batch = {"obs": torch.randn(256, 3), "next_obs": torch.randn(256, 3), "actions": torch.rand(256, 1),
+         "returns": torch.randn(256), "discounts": torch.full((256,), 0.99)}
+with tuned(1, retain_freed_memory={retain}):
+    for _ in range(50):
+        fused.update(st, cfg, batch, g)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(200):
+        fused.update(st, cfg, batch, g)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 200)
 '''
 
@@ -33,8 +37,9 @@ def test_retain_freed_memory_is_idempotent():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_sac_updates_do_not_fault_pages_in():
-    # the training loop sets the thresholds; with glibc's adaptive defaults these updates fault in
-    # 3-110 pages each (measured, depending on how the heap grew), with them retained none
-    out = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, timeout=300)
+    # runtime.tuned(retain_freed_memory=True) (what the CLI and the benchmarks enter) sets the thresholds;
+    # with glibc's adaptive defaults these updates fault pages in (3-110 each, depending on how the heap grew)
+    out = subprocess.run([sys.executable, "-c", FAULTS.replace("{retain}", "True")], capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) < 1.0

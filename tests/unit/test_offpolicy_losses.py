@@ -1,5 +1,6 @@
 """Pure pieces of the off-policy algorithms: DQN targets (double/dueling/ε), SAC's squashed Gaussian
-and temperature, TD3's target smoothing — each against an independent computation."""
+and temperature, TD3's target smoothing — each against an independent computation. (The backends'
+updates against the autograd updates: tests/unit/test_backends.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlworks.algos import dqn
+from rlworks.algos import dqn, offpolicy, sac, td3
+from rlworks.core.nets import TwinQ
+from rlworks.core.run import RunContext
 
 torch.set_num_threads(1)
 
@@ -66,8 +69,6 @@ def test_epsilon_schedule_is_linear_then_flat():
 # SAC
 # --------------------------------------------------------------------------------------------
 
-from rlworks.algos import offpolicy, sac, td3  # noqa: E402
-
 
 def test_squashed_gaussian_log_prob_matches_numerical_change_of_variables():
     torch.manual_seed(0)
@@ -110,16 +111,16 @@ def test_deterministic_sac_action_is_tanh_of_mean_and_rescaled_to_bounds():
 
 @pytest.mark.parametrize("entropy_gap", [+1.0, -1.0])
 def test_temperature_moves_toward_target_entropy(entropy_gap):
-    """Entropy (−log π) below the target → α grows; above → α shrinks; the written-out gradient is
-    the autograd gradient of the temperature loss."""
+    """Entropy (−log π) below the target → α grows; above → α shrinks; the gradient is −E[log π + H̄]."""
     target = -2.0
     logp = torch.full((64,), -(target - entropy_gap))  # entropy = target − gap
     log_alpha = torch.zeros((), requires_grad=True)
     sac.temperature_loss(log_alpha, logp, target).backward()
-    torch.testing.assert_close(log_alpha.grad, sac.temperature_grad(logp, target))
+    torch.testing.assert_close(log_alpha.grad, -(logp + target).mean())
     opt = torch.optim.Adam([log_alpha], lr=0.1)
     for _ in range(5):
-        log_alpha.grad = sac.temperature_grad(logp, target)
+        opt.zero_grad()
+        sac.temperature_loss(log_alpha, logp, target).backward()
         opt.step()
     assert (log_alpha.item() > 0) == (entropy_gap > 0)
 
@@ -135,7 +136,7 @@ def test_sac_temperature_tracks_target_entropy_in_training():
             seen.append((m.get("losses/alpha", float("nan")), m.get("losses/entropy", float("nan"))))
 
     cfg = sac.SACConfig(learning_starts=100, batch_size=64, hidden=(32, 32), learning_rate=3e-3, buffer_size=5000)
-    sac.train("Pendulum-v1", cfg, total_steps=700, seed=0, logger=L(), log_every=200)
+    sac.train("Pendulum-v1", cfg, total_steps=700, seed=0, run=RunContext(logger=L(), log_every=200))
     alphas = [a for a, _ in seen if a == a]
     ents = [e for _, e in seen if e == e]
     assert alphas[-1] < 0.6 < 1.0, alphas
@@ -144,7 +145,7 @@ def test_sac_temperature_tracks_target_entropy_in_training():
 
 def test_twin_q_is_two_independent_critics():
     torch.manual_seed(0)
-    q = sac.TwinQ(3, 2, (8, 8))
+    q = TwinQ(3, 2, (8, 8))
     obs, act = torch.randn(5, 3), torch.randn(5, 2)
     out = q(obs, act)
     assert out.shape == (2, 5)
@@ -154,20 +155,6 @@ def test_twin_q_is_two_independent_critics():
         h = torch.relu(h @ q.weights[1][i] + q.biases[1][i])
         torch.testing.assert_close(out[i], (h @ q.weights[2][i] + q.biases[2][i]).squeeze(-1))
     assert not torch.equal(out[0], out[1])
-
-
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("activation,n", [("relu", 2), ("tanh", 2), ("relu", 3)])
-def test_min_input_grad_matches_autograd(masked, activation, n):
-    """∂/∂a of scale·Σ_b min_i Q_i(s_b, a_b), by rows (the default) and by masks (reduced-precision products on CPU)."""
-    torch.manual_seed(0)
-    q = sac.TwinQ(3, 2, (16, 8), activation, n=n)
-    obs, act = torch.randn(50, 3), torch.randn(50, 2, requires_grad=True)
-    ref = torch.autograd.grad(-0.1 * q(obs, act).min(0).values.sum(), act)[0]
-    with torch.no_grad():
-        values, acts = q.forward_cached(obs, act.detach())
-        got = q.min_input_grad(acts, values, -0.1, input_from=3, masked=masked)
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,30 +177,6 @@ def test_td3_targets_take_min_of_twin_critics():
     q_next = torch.tensor([[1.0, 5.0], [2.0, 3.0]])
     y = td3.td3_targets(torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.0]), q_next)
     torch.testing.assert_close(y, torch.tensor([1.5, 1.0]))
-
-
-@pytest.mark.parametrize("dueling", [False, True])
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_dqn_hand_written_gradient_matches_autograd(dueling, activation, weighted):
-    torch.manual_seed(0)
-    net = dqn.QNetwork(6, 3, (16, 8), activation, dueling)
-    obs = torch.randn(40, 6)
-    actions = torch.randint(0, 3, (40,))
-    targets = torch.randn(40) * 3  # some |δ| > 1: both Huber branches
-    weights = torch.rand(40) if weighted else None
-    q_taken = net(obs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    loss_ref = dqn.q_loss(q_taken, targets, weights)
-    ref = torch.autograd.grad(loss_ref, list(net.parameters()))
-    loss, q2 = dqn.q_loss_and_grad(net, obs, actions, targets, weights)
-    torch.testing.assert_close(loss, loss_ref.detach())
-    torch.testing.assert_close(q2, q_taken.detach())
-    for (name, p), g in zip(net.named_parameters(), ref):
-        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6, msg=name)
-    params = list(net.parameters())
-    total = dqn.clip_grad_norm(params, 0.01)
-    assert total > 0.01
-    assert torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])) == pytest.approx(0.01, rel=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,149 +203,10 @@ def test_presets_cover_the_envs_and_build_valid_configs(algo, envs):
         assert "rlzoo" in table
 
 
-# --------------------------------------------------------------------------------------------
-# SAC: the hand-written update equals the same update through autograd
-# --------------------------------------------------------------------------------------------
-
-
-def _sac_session(seed=0):
-    """A SAC session just past learning_starts (the callback stops the run and hands it over)."""
-    got = {}
-
-    def grab(s):
-        got["s"] = s
-        return s.global_step >= 150
-
-    cfg = sac.SACConfig(learning_starts=100, batch_size=32, hidden=(16, 16), buffer_size=1000, learning_rate=1e-2)
-    sac.train("Pendulum-v1", cfg, total_steps=1000, seed=seed, callback=grab)
-    return got["s"]
-
-
-def _sac_reference_round(s, gradient_steps):
-    cfg = s.config
-    actor, critic, critic_target = s.modules["actor"], s.modules["critic"], s.modules["critic_target"]
-    log_alpha = s.modules["log_alpha"].value
-    target_entropy = -float(s.spec["act_dim"])
-    for _ in range(gradient_steps):
-        mb = offpolicy.tensor_batch(s.buffer.sample(cfg.batch_size, s.rng), s.device)
-        a_pi, logp_pi = actor.sample(mb["obs"], s.generator)
-        alpha = log_alpha.detach().exp()
-        log_alpha.grad = None
-        sac.temperature_loss(log_alpha, logp_pi, target_entropy).backward()
-        s.optimizers["alpha"].step()
-        with torch.no_grad():
-            next_a, next_logp = actor.sample(mb["next_obs"], s.generator)
-            y = sac.soft_targets(mb["returns"], mb["discounts"], critic_target(mb["next_obs"], next_a), next_logp,
-                                 alpha)
-        for p in critic.parameters():
-            p.grad = None
-        sac.critic_loss(critic(mb["obs"], mb["actions"]), y).backward()
-        s.optimizers["critic"].step()
-        critic.requires_grad_(False)
-        for p in actor.parameters():
-            p.grad = None
-        sac.actor_loss(critic(mb["obs"], a_pi), logp_pi, alpha).backward()
-        s.optimizers["actor"].step()
-        critic.requires_grad_(True)
-        offpolicy.polyak_update(list(critic_target.parameters()), list(critic.parameters()), cfg.tau)
-
-
-def test_sac_hand_written_update_matches_autograd():
-    torch.set_num_threads(1)
-    a, b = _sac_session(), _sac_session()
-    for name in a.modules:  # identical starting points (determinism)
-        for pa, pb in zip(a.modules[name].parameters(), b.modules[name].parameters()):
-            assert torch.equal(pa, pb)
-    sac.train_round(a, 5)
-    _sac_reference_round(b, 5)
-    moved = 0
-    for name in a.modules:
-        for (pname, pa), pb in zip(a.modules[name].named_parameters(), b.modules[name].parameters()):
-            torch.testing.assert_close(pa, pb, rtol=1e-4, atol=2e-5, msg=f"{name}.{pname}")
-        moved += 1
-    assert moved == 4
-    # the update did move the parameters (the comparison is not vacuous)
-    c = _sac_session()
-    assert not torch.equal(next(c.modules["actor"].parameters()), next(a.modules["actor"].parameters()))
-
-
-# --------------------------------------------------------------------------------------------
-# TD3: the hand-written update equals the same update through autograd
-# --------------------------------------------------------------------------------------------
-
-
-def _td3_session(activation="relu", seed=0):
-    got = {}
-
-    def grab(s):
-        got["s"] = s
-        return s.global_step >= 150
-
-    cfg = td3.TD3Config(learning_starts=100, batch_size=32, hidden=(16, 12), buffer_size=1000, learning_rate=1e-2,
-                        activation=activation)
-    td3.train("Pendulum-v1", cfg, total_steps=1000, seed=seed, callback=grab)
-    return got["s"]
-
-
-def _td3_reference_round(s, gradient_steps):
-    """The update as the paper and SB3 write it, through autograd."""
-    cfg = s.config
-    actor, actor_target = s.modules["actor"], s.modules["actor_target"]
-    critic, critic_target = s.modules["critic"], s.modules["critic_target"]
-    online = list(critic.parameters()) + list(actor.parameters())
-    targets = list(critic_target.parameters()) + list(actor_target.parameters())
-    for _ in range(gradient_steps):
-        mb = offpolicy.tensor_batch(s.buffer.sample(cfg.batch_size, s.rng), s.device)
-        with torch.no_grad():
-            next_mu = actor_target(mb["next_obs"])
-            noise = torch.randn(next_mu.shape, generator=s.generator, device=s.device) * cfg.target_policy_noise
-            next_a = td3.smoothed_target_actions(next_mu, noise, cfg.target_noise_clip)
-            y = td3.td3_targets(mb["returns"], mb["discounts"], critic_target(mb["next_obs"], next_a))
-        for p in critic.parameters():
-            p.grad = None
-        td3.critic_loss(critic(mb["obs"], mb["actions"]), y).backward()
-        s.optimizers["critic"].step()
-        s.n_updates += 1
-        if s.n_updates % cfg.policy_delay == 0:
-            critic.requires_grad_(False)
-            for p in actor.parameters():
-                p.grad = None
-            td3.actor_loss(critic(mb["obs"], actor(mb["obs"]))[0]).backward()
-            s.optimizers["actor"].step()
-            critic.requires_grad_(True)
-            offpolicy.polyak_update(targets, online, cfg.tau)
-
-
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_td3_hand_written_update_matches_autograd(activation):
-    torch.set_num_threads(1)
-    a, b = _td3_session(activation), _td3_session(activation)
-    td3.train_round(a, 5)  # 5 critic steps, 2 actor steps (policy_delay 2)
-    _td3_reference_round(b, 5)
-    assert a.n_updates == b.n_updates
-    for name in a.modules:
-        for (pname, pa), pb in zip(a.modules[name].named_parameters(), b.modules[name].parameters()):
-            torch.testing.assert_close(pa, pb, rtol=1e-4, atol=2e-5, msg=f"{name}.{pname}")
-    c = _td3_session(activation)  # the update moved every network (the comparison is not vacuous)
-    for name in a.modules:
-        assert not torch.equal(next(c.modules[name].parameters()), next(a.modules[name].parameters())), name
-
-
-def test_td3_input_grad_matches_autograd():
-    torch.set_num_threads(1)
-    q = sac.TwinQ(3, 2, (16, 8))
-    obs, act = torch.randn(20, 3), torch.randn(20, 2, requires_grad=True)
-    (-0.1 * q(obs, act)[1].sum()).backward()
-    with torch.no_grad():
-        q1, got = q.input_grad(1, obs, act.detach(), -0.1)
-    torch.testing.assert_close(got, act.grad)
-    torch.testing.assert_close(q1, q(obs, act.detach())[1])
-
-
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_trained_networks_can_be_fine_tuned_with_autograd(algo):
-    """The hand-written rounds run in inference mode; the networks a run returns must still take an
-    autograd backward (no inference-tensor gradients left behind in ``.grad``)."""
+    """The fused updates run in inference mode; the networks a run returns must still take an autograd
+    backward (no inference-tensor gradients left behind in ``.grad``)."""
     torch.set_num_threads(1)
     mod = {"sac": sac, "td3": td3}[algo]
     agent = mod.train("Pendulum-v1", mod.CONFIG(learning_starts=50, batch_size=16, hidden=(8, 8)), total_steps=60,
@@ -398,12 +222,12 @@ def test_dqn_anneal_lr_follows_the_step_count():
     seen = []
 
     def record(s) -> bool:
-        seen.append((s.global_step, s.optimizers["q"].param_groups[0]["lr"]))
+        seen.append((s.global_step, s.state.q_opt.param_groups[0]["lr"]))
         return False
 
     cfg = dqn.DQNConfig(learning_starts=100, train_freq=50, gradient_steps=1, learning_rate=1e-3, anneal_lr=True,
                         hidden=(16,))
-    dqn.train("CartPole-v1", cfg, total_steps=1000, seed=0, callback=record)
+    dqn.train("CartPole-v1", cfg, total_steps=1000, seed=0, run=RunContext(callback=record))
     rounds = {step: lr for step, lr in seen if step >= 150 and step % 50 == 0}
     for step, lr in rounds.items():
         assert lr == pytest.approx(1e-3 * (1 - step / 1000)), step

@@ -7,25 +7,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Any
 
-from ..config import PRESET_DIR, ConfigError, check_choice, from_dict, load_toml, suggest
-
-# name -> (module, config class name)
-REGISTRY: dict[str, tuple[str, str]] = {
-    "ppo": ("rlworks.algos.ppo", "PPOConfig"),
-    "a2c": ("rlworks.algos.a2c", "A2CConfig"),
-    "reinforce": ("rlworks.algos.reinforce", "ReinforceConfig"),
-    "dqn": ("rlworks.algos.dqn", "DQNConfig"),
-    "sac": ("rlworks.algos.sac", "SACConfig"),
-    "td3": ("rlworks.algos.td3", "TD3Config"),
-}
-ALGOS = tuple(REGISTRY)
-#: torch.set_float32_matmul_precision's values: exact float32, TF32 allowed (CUDA), bfloat16 allowed
-MATMUL_PRECISIONS = ("highest", "high", "medium")
-OFFPOLICY_ALGOS = ("dqn", "sac", "td3")  # replay-buffer learners (their agents' format, their bench script)
+from ..config import MATMUL_PRECISIONS, PRESET_DIR, ConfigError, from_dict, load_toml, suggest
+from .registry import ALGOS, OFFPOLICY_ALGOS, REGISTRY, AlgoInfo
 
 
 def check_algo(algo: str) -> None:
@@ -33,13 +19,17 @@ def check_algo(algo: str) -> None:
         raise ConfigError(f"unknown algorithm {algo!r}; allowed: {', '.join(ALGOS)}{suggest(algo, ALGOS)}")
 
 
-def module(algo: str):
+def info(algo: str) -> AlgoInfo:
     check_algo(algo)
-    return importlib.import_module(REGISTRY[algo][0])
+    return REGISTRY[algo]
+
+
+def module(algo: str):
+    return info(algo).load_module()
 
 
 def config_class(algo: str) -> type:
-    return getattr(module(algo), REGISTRY[algo][1])
+    return info(algo).config_class
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,28 +76,24 @@ def field_owner(name: str) -> list[str]:
 def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, preset: str | None = None,
           device: str = "cpu", num_threads: int | None = 1, matmul_precision: str | None = None, **overrides: Any):
     """Train ``algo`` on ``env_id`` and return the ``Agent``. Keyword overrides set config fields on
-    top of the preset (the env's own preset by default); library-level hooks (``logger``,
-    ``checkpoint_dir``, ``checkpoint_every``, ``callback``) pass through to the algorithm.
+    top of the preset (the env's own preset by default); the ``RunContext`` fields (``logger``,
+    ``checkpoint_dir``, ``checkpoint_every``, ``log_every``, ``callback``, ``on_start``,
+    ``resume_from``, ``stop_at``) pass through to the algorithm.
 
-    ``num_threads`` sets torch's CPU threads for the duration of training (restored afterwards;
-    ``None`` leaves them alone). One is fastest for these small MLPs, and on a loaded machine extra
-    threads spin-wait: a 512-step run measured 0.16 s with 1 thread and 30 s with 2.
-
-    ``matmul_precision`` sets torch's float32 matrix-product precision for the duration of training
-    (``torch.set_float32_matmul_precision``; restored afterwards; ``None``, the default, leaves it
-    alone: "highest", exact float32). With "medium" oneDNN computes float32 products in bfloat16 on
-    CPUs that have it (AMX / AVX512-BF16): a 256×256×256 product measured 189 → 51 µs here, relative
-    error ~2e-3; a SAC update on Pendulum (256-wide networks) went from 5.3 to 3.7 ms (docs/off-policy.md).
-    On CUDA "high" allows TF32. Opt-in: the figures in the docs use "highest" unless they say otherwise.
+    The call runs inside ``core.runtime.tuned``: ``num_threads`` torch CPU threads (one is fastest for
+    these small MLPs; ``None`` leaves them alone), flush-to-zero for denormals, and ``matmul_precision``
+    (``None``, the default, keeps exact float32; "medium" lets oneDNN compute float32 products in
+    bfloat16 on CPUs that have it, "high" allows TF32 on CUDA). Each setting is restored on return, so
+    the process is left as it was found.
 
     ``eval_every=N`` evaluates the policy every N env steps (``eval_episodes``, default 10,
     deterministic), logs ``eval/mean_return`` to ``logger`` and, with ``best_dir``, keeps the best
     policy there (``core.evaluation.PeriodicEvaluator``; its time is not counted as training)."""
+    from ..core.run import RunContext
+    from ..core.runtime import tuned
+
     check_algo(algo)
-    if matmul_precision is not None:
-        check_choice("matmul_precision", matmul_precision, MATMUL_PRECISIONS)
-    hooks = {k: overrides.pop(k) for k in ("logger", "checkpoint_dir", "checkpoint_every", "log_every", "callback",
-                                            "resume_from", "stop_at", "on_start") if k in overrides}
+    hooks = {k: overrides.pop(k) for k in RunContext.HOOKS if k in overrides}
     evaluation = {k: overrides.pop(k) for k in ("eval_every", "eval_episodes", "best_dir") if k in overrides}
     if evaluation.get("eval_every"):
         from ..core.evaluation import PeriodicEvaluator
@@ -130,20 +116,9 @@ def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, preset: st
             if owners:
                 raise ConfigError(f"{k!r} is a field of {', '.join(owners)}, not of {algo}")
     cfg = from_dict(cls, {**dataclasses.asdict(base), **overrides})
-    import torch
-
-    previous, previous_precision = torch.get_num_threads(), torch.get_float32_matmul_precision()
-    if num_threads is not None:
-        if int(num_threads) < 1:
-            raise ConfigError(f"num_threads={num_threads} is out of range: allowed [1, inf)")
-        torch.set_num_threads(int(num_threads))
-    if matmul_precision is not None:
-        torch.set_float32_matmul_precision(matmul_precision)
-    try:
-        return module(algo).train(env_id, cfg, total_steps=total_steps, seed=seed, device=device, **hooks)
-    finally:
-        torch.set_num_threads(previous)
-        torch.set_float32_matmul_precision(previous_precision)
+    with tuned(num_threads, matmul_precision=matmul_precision):
+        return module(algo).train(env_id, cfg, total_steps=total_steps, seed=seed, device=device,
+                                  run=RunContext(**hooks))
 
 
 def load(path: str | Path, device: str = "cpu"):
@@ -153,4 +128,5 @@ def load(path: str | Path, device: str = "cpu"):
     return load_agent(path, device=device)
 
 
-__all__ = ["ALGOS", "REGISTRY", "train", "load", "config_class", "presets", "preset_config"]
+__all__ = ["ALGOS", "MATMUL_PRECISIONS", "OFFPOLICY_ALGOS", "REGISTRY", "AlgoInfo", "config_class", "info", "load",
+           "preset_config", "presets", "train"]

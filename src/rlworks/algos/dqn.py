@@ -10,27 +10,28 @@ the Rainbow-era improvements, each switchable (Hessel et al. 2018 study them tog
   averaging with ``tau < 1`` (Lillicrap et al. 2016);
 * Huber loss (``smooth_l1_loss``, Mnih et al. 2015 "error clipping"), ε-greedy with a linear schedule.
 
-Reads top to bottom: config → network → pure target/loss functions → update round → train().
+Reads top to bottom: config → network → pure target/loss functions → ``update`` (autograd) → the
+training round → ``train``. The ``fused`` backend (``algos/fused/dqn.py``) computes the same update
+with hand-written gradients.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, check_choice, check_range
-from ..core import fastgrad
-from ..core.logging import Logger
+from ..config import BACKENDS, ConfigError, check_choice, check_range
 from ..core.nets import ACTIVATIONS, NumpyActor, mlp
-from . import offpolicy
+from ..core.optim import Adam
+from ..core.run import RunContext
+from . import backends, offpolicy
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class DQNConfig:
     """hidden layer sizes of the Q-network"""
     activation: str = "relu"
     """hidden activation: relu or tanh"""
+    backend: str = "auto"
+    """how the update runs: auto, autograd, compile or fused (algos/backends.py)"""
 
     def __post_init__(self) -> None:
         for name in ("n_envs", "batch_size", "train_freq", "gradient_steps", "target_update_interval", "n_step"):
@@ -100,6 +103,7 @@ class DQNConfig:
         check_range("per_alpha", self.per_alpha, 0)
         check_range("per_beta0", self.per_beta0, 0, 1)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("backend", self.backend, BACKENDS)
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
 
@@ -152,6 +156,18 @@ def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: DQNConfig) -> QN
                     eval_eps=cfg.exploration_final_eps)
 
 
+@dataclass
+class DQNState:
+    """What DQN learns and the counters its round reads; checkpointed field by field (core/state.py)."""
+
+    q: QNetwork
+    q_target: QNetwork
+    q_opt: Adam
+    synced_at: int = 0
+    """the env step of the last target-network update"""
+    n_updates: int = 0
+
+
 # ---------------------------------------------------------------------------------------------
 # targets, loss, schedules (pure functions)
 # ---------------------------------------------------------------------------------------------
@@ -176,53 +192,6 @@ def q_loss(q_taken: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor |
     return (weights * F.smooth_l1_loss(q_taken, targets, reduction="none")).mean()
 
 
-def q_loss_and_grad(net: QNetwork, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
-                    weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``q_loss`` of Q(obs, actions) and its gradient written into ``p.grad`` by hand: for a small MLP
-    autograd's bookkeeping costs about as much as the arithmetic. ∂Huber/∂δ = clip(δ, −1, 1); the
-    chain rule through Linear/ReLU/Tanh layers and the dueling aggregation is spelled out below and
-    checked against autograd in tests/unit/test_offpolicy_losses.py. Returns (loss, Q(obs, actions))."""
-    B = obs.shape[0]
-    with torch.no_grad():
-        if net.dueling:
-            trunk = [*net.trunk[0], net.trunk[1]]
-            acts = fastgrad.mlp_forward(trunk, obs)
-            h = acts[-1]
-            adv = torch.addmm(net.advantage.bias, h, net.advantage.weight.t())
-            val = torch.addmm(net.value.bias, h, net.value.weight.t())
-            q = val + adv - adv.mean(-1, keepdim=True)
-        else:
-            acts = fastgrad.mlp_forward(list(net.q), obs)
-            q = acts[-1]
-        idx = actions.unsqueeze(-1)
-        q_taken = q.gather(-1, idx).squeeze(-1)
-        delta = q_taken - targets
-        huber = torch.where(delta.abs() < 1.0, 0.5 * delta * delta, delta.abs() - 0.5)
-        g = delta.clamp(-1.0, 1.0) / B
-        if weights is not None:
-            huber, g = huber * weights, g * weights
-        loss = huber.mean()
-        g_q = torch.zeros_like(q).scatter_(-1, idx, g.unsqueeze(-1))  # (B, n_actions)
-        if net.dueling:  # Q = V + A − mean(A): ∂/∂A = g − mean(g), ∂/∂V = Σ g
-            g_adv = g_q - g_q.mean(-1, keepdim=True)
-            g_val = g_q.sum(-1, keepdim=True)
-            net.advantage.weight.grad, net.advantage.bias.grad = g_adv.t().mm(h), g_adv.sum(0)
-            net.value.weight.grad, net.value.bias.grad = g_val.t().mm(h), g_val.sum(0)
-            fastgrad.mlp_backward(trunk, acts, g_adv.mm(net.advantage.weight) + g_val.mm(net.value.weight))
-        else:
-            fastgrad.mlp_backward(list(net.q), acts, g_q)
-    return loss, q_taken
-
-
-def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale gradients so their global L2 norm is at most ``max_norm`` (what
-    ``torch.nn.utils.clip_grad_norm_`` computes, minus its per-call checks)."""
-    grads = [p.grad for p in params]
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
-    return total
-
-
 def epsilon(cfg: DQNConfig, step: int, total_steps: int) -> float:
     """Linear decay from initial to final ε over ``exploration_fraction`` of the run (as SB3)."""
     frac = min(1.0, step / max(cfg.exploration_fraction * total_steps, 1e-9))
@@ -230,71 +199,79 @@ def epsilon(cfg: DQNConfig, step: int, total_steps: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# acting and the update round
+# the update and the training round
 # ---------------------------------------------------------------------------------------------
 
 
-def act(s: offpolicy.Session, obs: np.ndarray) -> np.ndarray:
-    """ε-greedy actions for a batch of observations (one uniform and one random action per env,
-    always drawn, so the random stream does not depend on ε)."""
-    N = obs.shape[0]
-    explore = s.rng.random(N) < epsilon(s.config, s.global_step, s.total_steps)
-    rand = s.rng.integers(0, s.spec["act_dim"], size=N)
-    if explore.all():
-        return rand
-    # one observation through torch costs ~50 µs of dispatch; a NumPy copy of the weights (refreshed
-    # after every training round) costs a few µs
-    if "greedy" not in s.cache:
-        s.cache["greedy"] = NumpyActor(SimpleNamespace(actor=s.modules["q"].greedy_layers()))
-    x = obs.astype(np.float64) / 255.0 if obs.dtype == np.uint8 else obs
-    greedy = s.cache["greedy"](x).argmax(-1)
-    return np.where(explore, rand, greedy)
+def update(st: DQNState, cfg: DQNConfig, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
+           weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One gradient step of the Huber TD loss on Q(s, a); returns (loss, Q(s, a)) detached."""
+    q_taken = st.q(obs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    loss = q_loss(q_taken, targets, weights)
+    offpolicy.gradient_step(st.q_opt, loss, cfg.max_grad_norm)
+    return loss.detach(), q_taken.detach()
 
 
-def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Tensor]:
+def train_round(s: offpolicy.Session, gradient_steps: int, step=update) -> dict[str, torch.Tensor]:
+    """Target sync (counted in env steps), then ``gradient_steps`` updates with ``step`` (the backend)."""
     cfg: DQNConfig = s.config
-    q, q_target, opt = s.modules["q"], s.modules["q_target"], s.optimizers["q"]
-    # target update, counted in env steps; a crossing during collection is applied here, before the
-    # next gradient step, which is when it first matters (the online net has not changed since)
-    I = cfg.target_update_interval
-    if s.global_step // I > s.vars["synced_at"] // I:
-        offpolicy.polyak_update(list(q_target.parameters()), list(q.parameters()), cfg.tau)
-        s.vars["synced_at"] = s.global_step
-    s.cache.pop("greedy", None)
+    st: DQNState = s.state
+    # a crossing of the target interval during collection is applied here, before the next gradient
+    # step, which is when it first matters (the online net has not changed since)
+    interval = cfg.target_update_interval
+    if s.global_step // interval > st.synced_at // interval:
+        offpolicy.polyak_update(list(st.q_target.parameters()), list(st.q.parameters()), cfg.tau)
+        st.synced_at = s.global_step
     beta = cfg.per_beta0 + (1.0 - cfg.per_beta0) * min(1.0, s.global_step / s.total_steps)
     if cfg.anneal_lr:  # a function of the step count alone, so resume needs no extra state
-        opt.param_groups[0]["lr"] = cfg.learning_rate * max(1.0 - s.global_step / s.total_steps, 0.0)
-    dev, B = s.device, cfg.batch_size
-    params = list(q.parameters())
+        st.q_opt.param_groups[0]["lr"] = cfg.learning_rate * max(1.0 - s.global_step / s.total_steps, 0.0)
+    B = cfg.batch_size
     if not cfg.prioritized:
         # the buffer and the target network do not change during a round (as in SB3, targets move
         # between rounds): draw every minibatch at once and value all next states in one forward pass
-        pre = offpolicy.tensor_batch(s.buffer.sample(B * gradient_steps, s.rng), dev)
+        pre = offpolicy.sample_batch(s, B * gradient_steps)
         if not cfg.double_q:
             with torch.no_grad():
-                pre_targets = td_targets(pre["returns"], pre["discounts"], q_target(pre["next_obs"]), None)
+                pre_targets = td_targets(pre["returns"], pre["discounts"], st.q_target(pre["next_obs"]), None)
     for i in range(gradient_steps):
         if cfg.prioritized:
-            b = s.buffer.sample(B, s.rng, beta)
-            mb = offpolicy.tensor_batch(b, dev)
+            sampled = s.buffer.sample(B, s.rng, beta)
+            mb = offpolicy.tensor_batch(sampled, s.device)
         else:
             mb = {k: v[i * B:(i + 1) * B] for k, v in pre.items()}
-        with torch.no_grad():
-            if cfg.double_q or cfg.prioritized:
-                targets = td_targets(mb["returns"], mb["discounts"], q_target(mb["next_obs"]),
-                                     q(mb["next_obs"]) if cfg.double_q else None)
-            else:
-                targets = pre_targets[i * B:(i + 1) * B]
-        loss, q_taken = q_loss_and_grad(q, mb["obs"], mb["actions"], targets,
-                                        mb["weights"] if cfg.prioritized else None)
-        if cfg.max_grad_norm > 0:
-            clip_grad_norm(params, cfg.max_grad_norm)
-        opt.step()
+        if cfg.double_q or cfg.prioritized:
+            with torch.no_grad():
+                targets = td_targets(mb["returns"], mb["discounts"], st.q_target(mb["next_obs"]),
+                                     st.q(mb["next_obs"]) if cfg.double_q else None)
+        else:
+            targets = pre_targets[i * B:(i + 1) * B]
+        loss, q_taken = step(st, cfg, mb["obs"], mb["actions"], targets, mb["weights"] if cfg.prioritized else None)
         if cfg.prioritized:
-            s.buffer.update_priorities(b.indices, (q_taken.detach() - targets).cpu().numpy())
-        s.n_updates += 1
-    return {"losses/q_loss": loss.detach(), "losses/q_values": q_taken.detach().mean(),
+            s.buffer.update_priorities(sampled.indices, (q_taken - targets).cpu().numpy())
+        st.n_updates += 1
+    return {"losses/q_loss": loss, "losses/q_values": q_taken.mean(),
             "charts/epsilon": torch.tensor(epsilon(cfg, s.global_step, s.total_steps))}
+
+
+class EpsilonGreedy:
+    """ε-greedy actions for a batch of observations (one uniform and one random action per env, always
+    drawn, so the random stream does not depend on ε). The greedy action comes from a NumPy copy of
+    the Q-network (one observation through torch costs tens of µs of dispatch), refreshed after every
+    training round."""
+
+    def __init__(self) -> None:
+        self.greedy: NumpyActor | None = None
+
+    def __call__(self, s: offpolicy.Session, obs: np.ndarray) -> np.ndarray:
+        N = obs.shape[0]
+        explore = s.rng.random(N) < epsilon(s.config, s.global_step, s.total_steps)
+        rand = s.rng.integers(0, s.spec["act_dim"], size=N)
+        if explore.all():
+            return rand
+        if self.greedy is None:
+            self.greedy = NumpyActor(SimpleNamespace(actor=s.state.q.greedy_layers()))
+        x = obs.astype(np.float64) / 255.0 if obs.dtype == np.uint8 else obs
+        return np.where(explore, rand, self.greedy(x).argmax(-1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,29 +281,30 @@ def train_round(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Te
 CONFIG, ACTOR = DQNConfig, "q"
 
 
+def build_state(spec: dict[str, Any], net: dict[str, Any], cfg: DQNConfig, device: torch.device) -> DQNState:
+    q = build_actor(spec, net, cfg).to(device)
+    return DQNState(q, copy.deepcopy(q).requires_grad_(False), Adam(q.parameters(), lr=cfg.learning_rate,
+                                                                     eps=cfg.adam_eps))
+
+
 def train(env_id: str, config: DQNConfig | None = None, *, total_steps: int, seed: int = 0, device: str = "cpu",
-          logger: Logger | None = None, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
-          log_every: int = 1000, callback: Callable[[offpolicy.Session], bool] | None = None,
-          resume_from: str | Path | None = None, stop_at: int | None = None,
-          on_start: Callable[[offpolicy.Session], None] | None = None) -> offpolicy.OffPolicyAgent:
+          run: RunContext | None = None) -> offpolicy.OffPolicyAgent:
     """Train DQN on ``env_id`` (Discrete actions) for ``total_steps`` environment steps and return the
-    agent. With ``resume_from`` (a training checkpoint) continue that run exactly where it stopped."""
+    agent. With ``run.resume_from`` (a training checkpoint) continue that run exactly where it stopped."""
+    from .fused import dqn as fused
+
     cfg = config or DQNConfig()
     s = offpolicy.build_session("dqn", env_id, cfg, seed=seed, total_steps=total_steps, device=device,
                                 action="discrete", act_dtype=np.int64)
-    try:
+    with offpolicy.closing(s):
         s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation, "dueling": cfg.dueling}
-        q = build_actor(s.spec, s.net, cfg).to(s.device)
-        q_target = copy.deepcopy(q).requires_grad_(False)
-        s.modules, s.actor = {"q": q, "q_target": q_target}, "q"
-        s.optimizers = {"q": offpolicy.adam(q.parameters(), cfg.learning_rate, cfg.adam_eps)}
-        s.vars = {"synced_at": 0}
-        if resume_from is not None:
-            offpolicy.restore_session(s, resume_from)
-        if on_start is not None:
-            on_start(s)
-        return offpolicy.run(s, act, train_round, logger=logger, checkpoint_dir=checkpoint_dir,
-                             checkpoint_every=checkpoint_every, log_every=log_every, callback=callback,
-                             stop_at=stop_at)
-    finally:
-        s.venv.close()
+        s.state = build_state(s.spec, s.net, cfg, s.device)
+        s.backend = backends.resolve("dqn", cfg.backend, fused=True)
+        step = {"autograd": update, "compile": backends.CompiledUpdate(update), "fused": fused.update}[s.backend]
+        act = EpsilonGreedy()
+
+        def round_(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Tensor]:
+            act.greedy = None  # the Q-network changes: refresh the acting copy on the next greedy action
+            return train_round(s, gradient_steps, step)
+
+        return offpolicy.run(s, act, round_, run or RunContext(), compiled=step)

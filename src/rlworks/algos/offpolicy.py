@@ -11,26 +11,26 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
+from .._version import __version__
 from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..core import allocator, optim
 from ..core.guards import NonFiniteError, check_array, check_module
-from ..core.logging import Logger, NullLogger
-from ..core.replay import Batch as ReplayBatch, ReplayBuffer
+from ..core.replay import Batch as ReplayBatch
+from ..core.replay import ReplayBuffer
+from ..core.run import RunContext
 from ..core.seeding import seed_everything, spawn_seeds, torch_generator
+from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
 from .agent import OffPolicyAgent, scale_actions, to_tensor
-
-LIBRARY_VERSION = "0.1.0"
 _POINT_TO = {"discrete": "dqn", "box": "sac or td3"}
 
 
@@ -48,10 +48,24 @@ def polyak_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: f
             torch._foreach_lerp_(target, online, tau)
 
 
-def adam(params, lr: float, eps: float) -> optim.Adam:
-    """``core.optim.Adam``: torch's fused Adam kernel without ``torch.optim``'s per-step wrappers
-    (~3× faster than the default per-tensor loop for these MLPs on CPU, and as deterministic)."""
-    return optim.Adam(params, lr=lr, eps=eps)
+@torch.compiler.disable
+def gradient_step(optimizer: Any, loss: torch.Tensor, max_grad_norm: float = 0.0) -> None:
+    """zero_grad → backward → (clip the global gradient norm) → step: one optimizer step on ``loss``.
+    Under ``backend="compile"`` this stays eager (the optimizer's fused kernel updates its tensors in
+    place, which a compiled graph refuses); the loss's forward and backward graphs are compiled."""
+    optimizer.zero_grad()
+    loss.backward()
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(optimizer.params, max_grad_norm)
+    optimizer.step()
+
+
+@torch.compiler.disable
+def count_update(state: Any, every: int) -> bool:
+    """Count one gradient step in ``state.n_updates``; True when the count is a multiple of ``every``.
+    Kept out of compiled graphs, which would otherwise specialise on the counter's value."""
+    state.n_updates += 1
+    return state.n_updates % every == 0
 
 
 def tensor_batch(b: ReplayBatch, device: torch.device) -> dict[str, torch.Tensor]:
@@ -61,6 +75,11 @@ def tensor_batch(b: ReplayBatch, device: torch.device) -> dict[str, torch.Tensor
             "next_obs": to_tensor(b.next_obs, device), "weights": torch.from_numpy(b.weights).to(device)}
 
 
+def sample_batch(s: Session, n: int) -> dict[str, torch.Tensor]:
+    """``n`` uniformly sampled transitions from the replay buffer, as tensors on the session's device."""
+    return tensor_batch(s.buffer.sample(n, s.rng), s.device)
+
+
 # ---------------------------------------------------------------------------------------------
 # session: everything a running off-policy training holds
 # ---------------------------------------------------------------------------------------------
@@ -68,6 +87,9 @@ def tensor_batch(b: ReplayBatch, device: torch.device) -> dict[str, torch.Tensor
 
 @dataclass
 class Session:
+    """Everything a running off-policy training holds: the plumbing here, what the algorithm learns in
+    ``state`` (its own dataclass of networks, optimizers and counters, checkpointed by core/state.py)."""
+
     algo: str
     env_id: str
     config: Any
@@ -75,27 +97,32 @@ class Session:
     total_steps: int
     device: torch.device
     spec: dict[str, Any]
-    net: dict[str, Any]
+    net: dict[str, Any]  # how to rebuild the acting network (saved with the agent)
     venv: Any
     buffer: ReplayBuffer
     rng: np.random.Generator  # exploration and minibatch sampling
     generator: torch.Generator  # policy noise
-    modules: dict[str, nn.Module] = field(default_factory=dict)
-    optimizers: dict[str, optim.Adam] = field(default_factory=dict)
-    actor: str = "actor"  # the module the Agent acts with
+    state: Any = None
+    backend: str = "autograd"
+    actor: str = "actor"  # the field of ``state`` the agent acts with
     obs: np.ndarray | None = None  # current observations (N, obs_dim), storage dtype
     global_step: int = 0  # environment steps (all envs)
     iteration: int = 0  # vector-env steps
-    n_updates: int = 0  # gradient steps
-    vars: dict[str, Any] = field(default_factory=dict)  # algorithm counters (JSON, checkpointed)
-    cache: dict[str, Any] = field(default_factory=dict)  # derived, rebuilt on demand (not checkpointed)
     recent: deque = field(default_factory=lambda: deque(maxlen=20))
     exact_resume: bool = True
 
-    def agent(self) -> "OffPolicyAgent":
-        return OffPolicyAgent(self.algo, self.env_id, self.config, self.modules[self.actor], self.spec, self.net,
-                              meta={"global_step": self.global_step, "seed": self.seed,
-                                    "library_version": LIBRARY_VERSION})
+    @property
+    def n_updates(self) -> int:
+        return self.state.n_updates
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return modules(self.state)
+
+    def agent(self) -> OffPolicyAgent:
+        return OffPolicyAgent(self.algo, self.env_id, self.config, getattr(self.state, self.actor), self.spec,
+                              self.net, meta={"global_step": self.global_step, "seed": self.seed,
+                                              "library_version": __version__, "backend": self.backend})
 
 
 def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: int, device: str, action: str,
@@ -129,9 +156,24 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
                           gamma=cfg.gamma, prioritized=getattr(cfg, "prioritized", False),
                           alpha=getattr(cfg, "per_alpha", 0.6))
     s = Session(algo, env_id, cfg, int(seed), int(total_steps), dev, spec, {}, venv, buffer,
-                np.random.default_rng(np_seed), torch_generator(torch_seed, dev))
+                np.random.default_rng(np_seed), torch_generator(torch_seed, dev), actor=_actor_field(algo))
     s.obs = _receive(s, venv.reset())
     return s
+
+
+def _actor_field(algo: str) -> str:
+    from . import module
+
+    return module(algo).ACTOR
+
+
+@contextmanager
+def closing(s: Session) -> Iterator[Session]:
+    """Close the session's envs however training ends."""
+    try:
+        yield s
+    finally:
+        s.venv.close()
 
 
 def describe_buffer(s: Session) -> str:
@@ -155,6 +197,12 @@ def random_actions(s: Session) -> np.ndarray:
     return s.rng.uniform(-1.0, 1.0, size=(N, s.spec["act_dim"])).astype(np.float32)
 
 
+def act_with_module(s: Session, obs: np.ndarray) -> np.ndarray:
+    """Exploration actions from the acting network's own ``act`` (in buffer format)."""
+    with torch.inference_mode():
+        return getattr(s.state, s.actor).act(to_tensor(obs, s.device), False, s.generator).cpu().numpy()
+
+
 def env_actions(s: Session, actions: np.ndarray):
     if s.spec["action"] == "discrete":
         return actions + s.spec["act_start"] if s.spec["act_start"] else actions
@@ -171,37 +219,34 @@ Metrics = dict[str, torch.Tensor] | Callable[[], dict[str, torch.Tensor]]
 TrainFn = Callable[[Session, int], Metrics]
 
 
-def run(s: Session, act: ActFn, train_round: TrainFn, *, logger: Logger | None = None,
-        checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, log_every: int = 1000,
-        callback: Callable[[Session], bool] | None = None, stop_at: int | None = None) -> "OffPolicyAgent":
-    """Act → store → (every ``train_freq`` vector steps after ``learning_starts``) ``train_round(s,
-    gradient_steps)``, until ``total_steps`` (or ``stop_at``) env steps. Metrics stay tensors until a
-    log line is written (no per-step sync); losses are checked for NaN/inf there and before every
-    checkpoint. ``callback(s)`` runs after each step, excluded from ``perf/sps``, and may stop the run."""
-    # Adam's second-moment estimates decay into the denormal range, where x86 float arithmetic is
-    # 10-100x slower (measured: the fused Adam step went from ~440 µs to ~55 µs on DQN's 256x256 net);
-    # flushing denormals to zero is deterministic; torch's default (off) is restored at the end
-    ftz = torch.set_flush_denormal(True)
-    allocator.retain_freed_memory()  # no page faults on each update's temporaries (core/allocator.py)
+def run(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, *, compiled: Any = None) -> OffPolicyAgent:
+    """Resume if asked, then act → store → (every ``train_freq`` vector steps after ``learning_starts``)
+    ``train_round(s, gradient_steps)``, until ``total_steps`` (or ``ctx.stop_at``) env steps. Metrics stay
+    tensors until a log line is written (no per-step sync); losses are checked for NaN/inf there and
+    before every checkpoint. ``ctx.callback(s)`` runs after each step, excluded from ``perf/sps``, and
+    may stop the run. ``compiled``: the update, to report its compile time when it was compiled."""
+    if ctx.resume_from is not None:
+        restore_session(s, ctx.resume_from)
+    if ctx.on_start is not None:
+        ctx.on_start(s)
     try:
-        return _loop(s, act, train_round, logger or NullLogger(), checkpoint_dir, checkpoint_every, log_every,
-                     callback, stop_at)
+        agent = _loop(s, act, train_round, ctx)
     finally:
-        if ftz:
-            torch.set_flush_denormal(False)
-        # SAC's and TD3's rounds run in inference mode, so the gradients they leave in ``.grad`` are
-        # inference tensors, which a later autograd ``backward`` on these modules could not add to
+        # the fused rounds run in inference mode, so the gradients they leave in ``.grad`` are inference
+        # tensors, which a later autograd ``backward`` on these modules could not add to
         for m in s.modules.values():
             for p in m.parameters():
                 p.grad = None
+    if getattr(compiled, "compile_seconds", None) is not None:
+        agent.meta["compile_seconds"] = compiled.compile_seconds
+    return agent
 
 
-def _loop(s: Session, act: ActFn, train_round: TrainFn, logger: Logger, checkpoint_dir: str | Path | None,
-          checkpoint_every: int, log_every: int, callback: Callable[[Session], bool] | None,
-          stop_at: int | None) -> "OffPolicyAgent":
+def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffPolicyAgent:
     cfg = s.config
     N = s.venv.num_envs
-    end = s.total_steps if stop_at is None else min(stop_at, s.total_steps)
+    logger, log_every = ctx.log, ctx.every(1000)
+    end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
     train_time, last_logged = 0.0, s.global_step
     sps_steps, sps_time, sps_updates = 0, 0.0, 0
     metrics: Metrics = {}
@@ -240,20 +285,19 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, logger: Logger, checkpoi
             for k, v in out.items():
                 if k.startswith("losses/") and not math.isfinite(v):
                     raise NonFiniteError("loss", f"{k} = {v} at step {step}")
-            check_module("parameter", s.modules[s.actor])
+            check_module("parameter", getattr(s.state, s.actor))
             out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
             out["perf/sps"] = sps_steps / max(sps_time, 1e-9)
             out["perf/ups"] = sps_updates / max(sps_time, 1e-9)
             logger.log(step, out)
             last_logged, sps_steps, sps_time, sps_updates = step, 0, 0.0, 0
-        if checkpoint_dir is not None and (
-            (checkpoint_every and step // checkpoint_every > prev // checkpoint_every) or step >= end
-        ):
+        every = ctx.checkpoint_every
+        if ctx.checkpoint_dir is not None and ((every and step // every > prev // every) or step >= end):
             for m in s.modules.values():
                 check_module("parameter", m)
             tensors, state = session_state(s)
-            save_checkpoint(checkpoint_dir, step, tensors, state, buffer_state(s))
-        if callback is not None and callback(s):
+            save_checkpoint(ctx.checkpoint_dir, step, tensors, state, buffer_state(s))
+        if ctx.callback is not None and ctx.callback(s):
             break
     agent = s.agent()
     agent.meta["train_seconds"] = train_time
@@ -267,21 +311,16 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, logger: Logger, checkpoi
 
 
 def session_state(s: Session) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors: dict[str, torch.Tensor] = {}
-    for name, m in s.modules.items():
-        tensors.update({f"{name}/{k}": v for k, v in m.state_dict().items()})
-    for oname, opt in s.optimizers.items():
-        tensors.update({f"optim/{oname}/{k}": v for k, v in opt.state_dict().items()})
+    tensors, learned = state_tensors(s.state)
     tensors["rng/torch"] = s.generator.get_state()
     tensors["rng/torch_global"] = torch.get_rng_state()
     state = {
         "agent": s.agent().state(),
         "train": {"algo": s.algo, "env_id": s.env_id, "seed": s.seed, "total_steps": s.total_steps,
-                  "iteration": s.iteration, "n_updates": s.n_updates, "vars": s.vars, "recent": list(s.recent),
-                  "lr": {k: o.param_groups[0]["lr"] for k, o in s.optimizers.items()},
+                  "iteration": s.iteration, "state": learned, "recent": list(s.recent),
                   "rng_numpy": s.rng.bit_generator.state, "device": str(s.device)},
         "sampler": {"global_step": s.global_step, "venv": s.venv.get_state()},
-        "library_version": LIBRARY_VERSION,
+        "library_version": __version__,
     }
     return tensors, state
 
@@ -301,19 +340,14 @@ def restore_session(s: Session, path: str | Path) -> Path:
     if tr.get("algo") != s.algo:
         raise CheckpointError(f"{ckpt / 'state.json'}: a {tr.get('algo')} checkpoint, not {s.algo}")
     try:
-        for name, m in s.modules.items():
-            m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")})
-        for oname, opt in s.optimizers.items():
-            pre = f"optim/{oname}/"
-            opt.load_state_dict({k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)})
-            opt.param_groups[0]["lr"] = float(tr["lr"][oname])
+        load_state_tensors(s.state, tensors, tr["state"])
         s.buffer.load_state_dict({k[7:]: v for k, v in buffer.items() if k.startswith("replay/")})
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{ckpt}: does not match this {s.algo} configuration ({exc})") from None
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
     torch.set_rng_state(tensors["rng/torch_global"].to(torch.uint8))
     s.rng.bit_generator.state = tr["rng_numpy"]
-    s.iteration, s.n_updates, s.vars = int(tr["iteration"]), int(tr["n_updates"]), dict(tr["vars"])
+    s.iteration = int(tr["iteration"])
     s.recent = deque(tr["recent"], maxlen=20)
     s.global_step = int(state["sampler"]["global_step"])
     venv_state = state["sampler"]["venv"]

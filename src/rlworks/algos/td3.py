@@ -2,33 +2,32 @@
 Methods"): a deterministic actor with
 
 * clipped double Q-learning — the minimum of twin critics in the target (§4.2), the critics being
-  SAC's batched ``TwinQ``;
+  one batched ``core.nets.TwinQ``;
 * target-policy smoothing — clipped Gaussian noise on the target action (§5.3, eq. 14);
 * delayed policy updates — actor and target networks updated every ``policy_delay`` critic
   steps (§5.2), targets by Polyak averaging with rate τ;
 * Gaussian exploration noise on the behaviour policy (§6.1).
 Actions live in [-1, 1] (buffer, networks) and are rescaled to the Box bounds for the env.
 
-Reads top to bottom: config → networks → pure loss functions → update round → train().
+Reads top to bottom: config → networks → pure loss functions → ``update`` (autograd) → ``train``.
+The ``fused`` backend (``algos/fused/td3.py``) computes the same update with hand-written gradients.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError, check_choice, check_range
-from ..core import fastgrad
-from ..core.logging import Logger
-from ..core.nets import ACTIVATIONS, mlp
-from . import offpolicy
-from .sac import TwinQ
+from ..config import BACKENDS, ConfigError, check_choice, check_range
+from ..core.nets import ACTIVATIONS, TwinQ, mlp
+from ..core.optim import Adam
+from ..core.run import RunContext
+from . import backends, offpolicy
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,8 @@ class TD3Config:
     """hidden activation: relu or tanh"""
     adam_eps: float = 1e-8
     """Adam epsilon"""
+    backend: str = "auto"
+    """how the update runs: auto, autograd, compile or fused (algos/backends.py)"""
 
     def __post_init__(self) -> None:
         for name in ("n_envs", "batch_size", "train_freq", "gradient_steps", "policy_delay"):
@@ -78,6 +79,7 @@ class TD3Config:
             check_range(name, getattr(self, name), 0)
         check_range("adam_eps", self.adam_eps, 0, low_open=True)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("backend", self.backend, BACKENDS)
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
 
@@ -95,19 +97,9 @@ class DeterministicActor(nn.Module):
         super().__init__()
         self.net = mlp(obs_dim, hidden, act_dim, activation=activation, ortho_init=False)
         self.noise = noise
-        self._layers = list(self.net)  # flat, for fastgrad (no Sequential lookups)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
-
-    def forward_cached(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """μ(s) and every layer's output, for ``backward`` (call without autograd)."""
-        acts = fastgrad.mlp_forward(self._layers, obs)
-        return torch.tanh(acts[-1]), acts
-
-    def backward(self, acts: list[torch.Tensor], a: torch.Tensor, g_a: torch.Tensor) -> None:
-        """Parameter gradients from ∂L/∂μ(s) (B, d), through the tanh (∂a/∂pre = 1 − a²)."""
-        fastgrad.mlp_backward(self._layers, acts, torch.ops.aten.tanh_backward(g_a, a))
 
     def act(self, obs: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
         a = self(obs)
@@ -120,6 +112,24 @@ class DeterministicActor(nn.Module):
 def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: TD3Config) -> DeterministicActor:
     return DeterministicActor(spec["obs_dim"], spec["act_dim"], tuple(net["hidden"]), net["activation"],
                               noise=cfg.exploration_noise)
+
+
+@dataclass
+class TD3State:
+    """What TD3 learns and the counter its update reads; checkpointed field by field (core/state.py)."""
+
+    actor: DeterministicActor
+    critic: TwinQ
+    actor_target: DeterministicActor
+    critic_target: TwinQ
+    actor_opt: Adam
+    critic_opt: Adam
+    n_updates: int = 0
+    polyak: tuple[list, list] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.polyak = ([*self.critic_target.parameters(), *self.actor_target.parameters()],
+                       [*self.critic.parameters(), *self.actor.parameters()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,56 +158,29 @@ def actor_loss(q1_pi: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# acting and the update round
+# the update
 # ---------------------------------------------------------------------------------------------
 
 
-def act(s: offpolicy.Session, obs: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        a = s.modules["actor"].act(offpolicy.to_tensor(obs, s.device), False, s.generator)
-    return a.cpu().numpy()
-
-
-def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:
-    """``gradient_steps`` TD3 updates: the twin critics toward the smoothed clipped double-Q target
-    every step; the actor (through the first critic only, as the paper and SB3), then the Polyak
-    averages of all targets, every ``policy_delay`` steps. The gradients are written out by hand as in
-    SAC (``TwinQ.backward``, ``TwinQ.input_grad``, ``fastgrad``); tests/unit/test_offpolicy_losses.py
-    checks the whole update against the same update through autograd."""
-    cfg: TD3Config = s.config
-    actor, actor_target = s.modules["actor"], s.modules["actor_target"]
-    critic, critic_target = s.modules["critic"], s.modules["critic_target"]
-    if "polyak" not in s.cache:  # listing a module's parameters walks it in Python: once per session
-        s.cache["polyak"] = (list(critic_target.parameters()) + list(actor_target.parameters()),
-                             list(critic.parameters()) + list(actor.parameters()))
-    targets, online = s.cache["polyak"]
-    B, obs_dim = cfg.batch_size, s.spec["obs_dim"]
-    q_pi = None
-    with torch.inference_mode():  # no autograd anywhere in the round: see sac.train_round
-        for _ in range(gradient_steps):
-            mb = offpolicy.tensor_batch(s.buffer.sample(B, s.rng), s.device)
-            next_mu = actor_target.forward_cached(mb["next_obs"])[0]
-            noise = torch.randn(next_mu.shape, generator=s.generator, device=s.device) * cfg.target_policy_noise
-            next_a = smoothed_target_actions(next_mu, noise, cfg.target_noise_clip)
-            y = td3_targets(mb["returns"], mb["discounts"], critic_target.forward_cached(mb["next_obs"], next_a)[0])
-            q, acts = critic.forward_cached(mb["obs"], mb["actions"])
-            critic.backward(acts, (q - y.unsqueeze(0)).mul_(2.0 / B))  # ∂/∂Q_i of Σ_i mean (Q_i − y)²
-            s.optimizers["critic"].step()
-            s.n_updates += 1
-            if s.n_updates % cfg.policy_delay == 0:  # delayed policy and target updates (§5.2)
-                a_pi, actor_acts = actor.forward_cached(mb["obs"])
-                q_pi, g_a = critic.input_grad(0, mb["obs"], a_pi, -1.0 / B)  # ∂/∂a of −mean Q_1(s, a)
-                actor.backward(actor_acts, a_pi, g_a)
-                s.optimizers["actor"].step()
-                offpolicy.polyak_update(targets, online, cfg.tau)
-
-    def metrics() -> dict[str, torch.Tensor]:  # only when the loop writes a log line
-        with torch.no_grad():
-            out = {"losses/q_loss": critic_loss(q, y), "losses/q_values": q.mean()}
-            if q_pi is not None:
-                out["losses/actor_loss"] = actor_loss(q_pi)
-            return out
-
+def update(st: TD3State, cfg: TD3Config, batch: dict[str, torch.Tensor], generator: torch.Generator | None
+           ) -> dict[str, torch.Tensor]:
+    """One TD3 critic step toward the smoothed clipped double-Q target; every ``policy_delay`` steps
+    the actor (through the first critic only, as the paper and SB3) and the Polyak averages of all
+    targets (Fujimoto et al. 2018, Algorithm 1)."""
+    with torch.no_grad():
+        next_mu = st.actor_target(batch["next_obs"])
+        noise = torch.randn(next_mu.shape, generator=generator, device=next_mu.device) * cfg.target_policy_noise
+        next_a = smoothed_target_actions(next_mu, noise, cfg.target_noise_clip)
+        y = td3_targets(batch["returns"], batch["discounts"], st.critic_target(batch["next_obs"], next_a))
+    q = st.critic(batch["obs"], batch["actions"])
+    q_loss = critic_loss(q, y)
+    offpolicy.gradient_step(st.critic_opt, q_loss)
+    metrics = {"losses/q_loss": q_loss.detach(), "losses/q_values": q.detach().mean()}
+    if offpolicy.count_update(st, cfg.policy_delay):  # delayed policy and target updates (§5.2)
+        pi_loss = actor_loss(st.critic(batch["obs"], st.actor(batch["obs"]))[0])
+        offpolicy.gradient_step(st.actor_opt, pi_loss)
+        offpolicy.polyak_update(*st.polyak, cfg.tau)
+        metrics["losses/actor_loss"] = pi_loss.detach()
     return metrics
 
 
@@ -208,30 +191,33 @@ def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:
 CONFIG, ACTOR = TD3Config, "actor"
 
 
+def build_state(spec: dict[str, Any], cfg: TD3Config, device: torch.device) -> TD3State:
+    actor = build_actor(spec, {"hidden": cfg.hidden, "activation": cfg.activation}, cfg).to(device)
+    critic = TwinQ(spec["obs_dim"], spec["act_dim"], cfg.hidden, cfg.activation).to(device)
+    lr, eps = cfg.learning_rate, cfg.adam_eps
+    return TD3State(actor, critic, copy.deepcopy(actor).requires_grad_(False),
+                    copy.deepcopy(critic).requires_grad_(False),
+                    Adam(actor.parameters(), lr=lr, eps=eps), Adam(critic.parameters(), lr=lr, eps=eps))
+
+
 def train(env_id: str, config: TD3Config | None = None, *, total_steps: int, seed: int = 0, device: str = "cpu",
-          logger: Logger | None = None, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
-          log_every: int = 1000, callback: Callable[[offpolicy.Session], bool] | None = None,
-          resume_from: str | Path | None = None, stop_at: int | None = None,
-          on_start: Callable[[offpolicy.Session], None] | None = None) -> offpolicy.OffPolicyAgent:
+          run: RunContext | None = None) -> offpolicy.OffPolicyAgent:
     """Train TD3 on ``env_id`` (Box actions) for ``total_steps`` environment steps and return the agent.
-    With ``resume_from`` (a training checkpoint) continue that run exactly where it stopped."""
+    With ``run.resume_from`` (a training checkpoint) continue that run exactly where it stopped."""
+    from .fused import td3 as fused
+
     cfg = config or TD3Config()
     s = offpolicy.build_session("td3", env_id, cfg, seed=seed, total_steps=total_steps, device=device,
                                 action="box", act_dtype=np.float32)
-    try:
+    with offpolicy.closing(s):
         s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation}
-        actor = build_actor(s.spec, s.net, cfg).to(s.device)
-        critic = TwinQ(s.spec["obs_dim"], s.spec["act_dim"], cfg.hidden, cfg.activation).to(s.device)
-        s.modules = {"actor": actor, "critic": critic, "actor_target": copy.deepcopy(actor).requires_grad_(False),
-                     "critic_target": copy.deepcopy(critic).requires_grad_(False)}
-        s.optimizers = {"actor": offpolicy.adam(actor.parameters(), cfg.learning_rate, cfg.adam_eps),
-                        "critic": offpolicy.adam(critic.parameters(), cfg.learning_rate, cfg.adam_eps)}
-        if resume_from is not None:
-            offpolicy.restore_session(s, resume_from)
-        if on_start is not None:
-            on_start(s)
-        return offpolicy.run(s, act, train_round, logger=logger, checkpoint_dir=checkpoint_dir,
-                             checkpoint_every=checkpoint_every, log_every=log_every, callback=callback,
-                             stop_at=stop_at)
-    finally:
-        s.venv.close()
+        s.state = build_state(s.spec, cfg, s.device)
+        s.backend = backends.resolve("td3", cfg.backend, fused=True)
+        step = {"autograd": update, "compile": backends.CompiledUpdate(update), "fused": fused.update}[s.backend]
+
+        def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:
+            for _ in range(gradient_steps):
+                metrics = step(s.state, cfg, offpolicy.sample_batch(s, cfg.batch_size), s.generator)
+            return metrics
+
+        return offpolicy.run(s, offpolicy.act_with_module, train_round, run or RunContext(), compiled=step)

@@ -172,3 +172,33 @@ class NumpyActor:
         """(output, last hidden features), for gSDE."""
         h = numpy_mlp(self.ops[:-1], x)
         return numpy_mlp(self.ops[-1:], h.copy()), h
+
+
+class TwinQ(nn.Module):
+    """``n`` independent Q(s, a) MLPs evaluated together (clipped double Q: Fujimoto et al. 2018 §4.2):
+    weights stacked as (n, in, out) and every layer one ``bmm``, so both critics cost one set of kernel
+    launches. Initialised like ``nn.Linear`` (U(±1/√fan_in)). ``forward`` gives Q-values (n, B)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str = "relu",
+                 n: int = 2) -> None:
+        super().__init__()
+        sizes = [obs_dim + act_dim, *hidden, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
+        self.relu = activation == "relu"
+        self.n = n
+        # the same Parameter objects as a plain list (indexing a ParameterList goes through Python);
+        # deepcopy, load_state_dict and .to() keep them
+        self.layers = list(zip(self.weights, self.biases))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:  # -> (n, B)
+        x = torch.cat([obs, actions], -1).unsqueeze(0).expand(self.n, -1, -1)  # (n, B, obs_dim + act_dim)
+        for i, (w, b) in enumerate(self.layers):
+            x = torch.bmm(x, w) + b
+            if i < len(self.layers) - 1:
+                x = torch.relu(x) if self.relu else torch.tanh(x)
+        return x.squeeze(-1)

@@ -1,0 +1,57 @@
+"""How an algorithm's update runs: the config field ``backend``.
+
+* ``"autograd"``: the update as written in the algorithm's file (losses, ``.backward()``, optimizer
+  steps). It runs on any device and is the reference every other backend is tested against.
+* ``"compile"``: the same update through ``torch.compile`` (LeanRL's route). Compilation happens on
+  the first call; ``CompiledUpdate.compile_seconds`` says how long it took.
+* ``"fused"``: a hand-written forward/backward of the same losses (``algos/fused/``), for the small
+  MLPs of classic control on CPU where autograd's bookkeeping costs about as much as the arithmetic.
+  Kept only where it measured ≥ 5 % faster (docs/benchmarks.md).
+* ``"auto"`` (the default): ``"fused"`` where the algorithm has one for this network, else ``"autograd"``.
+
+``tests/unit/test_backends.py`` checks every backend against ``"autograd"`` over 50 updates.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from ..config import BACKENDS, ConfigError, check_choice
+
+
+def resolve(algo: str, requested: str, *, fused: bool) -> str:
+    """The backend to run: ``requested`` unless it is "auto"; ``fused`` says whether the algorithm
+    has a fused update for this configuration."""
+    check_choice("backend", requested, BACKENDS)
+    if requested == "auto":
+        return "fused" if fused else "autograd"
+    if requested == "fused" and not fused:
+        raise ConfigError(f"backend='fused' is not available for {algo} with this configuration; "
+                          f"allowed: autograd, compile, auto")
+    return requested
+
+
+class CompiledUpdate:
+    """``torch.compile(fn)``; ``compile_seconds`` adds up the calls during which a graph was compiled
+    (an update with graph breaks compiles its pieces over its first few calls)."""
+
+    def __init__(self, fn: Callable[..., Any], **options: Any) -> None:
+        import torch
+        from torch._dynamo.utils import counters
+
+        self.fn = torch.compile(fn, **options)
+        self._graphs = counters["stats"]
+        self.compile_seconds: float | None = None
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.calls > 20:  # compilation is over by then; no bookkeeping per update
+            return self.fn(*args, **kwargs)
+        self.calls += 1
+        graphs = self._graphs["unique_graphs"]
+        t0 = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        if self._graphs["unique_graphs"] != graphs:
+            self.compile_seconds = (self.compile_seconds or 0.0) + time.perf_counter() - t0
+        return out

@@ -1,0 +1,1 @@
+"""Hand-written (fused) updates, one module per algorithm family, each tested against the autograd update in the algorithm's file."""

@@ -1,0 +1,54 @@
+"""The one list of deep algorithms: name → module, config class, supported spaces, one-line summary.
+
+The API (``rlworks.train``/``load``), the CLI (``rlworks train``, ``rlworks list``, ``--help``), the
+benchmarks and the docs all read this table; nothing else lists the algorithms. Importing it imports
+no torch: an entry's module is imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class AlgoInfo:
+    name: str
+    module: str
+    """import path of the algorithm's file (it defines ``CONFIG``, ``train`` and its networks)"""
+    summary: str
+    """one line for ``rlworks list`` and the docs"""
+    actions: tuple[str, ...]
+    """action spaces it learns on: "discrete", "box" """
+    family: str
+    """"on-policy" (rollouts, core.nets.ActorCritic agents) or "off-policy" (replay buffer, own actor)"""
+    observations: tuple[str, ...] = ("box",)
+    """observation spaces: flat vectors ("box"); images come with the CNN extractor"""
+
+    def load_module(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    @property
+    def config_class(self) -> type:
+        return self.load_module().CONFIG
+
+    def train(self, *args, **kwargs):
+        return self.load_module().train(*args, **kwargs)
+
+
+REGISTRY: dict[str, AlgoInfo] = {a.name: a for a in (
+    AlgoInfo("ppo", "rlworks.algos.ppo", "Proximal Policy Optimization, clipped (Schulman et al. 2017)",
+             ("discrete", "box"), "on-policy"),
+    AlgoInfo("a2c", "rlworks.algos.a2c", "synchronous advantage actor-critic (Mnih et al. 2016)",
+             ("discrete", "box"), "on-policy"),
+    AlgoInfo("reinforce", "rlworks.algos.reinforce", "Monte-Carlo policy gradient (Williams 1992), optional baseline",
+             ("discrete", "box"), "on-policy"),
+    AlgoInfo("dqn", "rlworks.algos.dqn", "Deep Q-Network (Mnih et al. 2015); Double, Dueling, n-step, prioritized",
+             ("discrete",), "off-policy"),
+    AlgoInfo("sac", "rlworks.algos.sac", "Soft Actor-Critic (Haarnoja et al. 2018), twin Q, automatic temperature",
+             ("box",), "off-policy"),
+    AlgoInfo("td3", "rlworks.algos.td3", "Twin Delayed DDPG (Fujimoto et al. 2018)", ("box",), "off-policy"),
+)}
+ALGOS: tuple[str, ...] = tuple(REGISTRY)
+OFFPOLICY_ALGOS: tuple[str, ...] = tuple(n for n, a in REGISTRY.items() if a.family == "off-policy")

@@ -1,0 +1,59 @@
+"""Process-wide settings that make training faster, in one opt-in context that restores them.
+
+``tuned(...)`` sets torch's CPU thread count, flush-to-zero for denormal floats and the float32
+matmul precision, and puts each back as it found it on exit. The CLI and ``rlworks bench`` enter it
+around a whole command; ``rlworks.train`` enters it with ``retain_freed_memory=False`` so that a
+library call leaves the process as it found it (CONVENTIONS rule 11).
+
+Why each setting (measurements in docs/benchmarks.md):
+* threads: one thread is fastest for the small MLPs of classic control; extra threads spin-wait on a
+  loaded machine;
+* flush-to-zero: Adam's second-moment estimates decay into the denormal range, where x86 float
+  arithmetic is 10–100× slower; flushing is deterministic;
+* ``retain_freed_memory`` (glibc): keeps freed heap between updates instead of returning it to the
+  kernel (``core/allocator.py``). glibc has no way to read or restore these thresholds, so only a
+  caller that owns the process (the CLI, the benchmarks) turns it on.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from ..config import MATMUL_PRECISIONS, ConfigError, check_choice
+
+
+def flush_denormal_enabled() -> bool:
+    """Whether denormal float32 results are flushed to zero right now (torch has no getter: compute one)."""
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a denormal float32
+    return bool((tiny * 1.0).item() == 0.0)
+
+
+@contextmanager
+def tuned(num_threads: int | None = 1, *, flush_denormal: bool = True, matmul_precision: str | None = None,
+          retain_freed_memory: bool = False) -> Iterator[None]:
+    """Enter rlworks' training settings; every one of them is restored on exit except
+    ``retain_freed_memory`` (process-lifetime, for callers that own the process)."""
+    if num_threads is not None and int(num_threads) < 1:
+        raise ConfigError(f"num_threads={num_threads} is out of range: allowed [1, inf)")
+    if matmul_precision is not None:
+        check_choice("matmul_precision", matmul_precision, MATMUL_PRECISIONS)
+    threads, precision, ftz = torch.get_num_threads(), torch.get_float32_matmul_precision(), flush_denormal_enabled()
+    try:
+        if num_threads is not None:
+            torch.set_num_threads(int(num_threads))
+        if matmul_precision is not None:
+            torch.set_float32_matmul_precision(matmul_precision)
+        if flush_denormal:
+            torch.set_flush_denormal(True)
+        if retain_freed_memory:
+            from . import allocator
+
+            allocator.retain_freed_memory()
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_float32_matmul_precision(precision)
+        torch.set_flush_denormal(ftz)
