@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 # torch first, pinned: a looser pin with no torch installed would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test test-all bench install install-dev chromium clean
+.PHONY: run test test-all lint bench install install-dev chromium clean
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,10 @@ chromium:
 run: install
 	$(VENV)/bin/rlworks lab
 
-test: install-dev chromium
+lint: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: install-dev chromium lint
 	$(PY) -m pytest -q -m "not slow"
 
 test-all: install-dev chromium

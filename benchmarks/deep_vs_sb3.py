@@ -92,8 +92,9 @@ def run_rlworks(args, clock: Clock) -> tuple[int, float]:
         return False
 
     agent = algos.train(args.algo, "CartPole-v1", total_steps=args.total_steps, seed=args.seed, callback=callback,
-                        log_every=10**12, device=args.device, **agent_kw)
+                        log_every=10**12, device=args.device, backend=args.backend, **agent_kw)
     train_s = clock.train_seconds()
+    args.compile_seconds = agent.meta.get("compile_seconds")
     return agent.meta["global_step"], train_s, eval_episodes(agent.act, args.eval_episodes, 20_000)
 
 
@@ -123,7 +124,8 @@ def run_sb3(args, clock: Clock) -> tuple[int, float]:
                     ent_coef=z["ent_coef"], clip_range=lin(z["clip"]), seed=args.seed, device=args.device, verbose=0)
     else:
         model = A2C("MlpPolicy", env, n_steps=z["n_steps"], gamma=z["gamma"], gae_lambda=z["gae_lambda"],
-                    learning_rate=z["learning_rate"], ent_coef=z["ent_coef"], seed=args.seed, device=args.device, verbose=0)
+                    learning_rate=z["learning_rate"], ent_coef=z["ent_coef"], seed=args.seed, device=args.device,
+                    verbose=0)
     model.learn(args.total_steps, callback=Eval())
     train_s = clock.train_seconds()
     return model.num_timesteps, train_s, eval_episodes(lambda o: model.predict(o, deterministic=True)[0],
@@ -142,19 +144,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="torch device for the library under test (cpu, cuda)")
+    p.add_argument("--backend", default="auto", help="rlworks: how the update runs (auto, autograd, compile, fused)")
     args = p.parse_args(argv)
+    args.compile_seconds = None
     torch.set_num_threads(args.threads)
+    if args.lib == "rlworks":  # what the CLI enters for the whole process (rlworks.train sets the rest itself)
+        from rlworks.core import allocator
+
+        allocator.retain_freed_memory()
     import gymnasium  # noqa: F401  (imports outside the timed region, for both libraries)
 
     if args.lib == "sb3":
         import stable_baselines3  # noqa: F401
     else:
-        import rlworks.algos.a2c, rlworks.algos.ppo  # noqa: F401,E401
+        import rlworks.algos.a2c  # noqa: F401,E401
     clock = Clock()
     steps, train_s, final = (run_sb3 if args.lib == "sb3" else run_rlworks)(args, clock)
     hit = clock.first_hit
     print(json.dumps({
-        "lib": args.lib, "algo": args.algo, "config": args.config, "seed": args.seed, "threads": args.threads,
+        "lib": args.lib, "backend": args.backend if args.lib == "rlworks" else None,
+        "compile_seconds": args.compile_seconds, "algo": args.algo, "config": args.config, "seed": args.seed,
+        "threads": args.threads,
         "device": args.device,
         "steps": steps, "train_seconds": train_s, "sps": steps / train_s,
         "steps_to_threshold": hit[0] if hit else None, "seconds_to_threshold": hit[1] if hit else None,

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{who}{args.algo} {args.env} @ {args.total_steps:,} steps, overrides {overrides or 'none'}: "
           f"median of {len(rows)} seeds = {median:.1f}")
     if args.png:
-        plot(args.png, f"{args.algo.upper()} {args.env}, {len(rows)} seeds, median eval {median:.1f}", rows, args.target)
+        title = f"{args.algo.upper()} {args.env}, {len(rows)} seeds, median eval {median:.1f}"
+        plot(args.png, title, rows, args.target)
     return 0
 
 

@@ -8,13 +8,14 @@ Zoo's hyperparameters, side by side in one run (fresh subprocess per run, altern
 Prints per-run figures and the medians, with the ratio rlworks / SB3 for training speed (DQN: env steps
 per second; SAC, TD3: gradient (critic) updates per second; both clocks start once the agent is
 built, and evaluation time is excluded) and the seconds to the first deterministic 10-episode
-evaluation at or above the threshold. ``--lib`` runs one side only (a child). ``--matmul-precision`` sets torch's float32
-matrix-product precision in both libraries' processes (``medium``: bfloat16 products on CPUs with AMX).
+evaluation at or above the threshold. ``--lib`` runs one side only (a child). ``--matmul-precision`` sets
+torch's float32 matrix-product precision in both libraries' processes (``medium``: bfloat16 products on CPUs with AMX).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -81,6 +82,8 @@ def child(a) -> dict:
     clock = Clock()
     if a.lib == "rlworks":
         from rlworks.algos import dqn, sac, td3
+        from rlworks.core.run import RunContext
+        from rlworks.core.runtime import tuned
 
         mod = {"dqn": dqn, "sac": sac, "td3": td3}[a.algo]
         if a.config == "best":  # rlworks' own preset for the env
@@ -91,6 +94,7 @@ def child(a) -> dict:
         else:
             noise = {"exploration_noise": TD3_NOISE} if a.algo == "td3" else {}
             cfg = mod.CONFIG(**hp, **noise, hidden=tuple(arch))
+        cfg = dataclasses.replace(cfg, backend=a.backend)
         holder = {}
 
         def callback(s) -> bool:
@@ -103,9 +107,12 @@ def child(a) -> dict:
         def start(s) -> None:  # the clock starts once the agent is built, as it does for SB3 below
             clock.t0 = time.perf_counter()
 
-        agent = mod.train(env_id, cfg, total_steps=a.total_steps, seed=a.seed, device=a.device, callback=callback,
-                          on_start=start)
+        # the process settings the CLI enters (one thread, flush-to-zero, glibc heap kept between updates)
+        with tuned(a.threads, matmul_precision=a.matmul_precision, retain_freed_memory=True):
+            agent = mod.train(env_id, cfg, total_steps=a.total_steps, seed=a.seed, device=a.device,
+                              run=RunContext(callback=callback, on_start=start))
         seconds, updates = clock.train_seconds(), agent.meta["n_updates"]
+        compile_seconds = agent.meta.get("compile_seconds")
     else:
         import numpy as np
         from stable_baselines3 import DQN, SAC, TD3
@@ -128,7 +135,9 @@ def child(a) -> dict:
         clock.t0 = time.perf_counter()  # after building the model, as rlworks' clock starts in on_start
         model.learn(a.total_steps, callback=CB())
         seconds, updates = clock.train_seconds(), int(model._n_updates)
-    return {"lib": a.lib, "algo": a.algo, "device": a.device, "seed": a.seed, "steps": a.total_steps, "train_seconds": seconds,
+        compile_seconds = None
+    return {"lib": a.lib, "backend": a.backend if a.lib == "rlworks" else None, "compile_seconds": compile_seconds,
+            "algo": a.algo, "device": a.device, "seed": a.seed, "steps": a.total_steps, "train_seconds": seconds,
             "steps_per_s": a.total_steps / seconds, "updates": updates, "updates_per_s": updates / seconds,
             "first_hit": clock.first_hit, "final_eval": clock.evals[-1][1] if clock.evals else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -146,7 +155,11 @@ def main() -> int:
     p.add_argument("--eval-every", type=int)
     p.add_argument("--threshold", type=float)
     p.add_argument("--device", default="cpu", help="torch device for both libraries (cpu, cuda)")
-    from rlworks.algos import MATMUL_PRECISIONS  # no torch import: the parent only starts children
+    from rlworks.config import BACKENDS, MATMUL_PRECISIONS  # no torch import: the parent only starts children
+
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="(child) the rlworks backend of this run")
+    p.add_argument("--backends", default="auto",
+                   help="comma-separated rlworks backends to run beside SB3, each with its ratio (e.g. auto,autograd)")
 
     p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
                    help="torch.set_float32_matmul_precision for both libraries (default: exact float32)")
@@ -159,13 +172,17 @@ def main() -> int:
         print(json.dumps(child(a)))
         return 0
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
+    chosen = [b.strip() for b in a.backends.split(",") if b.strip()]
+    for b in chosen:
+        if b not in BACKENDS:
+            p.error(f"--backends: {b!r} is not one of {', '.join(BACKENDS)}")
     rows = []
     for seed in range(a.seeds):
-        for lib in ("rlworks", "sb3"):
+        for lib, backend in [*(("rlworks", b) for b in chosen), ("sb3", "auto")]:
             cmd = [sys.executable, __file__, "--algo", a.algo, "--lib", lib, "--seed", str(seed), "--config",
                    a.config if lib == "rlworks" else "zoo", "--total-steps", str(a.total_steps), "--threads",
                    str(a.threads), "--eval-every", str(a.eval_every), "--threshold", str(a.threshold),
-                   "--device", a.device, "--matmul-precision", a.matmul_precision]
+                   "--device", a.device, "--matmul-precision", a.matmul_precision, "--backend", backend]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)
@@ -174,15 +191,20 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     key = "steps_per_s" if a.algo == "dqn" else "updates_per_s"
-    med = {lib: statistics.median(r[key] for r in rows if r["lib"] == lib) for lib in ("rlworks", "sb3")}
+    runs = {f"rlworks {b}": [r for r in rows if r["lib"] == "rlworks" and r["backend"] == b] for b in chosen}
+    runs["sb3"] = [r for r in rows if r["lib"] == "sb3"]
+    med = {name: statistics.median(r[key] for r in rs) for name, rs in runs.items()}
     prec = "" if a.matmul_precision == "highest" else f", matmul precision {a.matmul_precision}"
     print(f"{a.algo} {ZOO[a.algo][0]} ({a.config} vs zoo), {a.seeds} seeds, {a.threads} thread(s), {a.device}{prec}: "
-          f"{key} median rlworks {med['rlworks']:.1f}, sb3 {med['sb3']:.1f}, ratio {med['rlworks'] / med['sb3']:.2f}")
-    for lib in ("rlworks", "sb3"):
-        hits = [r["first_hit"][1] for r in rows if r["lib"] == lib and r["first_hit"]]
-        rss = statistics.median(r["peak_rss_mb"] for r in rows if r["lib"] == lib)
-        print(f"  {lib}: seconds to >= {a.threshold}: {['%.1f' % h for h in hits]} "
-              f"({len(hits)}/{a.seeds} reached); peak RSS median {rss:.0f} MB")
+          f"{key} median sb3 {med['sb3']:.1f}")
+    for name, rs in runs.items():
+        hits = [r["first_hit"][1] for r in rs if r["first_hit"]]
+        rss = statistics.median(r["peak_rss_mb"] for r in rs)
+        compiled = [r["compile_seconds"] for r in rs if r.get("compile_seconds")]
+        ratio = med[name] / med["sb3"] if med["sb3"] else float("nan")
+        compiling = f"; of the training time, compiling took {statistics.median(compiled):.1f} s" if compiled else ""
+        print(f"  {name}: {key} {med[name]:.1f}, ratio to sb3 {ratio:.2f}; seconds to >= {a.threshold}: "
+              f"{[f'{h:.1f}' for h in hits]} ({len(hits)}/{a.seeds} reached); peak RSS median {rss:.0f} MB{compiling}")
     return 0
 
 

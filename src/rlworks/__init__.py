@@ -11,8 +11,7 @@ from typing import Any
 import rlworks.envs  # noqa: F401  (registers the envs)
 from rlworks._version import __version__
 from rlworks.config import ConfigError
-
-TABULAR_ALGOS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
+from rlworks.tabular import ALGORITHMS as TABULAR_ALGOS
 
 
 def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, **overrides: Any):

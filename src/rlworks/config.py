@@ -14,8 +14,9 @@ import inspect
 import json
 import sys
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,7 +70,8 @@ def check_range(
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     choices = list(choices)
     if value not in choices:
-        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}{suggest(str(value), map(str, choices))}")
+        hint = suggest(str(value), map(str, choices))
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}{hint}")
 
 
 def suggest(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str:

@@ -21,7 +21,8 @@ from rlworks.tabular.planning import value_iteration
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
 ROOT = Path(__file__).resolve().parents[2]
 MOVES = [(-1, 0), (0, 1), (1, 0), (0, -1)]
 

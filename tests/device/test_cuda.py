@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +107,16 @@ def test_cli_train_and_eval_on_cuda(tmp_path):
                         text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert "±" in ev.stdout or "+/-" in ev.stdout, ev.stdout
+
+
+@pytest.mark.parametrize("algo,env_id,steps,kw", [
+    ("ppo", "CartPole-v1", 2048, dict(n_envs=4, n_steps=128, batch_size=128, n_epochs=2)),
+    ("sac", "Pendulum-v1", 600, dict(learning_starts=200)),
+])
+@pytest.mark.parametrize("backend", ["autograd", "compile"])
+def test_autograd_and_compile_backends_train_on_the_device(algo, env_id, steps, kw, backend):
+    agent = algos.train(algo, env_id, total_steps=steps, seed=0, device=DEVICE, backend=backend, **kw)
+    assert agent.meta["backend"] == backend
+    if backend == "compile":
+        assert agent.meta["compile_seconds"] > 0
+    assert np.isfinite(agent.evaluate(2, seed=0).mean_return)

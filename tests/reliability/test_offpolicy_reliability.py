@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlworks.algos import offpolicy
-from rlworks.core.run import RunContext
 from rlworks.algos.agent import load_agent
 from rlworks.config import ConfigError
 from rlworks.core.checkpoint import CheckpointError, load_checkpoint
 from rlworks.core.guards import NonFiniteError
+from rlworks.core.run import RunContext
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 
@@ -266,7 +265,8 @@ def test_resume_of_a_box2d_env_restarts_episodes_without_linking_them(tmp_path):
         seen.setdefault("s", s)
         return False
 
-    agent = dqn.train("LunarLander-v3", cfg, total_steps=400, seed=0, run=RunContext(resume_from=tmp_path, callback=grab))
+    agent = dqn.train("LunarLander-v3", cfg, total_steps=400, seed=0,
+                      run=RunContext(resume_from=tmp_path, callback=grab))
     b = seen["s"].buffer
     assert agent.meta["global_step"] == 400 and not seen["s"].exact_resume
     t = 299  # the newest stored step at the checkpoint

@@ -131,7 +131,8 @@ def test_non_tabular_env_instance_rejected():
 
 @pytest.mark.parametrize(
     "env_id, suggestion",
-    [("FrozenLake-v2", "FrozenLake-v1"), ("rlworks/GridWorld-v1", "rlworks/GridWorld-v0"), ("CliffWalkin-v1", "CliffWalking-v1")],
+    [("FrozenLake-v2", "FrozenLake-v1"), ("rlworks/GridWorld-v1", "rlworks/GridWorld-v0"),
+     ("CliffWalkin-v1", "CliffWalking-v1")],
 )
 def test_unknown_env_did_you_mean(env_id, suggestion):
     with pytest.raises(ConfigError) as info:

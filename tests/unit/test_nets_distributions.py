@@ -79,7 +79,8 @@ def test_seeding_is_reproducible():
 
 
 def test_sde_log_prob_and_entropy_match_a_direct_multivariate_normal():
-    from rlworks.core.sde import EPS, StateDependentGaussian as SDE
+    from rlworks.core.sde import EPS
+    from rlworks.core.sde import StateDependentGaussian as SDE
 
     g = torch.Generator().manual_seed(0)
     mean = torch.randn(6, 2, dtype=torch.float64, generator=g)
@@ -90,13 +91,15 @@ def test_sde_log_prob_and_entropy_match_a_direct_multivariate_normal():
     for i in range(6):
         cov = torch.diag((feats[i, :, None] ** 2 * log_std.exp() ** 2).sum(0) + EPS)
         ref = torch.distributions.MultivariateNormal(mean[i], covariance_matrix=cov)
-        torch.testing.assert_close(SDE.log_prob(mean[i:i + 1], log_std, feats[i:i + 1], x[i:i + 1])[0], ref.log_prob(x[i]))
+        got = SDE.log_prob(mean[i:i + 1], log_std, feats[i:i + 1], x[i:i + 1])[0]
+        torch.testing.assert_close(got, ref.log_prob(x[i]))
         torch.testing.assert_close(SDE.entropy(mean[i:i + 1], log_std, feats[i:i + 1])[0], ref.entropy())
     assert torch.equal(SDE.mode(mean, log_std, feats), mean)
 
 
 def test_sde_noise_has_the_state_dependent_variance_and_is_deterministic():
-    from rlworks.core.sde import StateDependentGaussian as SDE, state_std
+    from rlworks.core.sde import StateDependentGaussian as SDE
+    from rlworks.core.sde import state_std
 
     log_std = torch.tensor([[-0.5, 0.2], [0.1, -1.0], [0.0, 0.3]], dtype=torch.float64)
     feats = torch.tensor([[0.5, -1.0, 0.2]], dtype=torch.float64).expand(40000, 3)

@@ -6,8 +6,19 @@ import pytest
 
 from rlworks.config import ConfigError
 from rlworks.core.sampler import LocalSampler
-from rlworks.core.vec import (GymVecEnv, LeanVecEnv, ObsNormalizer, RewardScaler, RunningMeanStd,
-                              check_action_space, env_restore, env_snapshot, make_env, make_vec_env, space_spec)
+from rlworks.core.vec import (
+    GymVecEnv,
+    LeanVecEnv,
+    ObsNormalizer,
+    RewardScaler,
+    RunningMeanStd,
+    check_action_space,
+    env_restore,
+    env_snapshot,
+    make_env,
+    make_vec_env,
+    space_spec,
+)
 
 
 def _actions(rng, n):
@@ -61,7 +72,7 @@ def test_sampler_bootstraps_truncation_from_final_obs_not_reset_obs():
     assert not ro.terminations.any()
     ref = make_env("CartPole-v1", {"max_episode_steps": 4})
     o, _ = ref.reset(seed=0)
-    for t in range(4):
+    for _ in range(4):
         o, *_ = ref.step(0)
     assert ro.next_values[3, 0] == pytest.approx(float(np.float32(o.astype(np.float64).sum())), rel=1e-5)
     assert ro.next_values[3, 0] != pytest.approx(ro.values[4, 0])  # not the reset observation's value

@@ -170,8 +170,9 @@ class OffPolicyAgent(_AgentCommon):
         return a[0].reshape(self.spec["act_shape"]) if single else a.reshape((-1, *self.spec["act_shape"]))
 
     def state(self) -> dict[str, Any]:
-        return {"format": OFFPOLICY_AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
-                "config": dataclasses.asdict(self.config), "spec": self.spec, "net": self.net, "meta": self.meta}
+        return {"format": OFFPOLICY_AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id,
+                "env_kwargs": self.env_kwargs, "config": dataclasses.asdict(self.config), "spec": self.spec,
+                "net": self.net, "meta": self.meta}
 
 
 def offpolicy_agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dict[str, Any], ckpt: Path,

@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..config import BACKENDS, ConfigError, check_choice
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -31,8 +32,6 @@ from ..core.seeding import seed_everything, spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
 from .agent import OffPolicyAgent, scale_actions, to_tensor
-_POINT_TO = {"discrete": "dqn", "box": "sac or td3"}
-
 
 # ---------------------------------------------------------------------------------------------
 # small tensor helpers shared by the three algorithms
@@ -138,10 +137,14 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
     env_seed, torch_seed, np_seed = spawn_seeds(root, 3)
     venv = make_vec_env(env_id, cfg.n_envs, [env_seed + i for i in range(cfg.n_envs)], kind="lean")
     space = venv.single_action_space
-    kind = "discrete" if isinstance(space, gym.spaces.Discrete) else "box" if isinstance(space, gym.spaces.Box) else None
+    kind = ("discrete" if isinstance(space, gym.spaces.Discrete)
+            else "box" if isinstance(space, gym.spaces.Box) else None)
     if kind != action:
         venv.close()
-        hint = f"; use {_POINT_TO[kind]} for it" if kind else ""
+        from .registry import REGISTRY
+
+        fits = [a.name for a in REGISTRY.values() if kind in a.actions and a.family == "off-policy"]
+        hint = f"; use {' or '.join(fits)} for it" if kind and fits else ""
         raise ConfigError(f"{algo} needs a {'Discrete' if action == 'discrete' else 'Box'} action space, but "
                           f"{env_id} has {space}{hint}")
     if kind == "box" and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):

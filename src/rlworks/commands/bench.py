@@ -2,6 +2,7 @@
 
     rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac|td3] [--config zoo|best] [--seeds 5] [--total-steps N]
                   [--threads 1] [--device cpu|cuda] [--markdown FILE] [--json FILE]
+                  [--backends auto,autograd,compile]  (rlworks backends, each run beside SB3 with its own ratio)
                   [--matmul-precision highest|high|medium]  (dqn/sac/td3: float32 product precision, both)
     rlworks bench tabular [--repeats N] [--seeds N]     (the seed's Q-learning snippet vs rlworks)
 
@@ -28,19 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from ..algos import MATMUL_PRECISIONS, OFFPOLICY_ALGOS
-from ..config import ConfigError, suggest
+from ..config import BACKENDS, ConfigError, suggest
 from .parsing import check_device
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_vs_sb3.py"
 OFFPOLICY_SCRIPT = SCRIPT.with_name("offpolicy_vs_sb3.py")
 OPTIONS = {"vs": str, "algo": str, "config": str, "seeds": int, "total-steps": int, "threads": int,
-           "markdown": str, "json": str, "eval-every": int, "threshold": float, "device": str, "matmul-precision": str}
+           "markdown": str, "json": str, "eval-every": int, "threshold": float, "device": str, "matmul-precision": str, "backends": str}
 
 
 def _parse(argv: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"vs": "sb3", "algo": "ppo", "config": "zoo", "seeds": 5, "total-steps": 50_000,
                            "threads": 1, "eval-every": 2000, "threshold": 475.0, "device": "cpu",
-                           "matmul-precision": "highest"}
+                           "matmul-precision": "highest", "backends": "auto"}
     i = 0
     while i < len(argv):
         name, eq, val = argv[i].lstrip("-").partition("=")
@@ -60,6 +61,10 @@ def _parse(argv: list[str]) -> dict[str, Any]:
                          ("matmul-precision", MATMUL_PRECISIONS)):
         if out[key] not in allowed:
             raise ConfigError(f"--{key} {out[key]!r} is not one of {', '.join(allowed)}{suggest(out[key], allowed)}")
+    out["backends"] = [b.strip() for b in out["backends"].split(",") if b.strip()] or ["auto"]
+    for b in out["backends"]:
+        if b not in BACKENDS:
+            raise ConfigError(f"--backends: {b!r} is not one of {', '.join(BACKENDS)}{suggest(b, BACKENDS)}")
     check_device(out["device"])
     for key in ("seeds", "total-steps", "threads", "eval-every"):
         if out[key] < 1:
@@ -67,9 +72,10 @@ def _parse(argv: list[str]) -> dict[str, Any]:
     return out
 
 
-def _run(lib: str, seed: int, o: dict[str, Any]) -> dict[str, Any]:
+def _run(lib: str, seed: int, o: dict[str, Any], backend: str = "auto") -> dict[str, Any]:
     config = "zoo" if lib == "sb3" else o["config"]
     cmd = [sys.executable, str(SCRIPT), "--lib", lib, "--algo", o["algo"], "--config", config, "--seed", str(seed),
+           "--backend", backend,
            "--total-steps", str(o["total-steps"]), "--threads", str(o["threads"]), "--eval-every", str(o["eval-every"]),
            "--threshold", str(o["threshold"]), "--device", o["device"]]
     env = {**os.environ, "OMP_NUM_THREADS": str(o["threads"]), "MKL_NUM_THREADS": str(o["threads"])}
@@ -88,9 +94,9 @@ def _fmt(v: float | None, digits: int = 0) -> str:
     return "—" if v is None else f"{v:,.{digits}f}"
 
 
-def summarize(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    """(figure, rlworks median, SB3 median, ratio) rows."""
-    a = [r for r in results if r["lib"] == "rlworks"]
+def summarize(results: list[dict[str, Any]], backend: str = "auto") -> list[tuple[str, str, str, str]]:
+    """(figure, rlworks median, SB3 median, ratio) rows for one rlworks backend."""
+    a = [r for r in results if r["lib"] == "rlworks" and r.get("backend", "auto") == backend]
     b = [r for r in results if r["lib"] == "sb3"]
     rows = []
     for key, label, digits, better in (("sps", "training steps/s", 0, "higher"),
@@ -116,7 +122,7 @@ def _offpolicy(o: dict[str, Any], argv: list[str]) -> int:
                           "dqn/sac/td3 print their own table")
     cmd = [sys.executable, str(OFFPOLICY_SCRIPT), "--algo", o["algo"], "--config", o["config"],
            "--seeds", str(o["seeds"]), "--threads", str(o["threads"]), "--device", o["device"],
-           "--matmul-precision", o["matmul-precision"]]
+           "--matmul-precision", o["matmul-precision"], "--backends", ",".join(o["backends"])]
     if "total-steps" in given:
         cmd += ["--total-steps", str(o["total-steps"])]
     env = {**os.environ, "OMP_NUM_THREADS": str(o["threads"]), "MKL_NUM_THREADS": str(o["threads"])}
@@ -143,10 +149,12 @@ def main(argv: list[str]) -> int:
     results = []
     t0 = time.time()
     for seed in range(o["seeds"]):
-        for lib in ("rlworks", "sb3"):  # A B A B …
-            r = _run(lib, seed, o)
+        for lib, backend in [*(("rlworks", b) for b in o["backends"]), ("sb3", "auto")]:  # A B A B …
+            r = _run(lib, seed, o, backend)
             results.append(r)
-            console.print(f"{lib:8s} seed {seed}: {r['sps']:,.0f} steps/s, to {o['threshold']:g}: "
+            name = f"{lib} {backend}" if lib == "rlworks" else lib
+            compiled = f" (compiling: {r['compile_seconds']:.1f} s)" if r.get("compile_seconds") else ""
+            console.print(f"{name:17s} seed {seed}: {r['sps']:,.0f} steps/s{compiled}, to {o['threshold']:g}: "
                           f"{r['steps_to_threshold']} steps / {_fmt(r['seconds_to_threshold'], 2)} s, "
                           f"final {r['final_eval']:.1f}, peak RSS {r['peak_rss_mb']:.0f} MB")
     import stable_baselines3
@@ -156,21 +164,25 @@ def main(argv: list[str]) -> int:
 
     title = (f"{o['algo'].upper()} CartPole-v1, rlworks {'RL Zoo hyperparameters' if o['config'] == 'zoo' else 'own preset'}"
              f" vs SB3 RL Zoo; {o['seeds']} seeds, {o['total-steps']:,} steps, torch threads {o['threads']}, {o['device']}")
-    table = Table(title=title)
-    for col in ("figure (median)", "rlworks", "SB3", "rlworks / SB3"):
-        table.add_column(col)
-    rows = summarize(results)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    tables = {}
+    for backend in o["backends"]:
+        table = Table(title=f"{title}; rlworks backend {backend}")
+        for col in ("figure (median)", "rlworks", "SB3", "rlworks / SB3"):
+            table.add_column(col)
+        tables[backend] = summarize(results, backend)
+        for row in tables[backend]:
+            table.add_row(*row)
+        console.print(table)
     env_line = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}, "
                 f"torch {torch.__version__}, gymnasium {gymnasium.__version__}, stable-baselines3 "
                 f"{stable_baselines3.__version__}; {platform.machine()} {os.cpu_count()} CPUs; "
                 f"bench wall time {time.time() - t0:.0f} s")
     console.print(env_line)
     if o.get("markdown"):
-        md = [f"### {title}", "", env_line, "", "| figure (median) | rlworks | SB3 | rlworks / SB3 |", "|---|---|---|---|"]
-        md += [f"| {' | '.join(r)} |" for r in rows]
+        md = [f"### {title}", "", env_line, ""]
+        for backend, rows in tables.items():
+            md += [f"rlworks backend `{backend}`:", "", "| figure (median) | rlworks | SB3 | rlworks / SB3 |",
+                   "|---|---|---|---|", *(f"| {' | '.join(r)} |" for r in rows), ""]
         with open(o["markdown"], "a") as fh:
             fh.write("\n".join(md) + "\n\n")
     if o.get("json"):

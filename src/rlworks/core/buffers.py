@@ -25,7 +25,7 @@ class Rollout:
     episodes: list[tuple[float, int]] = field(default_factory=list)  # raw (return, length) of finished episodes
 
     @classmethod
-    def allocate(cls, n_steps: int, n_envs: int, obs_dim: int, act_dim: int, continuous: bool) -> "Rollout":
+    def allocate(cls, n_steps: int, n_envs: int, obs_dim: int, act_dim: int, continuous: bool) -> Rollout:
         z = lambda *s, dt=np.float32: np.zeros(s, dtype=dt)  # noqa: E731
         return cls(
             obs=z(n_steps, n_envs, obs_dim),

@@ -8,7 +8,7 @@ Andrychowicz et al. 2021 (§3, "What Matters in On-Policy RL": small policy-outp
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

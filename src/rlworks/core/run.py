@@ -7,9 +7,10 @@ the shared loops (``algos/onpolicy.py``, ``algos/offpolicy.py``) act on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .logging import Logger, NullLogger
 

@@ -17,8 +17,8 @@ Why each setting (measurements in docs/benchmarks.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 

@@ -10,12 +10,13 @@ async, i.e. one process per env) with ``AutoresetMode.SAME_STEP``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from ..config import ConfigError, suggest
+from ..config import ConfigError, check_choice, suggest
 
 # ---------------------------------------------------------------------------------------------
 # making and checking single envs
@@ -59,7 +60,8 @@ def space_spec(obs_space: gym.Space, act_space: gym.Space) -> dict[str, Any]:
         spec.update(action="discrete", act_dim=int(act_space.n), act_start=int(act_space.start))
     else:
         spec.update(action="box", act_dim=int(np.prod(act_space.shape)), act_shape=list(act_space.shape),
-                    low=act_space.low.astype(float).ravel().tolist(), high=act_space.high.astype(float).ravel().tolist())
+                    low=act_space.low.astype(float).ravel().tolist(),
+                    high=act_space.high.astype(float).ravel().tolist())
     return spec
 
 
@@ -266,7 +268,8 @@ def make_vec_env(env_id: str, n_envs: int, seeds: list[int], kind: str = "lean",
         return LeanVecEnv(fns, seeds)
     if kind in ("sync", "async"):
         return GymVecEnv(fns, seeds, kind)
-    raise ConfigError(f"vec_env={kind!r} is not one of 'lean', 'sync', 'async'{suggest(kind, ['lean', 'sync', 'async'])}")
+    check_choice("vec_env", kind, ("lean", "sync", "async"))
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------------------------

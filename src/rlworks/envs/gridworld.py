@@ -72,7 +72,8 @@ def parse_layout(layout: str | list[str]) -> np.ndarray:
         raise ConfigError("layout has no start: put one 'S' in it")
     if len(starts) > 1:
         (r0, c0), (r1, c1) = starts[0], starts[1]
-        raise ConfigError(f"layout has more than one start (row {r0}, column {c0} and row {r1}, column {c1}): keep one 'S'")
+        raise ConfigError(f"layout has more than one start (row {r0}, column {c0} and row {r1}, column {c1}): "
+                          "keep one 'S'")
     if not (grid == "G").any():
         raise ConfigError("layout has no goal: put at least one 'G' in it")
     # A goal must be reachable from the start through non-wall cells.

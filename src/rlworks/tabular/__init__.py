@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+#: the tabular learners (``rlworks.tabular.learner``; the lab and the CLI offer the same four)
+ALGORITHMS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
+
 _EXPORTS = {
     "TabularModel": "rlworks.tabular.mdp",
     "has_model": "rlworks.tabular.mdp",

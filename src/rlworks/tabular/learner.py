@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from rlworks.config import ConfigError, check_choice, check_range
-from rlworks.tabular import kernels
+from rlworks.tabular import ALGORITHMS, kernels
 from rlworks.tabular.mdp import TabularModel
 
-ALGORITHMS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
 #: How the greedy choice breaks ties: at random (rlworks' default) or toward the first action,
 #: as ``Q[s].argmax()`` does in the reference snippet (kept to show why that fails).
 TIE_BREAKS = ("random", "first")

@@ -60,7 +60,7 @@ class TabularModel:
         return self._dense["R"]
 
     @classmethod
-    def from_outcomes(cls, outcomes, start, terminal=None) -> "TabularModel":
+    def from_outcomes(cls, outcomes, start, terminal=None) -> TabularModel:
         """Build from ``outcomes[s][a] = [(prob, next_state, reward, done), ...]``."""
         S = len(outcomes)
         A = len(outcomes[0])
@@ -99,7 +99,7 @@ class TabularModel:
         return cls(ns, cum, pr, rw, dn, n, start, np.asarray(terminal, dtype=bool))
 
     @classmethod
-    def from_env(cls, env: gym.Env) -> "TabularModel":
+    def from_env(cls, env: gym.Env) -> TabularModel:
         """The model an env exposes: ``unwrapped.model`` (GridWorld) or ``unwrapped.P``
         (Gymnasium's toy-text envs: FrozenLake, CliffWalking, Taxi)."""
         base = env.unwrapped
@@ -150,7 +150,8 @@ def require_discrete(env: gym.Env, method: str) -> tuple[int, int]:
     if not isinstance(obs, gym.spaces.Discrete) or not isinstance(act, gym.spaces.Discrete):
         raise ConfigError(
             f"{method} is tabular: it needs Discrete observation and action spaces, but {describe(env)} has "
-            f"observations {space_name(obs)} and actions {space_name(act)}; use a deep algorithm (ppo, a2c, dqn, sac) instead"
+            f"observations {space_name(obs)} and actions {space_name(act)}; use a deep algorithm (ppo, a2c, dqn, "
+            "sac) instead"
         )
     if int(obs.start) != 0 or int(act.start) != 0:
         raise ConfigError(

@@ -50,6 +50,7 @@ def value_iteration(
         delta = np.abs(v_new - v).max()
         v = v_new
         if delta < tol:
+            iterations = it
             break
     else:
         raise ConfigError(
@@ -58,7 +59,7 @@ def value_iteration(
         )
     q = backup(m, v, gamma)
     q[m.terminal] = 0.0
-    return PlanResult(v=v, q=q, policy=q.argmax(axis=1), iterations=it)
+    return PlanResult(v=v, q=q, policy=q.argmax(axis=1), iterations=iterations)
 
 
 def policy_iteration(

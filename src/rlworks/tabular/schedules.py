@@ -32,15 +32,15 @@ class Schedule:
         check_range("schedule decay", self.decay, 0.0, 1.0, low_open=True)
 
     @classmethod
-    def constant(cls, value: float) -> "Schedule":
+    def constant(cls, value: float) -> Schedule:
         return cls("constant", value, value)
 
     @classmethod
-    def linear(cls, start: float, end: float, fraction: float = 0.5) -> "Schedule":
+    def linear(cls, start: float, end: float, fraction: float = 0.5) -> Schedule:
         return cls("linear", start, end, fraction=fraction)
 
     @classmethod
-    def exponential(cls, start: float, end: float, decay: float) -> "Schedule":
+    def exponential(cls, start: float, end: float, decay: float) -> Schedule:
         return cls("exponential", start, end, decay=decay)
 
     def values(self, episodes: int) -> np.ndarray:
@@ -62,7 +62,7 @@ class Schedule:
             check_range(f"{name}{label}", value, low, high, low_open=low_open)
 
 
-def as_schedule(value: "float | Schedule", name: str) -> Schedule:
+def as_schedule(value: float | Schedule, name: str) -> Schedule:
     if isinstance(value, Schedule):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):

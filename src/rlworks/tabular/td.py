@@ -15,8 +15,9 @@ truncations: their last target bootstraps from the next state (only termination 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -171,7 +172,9 @@ def max_episode_steps_of(env: gym.Env) -> int:
 
 
 def _sched_json(s: Schedule) -> Any:
-    return s.start if s.kind == "constant" else {"kind": s.kind, "start": s.start, "end": s.end, "fraction": s.fraction, "decay": s.decay}
+    if s.kind == "constant":
+        return s.start
+    return {"kind": s.kind, "start": s.start, "end": s.end, "fraction": s.fraction, "decay": s.decay}
 
 
 def _shape_only_model(n_states: int, n_actions: int) -> TabularModel:
@@ -264,7 +267,8 @@ def sarsa(env: gym.Env | str, *, episodes: int, alpha=0.1, gamma=0.95, epsilon=0
     return learn("sarsa", env, episodes=episodes, alpha=alpha, gamma=gamma, epsilon=epsilon, seed=seed, **kw)
 
 
-def expected_sarsa(env: gym.Env | str, *, episodes: int, alpha=0.1, gamma=0.95, epsilon=0.1, seed=0, **kw) -> TabularResult:
+def expected_sarsa(env: gym.Env | str, *, episodes: int, alpha=0.1, gamma=0.95, epsilon=0.1, seed=0,
+                   **kw) -> TabularResult:
     """Expected SARSA (van Seijen et al. 2009): target ``r + gamma E_pi[Q(s', .)]`` under the
     epsilon-greedy policy, which removes SARSA's variance from sampling ``a'``."""
     return learn("expected-sarsa", env, episodes=episodes, alpha=alpha, gamma=gamma, epsilon=epsilon, seed=seed, **kw)
