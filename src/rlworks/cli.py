@@ -1,7 +1,7 @@
 """The ``rlworks`` command: parses, dispatches, prints. No algorithm logic lives here.
 
-    rlworks train ALGO --env ID [...]     tabular (q-learning, sarsa, expected-sarsa, dyna-q) or deep (ppo, a2c, ...)
-    rlworks train --resume RUN_DIR        continue a deep run where it stopped
+    rlworks train ALGO --env ID [...]     train a tabular or deep algorithm (`rlworks list` names them all)
+    rlworks train --resume RUN_DIR        continue a deep run where it stopped (its options: --resume --help)
     rlworks plan value-iteration|policy-iteration --env ID
     rlworks eval RUN_DIR                  greedy episodes of a saved agent
     rlworks lab                           the live grid world in the browser
@@ -19,10 +19,17 @@ from pathlib import Path
 
 from rich.console import Console
 
+from rlworks.commands.parsing import Done
 from rlworks.config import ConfigError, suggest
 
 USAGE = __doc__.split("\n\n")[1]
 COMMANDS = ("train", "plan", "eval", "lab", "list", "bench")
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit 1 here; main() ends every command the same quiet way when the reader goes away
+        raise BrokenPipeError
 
 
 def _deep():
@@ -33,50 +40,35 @@ def _deep():
     return deep
 
 
-def _deep_algos() -> tuple[str, ...]:
-    try:
-        from rlworks.commands import deep
-    except ImportError:
-        return ()
-    return tuple(deep.ALGOS)
-
-
 def cmd_train(argv: list[str], console: Console) -> int:
+    from rlworks.algos.registry import ALGOS
     from rlworks.commands import tabular
 
     if not argv or argv[0] in ("-h", "--help"):
-        console.print("usage: rlworks train ALGO --env ID [options]  |  rlworks train --resume RUN_DIR [--total-steps N]")
-        console.print(f"tabular: {', '.join(tabular.ALGORITHMS)}")
-        console.print(f"deep:    {', '.join(_deep_algos()) or '(unavailable)'}")
-        console.print("`rlworks train ALGO --help` lists every option of ALGO.")
+        # plain print: rich would read "[options]" as markup and drop it
+        print("usage: rlworks train ALGO --env ID [options]  |  rlworks train --resume RUN_DIR [options]")
+        print(f"tabular: {', '.join(tabular.ALGORITHMS)}")
+        print(f"deep:    {', '.join(ALGOS)}")
+        print("`rlworks train ALGO --help` lists every option of ALGO; `rlworks train --resume --help` those of "
+              "resume.")
         return 0
     if argv[0] == "--resume" or argv[0].startswith("--resume="):
         rest = argv[1:]
         if "=" in argv[0]:
             run_dir = argv[0].split("=", 1)[1]
-        elif rest:
+        elif rest and not rest[0].startswith("-"):
             run_dir, rest = rest[0], rest[1:]
+        elif any(a in ("-h", "--help") for a in rest):
+            return _deep().resume("", rest)
         else:
             raise ConfigError("--resume needs a run directory")
         return _deep().resume(run_dir, rest)
     algo, rest = argv[0], argv[1:]
     if algo in tabular.ALGORITHMS:
         return tabular.train(algo, rest, console)
-    deep_algos = _deep_algos()
-    if algo in deep_algos:
-        env_id = None
-        if "--env" in rest:
-            i = rest.index("--env")
-            if i + 1 >= len(rest):
-                raise ConfigError("--env needs an env id")
-            env_id, rest = rest[i + 1], rest[:i] + rest[i + 2 :]
-        else:
-            for i, a in enumerate(rest):
-                if a.startswith("--env="):
-                    env_id, rest = a.split("=", 1)[1], rest[:i] + rest[i + 1 :]
-                    break
-        return _deep().train(algo, env_id, rest)
-    known = tuple(tabular.ALGORITHMS) + deep_algos
+    if algo in ALGOS:
+        return _deep().train(algo, None, rest)
+    known = tuple(tabular.ALGORITHMS) + ALGOS
     if algo in tabular.PLANNERS:
         raise ConfigError(f"{algo} is a planner: use `rlworks plan {algo} --env ID`")
     raise ConfigError(f"unknown algorithm {algo!r}{suggest(algo, known)}; available: {', '.join(known)}")
@@ -86,28 +78,31 @@ def cmd_plan(argv: list[str], console: Console) -> int:
     from rlworks.commands import tabular
 
     if not argv or argv[0] in ("-h", "--help"):
-        console.print(f"usage: rlworks plan {{{','.join(tabular.PLANNERS)}}} --env ID [--gamma G]")
+        print(f"usage: rlworks plan {{{','.join(tabular.PLANNERS)}}} --env ID [--gamma G]")
         return 0
     method, rest = argv[0], argv[1:]
     if method not in tabular.PLANNERS:
-        raise ConfigError(f"unknown planner {method!r}{suggest(method, tabular.PLANNERS)}; available: {', '.join(tabular.PLANNERS)}")
+        raise ConfigError(f"unknown planner {method!r}{suggest(method, tabular.PLANNERS)}; "
+                          f"available: {', '.join(tabular.PLANNERS)}")
     return tabular.plan(method, rest, console)
 
 
 def cmd_eval(argv: list[str], console: Console) -> int:
     from rlworks.commands import tabular
+    from rlworks.commands.options import DEEP_EVAL_ONLY, eval_parser
+    from rlworks.commands.parsing import is_checkpoint, read_run
 
-    if not argv or argv[0] in ("-h", "--help"):
-        tabular.eval_parser().print_help()
-        return 0
-    run_dir = argv[0]
-    if not Path(run_dir).is_dir():
-        raise ConfigError(f"run directory {run_dir!r} does not exist")
-    if (Path(run_dir) / "checkpoints").is_dir() or (Path(run_dir) / "MANIFEST.json").is_file():
-        deep = _deep()
-        if deep.is_deep_run(run_dir):
-            return deep.evaluate(run_dir, argv[1:])
-    return tabular.evaluate(argv, console)
+    args = eval_parser().parse_args(argv)  # --help anywhere prints the help and ends here
+    if is_checkpoint(args.run_dir):  # a checkpoints/step-N folder or a saved agent
+        return _deep().evaluate(args)
+    meta = read_run(args.run_dir)
+    if meta["kind"] == "deep":
+        return _deep().evaluate(args)
+    for name in DEEP_EVAL_ONLY:
+        if getattr(args, name) is not None:
+            raise ConfigError(f"--{name.replace('_', '-')} is an option for deep runs; {args.run_dir} is a tabular "
+                              f"run ({meta.get('algo')})")
+    return tabular.evaluate(args, console)
 
 
 def cmd_lab(argv: list[str], console: Console) -> int:
@@ -121,6 +116,7 @@ def cmd_lab(argv: list[str], console: Console) -> int:
 def cmd_list(argv: list[str], console: Console) -> int:
     from rich.table import Table
 
+    from rlworks.algos.registry import REGISTRY
     from rlworks.commands import tabular
 
     if argv:
@@ -130,13 +126,8 @@ def cmd_list(argv: list[str], console: Console) -> int:
     t.add_column("what")
     for name, what in tabular.list_algorithms():
         t.add_row(name, what)
-    try:
-        from rlworks.commands import deep
-
-        for name in deep.ALGOS:
-            t.add_row(name, f"deep: {getattr(deep, 'DESCRIPTIONS', {}).get(name, 'deep RL')}")
-    except ImportError:
-        pass
+    for name, a in REGISTRY.items():
+        t.add_row(name, f"deep, {' or '.join(a.actions)} actions: {a.summary}")
     console.print(t)
     e = Table(title="environments for tabular methods (any Discrete-observation Gymnasium env works too)")
     e.add_column("id", style="bold")
@@ -144,8 +135,8 @@ def cmd_list(argv: list[str], console: Console) -> int:
     for env_id, what in tabular.TABULAR_ENVS:
         e.add_row(env_id, what)
     console.print(e)
-    console.print("Deep algorithms take Gymnasium envs with Box observations, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1, "
-                  "LunarLander-v3, HalfCheetah-v5, Hopper-v5.")  # fmt: skip
+    print("Deep algorithms take Gymnasium envs with Box observations, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1, "
+          "LunarLander-v3, HalfCheetah-v5, Hopper-v5.")
     return 0
 
 
@@ -167,33 +158,45 @@ def cmd_bench(argv: list[str], console: Console) -> int:
     return bench.main(argv)
 
 
-HANDLERS = {"train": cmd_train, "plan": cmd_plan, "eval": cmd_eval, "lab": cmd_lab, "list": cmd_list, "bench": cmd_bench}
+HANDLERS = {"train": cmd_train, "plan": cmd_plan, "eval": cmd_eval, "lab": cmd_lab, "list": cmd_list,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    console = Console()
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a reader that went away shows up here at the latest, while it can still be caught
+        return code
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
+        # stdout now points nowhere, so that Python's own flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _run(argv: list[str]) -> int:
+    # soft_wrap: piped output is 80 columns to rich, and a wrapped path cannot be copied back into a command
+    console = _Console(soft_wrap=True)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     if argv[0] in ("-V", "--version"):
         from rlworks import __version__
 
-        console.print(f"rlworks {__version__}")
+        print(f"rlworks {__version__}")
         return 0
     cmd = argv[0]
     if cmd not in HANDLERS:
         return _fail(f"unknown command {cmd!r}{suggest(cmd, COMMANDS)}; commands: {', '.join(COMMANDS)}")
     try:
         return HANDLERS[cmd](argv[1:], console)
+    except Done:  # a parser printed --help
+        return 0
     except ConfigError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         sys.stderr.write("rlworks: interrupted\n")
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
 
 
 def _fail(message: str) -> int:

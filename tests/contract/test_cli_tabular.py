@@ -14,7 +14,7 @@ CLI = [sys.executable, "-m", "rlworks.cli"]
 
 
 def rlworks(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:

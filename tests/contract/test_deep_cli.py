@@ -12,8 +12,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rlworks.cli", *args], capture_output=True, text=True, env=ENV,
-                          timeout=120, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "rlworks.cli", *args], check=False, capture_output=True, text=True,
+                          env=ENV, timeout=120, cwd=cwd)
 
 
 def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
@@ -80,8 +80,8 @@ sys.exit(main(["train", "ppo", "--env", "rlworks-test/MultiBinary-v0", "--total-
 
 
 def test_unsupported_action_space(tmp_path):
-    out = subprocess.run([sys.executable, "-c", UNSUPPORTED], capture_output=True, text=True, env=ENV, timeout=120,
-                         cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", UNSUPPORTED], check=False, capture_output=True, text=True, env=ENV,
+                         timeout=120, cwd=tmp_path)
     assert_one_line_error(out, "cannot handle the action space MultiBinary", "Discrete and Box")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("model.safetensors"))
 
@@ -128,8 +128,8 @@ def test_eval_every_keeps_the_best_policy_and_eval_reads_it(tmp_path):
     out = cli("train", "a2c", "--env", "CartPole-v1", "--total-steps", "3000", "--eval-every", "1000",
               "--eval-episodes", "2", "--run-dir", str(run))
     assert out.returncode == 0, out.stderr
-    text = " ".join(out.stdout.split())  # rich wraps long lines
-    assert "best evaluation:" in text and "--checkpoint best" in text
+    assert any(ln.startswith("best evaluation:") and ln.endswith(f"(rlworks eval {run} --checkpoint best)")
+               for ln in out.stdout.splitlines()), out.stdout
     import csv
 
     with open(run / "metrics.csv") as fh:
@@ -137,7 +137,8 @@ def test_eval_every_keeps_the_best_policy_and_eval_reads_it(tmp_path):
     assert [s for s, _ in evals] == [1000, 2000, 3000]
     ev = cli("eval", str(run), "--checkpoint", "best", "--episodes", "2", "--seed", "1000000")
     assert ev.returncode == 0, ev.stderr
-    assert f"return {max(r for _, r in evals):.2f}" in " ".join(ev.stdout.split())  # the saved best, re-evaluated on its episodes
+    # the saved best, re-evaluated on its own episodes
+    assert f"return {max(r for _, r in evals):.2f}" in ev.stdout
     assert_one_line_error(cli("eval", str(run), "--checkpoint", "bset"), "did you mean 'best'")
 
 

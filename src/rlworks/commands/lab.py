@@ -23,7 +23,8 @@ def parser() -> Parser:
     p.add_argument("--no-browser", action="store_true", help="print the URL but do not open a browser")
     g = p.add_argument_group("export (no server)")
     g.add_argument("--export", metavar="FILE", help="write the Q-value flood to FILE (.gif or .png) and exit")
-    g.add_argument("--episodes", type=int, default=200, help=f"episodes to train for the export (1..{MAX_EXPORT_EPISODES})")
+    g.add_argument("--episodes", type=int, default=200,
+                   help=f"episodes to train for the export (1..{MAX_EXPORT_EPISODES})")
     g.add_argument("--preset", default="default", choices=list(PRESETS), help="preset map for the export")
     g.add_argument("--layout", help="ASCII map for the export, rows separated by \\n or newlines (S, G, W, .)")
     g.add_argument("--algorithm", default="q-learning", choices=list(ALGORITHMS))

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from rlworks.commands.options import QUIET_HELP, int_arg
 from rlworks.commands.parsing import Parser
 from rlworks.config import ConfigError, check_range
 from rlworks.tabular import planning, rundir, td
@@ -37,38 +38,47 @@ ARROWS = {  # per env family: action index -> arrow
 
 
 def _env_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", default=GRID_ENV, help="Gymnasium env id with Discrete observations and actions (default: %(default)s)")
-    p.add_argument("--layout", help="GridWorld map: a file, or rows separated by '/' or newlines (S start, G goal, W wall, . floor)")
+    p.add_argument("--env", default=GRID_ENV,
+                   help="Gymnasium env id with Discrete observations and actions (default: %(default)s)")
+    p.add_argument("--layout", help="GridWorld map: a file, or rows separated by '/' or newlines "
+                                    "(S start, G goal, W wall, . floor)")
     p.add_argument("--slip", type=float, help="GridWorld: probability a move slips sideways (default 0)")
     p.add_argument("--wall-terminal", action="store_true", help="GridWorld: stepping onto a wall ends the episode")
     p.add_argument("--slippery", choices=("yes", "no"), help="FrozenLake: is_slippery (default no)")
-    p.add_argument("--max-episode-steps", type=int, help="episode cap (a truncation; default: the env's time limit)")
+    p.add_argument("--max-episode-steps", type=int_arg,
+                   help="episode cap (a truncation; default: the env's time limit)")
 
 
 def _schedule_args(p: argparse.ArgumentParser, name: str, default: float, what: str) -> None:
-    p.add_argument(f"--{name}", type=float, default=default, help=f"{what} (start value of its schedule; default %(default)s)")
-    p.add_argument(f"--{name}-schedule", choices=KINDS, default="constant", help=f"{name} schedule over episodes (default %(default)s)")
+    p.add_argument(f"--{name}", type=float, default=default,
+                   help=f"{what} (start value of its schedule; default %(default)s)")
+    p.add_argument(f"--{name}-schedule", choices=KINDS, default="constant",
+                   help=f"{name} schedule over episodes (default %(default)s)")
     p.add_argument(f"--{name}-end", type=float, help=f"final {name} for linear/exponential schedules")
-    p.add_argument(f"--{name}-fraction", type=float, default=0.5, help="linear: fraction of the episodes to reach the end value")
+    p.add_argument(f"--{name}-fraction", type=float, default=0.5,
+                   help="linear: fraction of the episodes to reach the end value")
     p.add_argument(f"--{name}-decay", type=float, default=0.99, help="exponential: factor per episode")
 
 
 def train_parser(algo: str) -> Parser:
     p = Parser(prog=f"rlworks train {algo}", description=f"Train {algo} (tabular) and write a run directory.")
     _env_args(p)
-    p.add_argument("--episodes", type=int, default=500, help="episodes to run (default %(default)s)")
+    p.add_argument("--episodes", type=int_arg, default=500, help="episodes to run (default %(default)s)")
     _schedule_args(p, "alpha", 0.1, "step size in (0, 1]")
     p.add_argument("--gamma", type=float, default=0.95, help="discount in [0, 1] (default %(default)s)")
     _schedule_args(p, "epsilon", 0.1, "exploration rate in [0, 1]")
     if algo == "dyna-q":
-        p.add_argument("--planning-steps", type=int, default=5, help="model backups per real step (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+        p.add_argument("--planning-steps", type=int_arg, default=5,
+                       help="model backups per real step (default %(default)s)")
+    p.add_argument("--seed", type=int_arg, default=0, help="random seed (default %(default)s)")
     p.add_argument("--q-init", type=float, default=0.0, help="initial Q (> 0: optimistic; default 0)")
-    p.add_argument("--tie-break", choices=TIE_BREAKS, default="random", help="greedy ties: random (default) or first index")
-    p.add_argument("--path", choices=td.PATHS, default="auto", help="compiled model kernel, python, or generic env.step loop")
+    p.add_argument("--tie-break", choices=TIE_BREAKS, default="random",
+                   help="greedy ties: random (default) or first index")
+    p.add_argument("--path", choices=td.PATHS, default="auto",
+                   help="compiled model kernel, python, or generic env.step loop")
     p.add_argument("--run-dir", help="where to write the run (default runs/<algo>-<env>-<seed>-<time>)")
     p.add_argument("--no-save", action="store_true", help="do not write a run directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or heatmap")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     return p
 
 
@@ -77,14 +87,6 @@ def plan_parser(method: str) -> Parser:
     _env_args(p)
     p.add_argument("--gamma", type=float, default=0.95, help="discount in [0, 1] (default %(default)s)")
     p.add_argument("--tol", type=float, default=1e-10, help="convergence tolerance (default %(default)s)")
-    return p
-
-
-def eval_parser() -> Parser:
-    p = Parser(prog="rlworks eval", description="Run a saved agent's greedy policy.")
-    p.add_argument("run_dir", help="a run directory written by `rlworks train`")
-    p.add_argument("--episodes", type=int, default=100, help="greedy episodes (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="env seed (default %(default)s)")
     return p
 
 
@@ -97,7 +99,8 @@ def env_kwargs_from(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     is_grid = args.env == GRID_ENV
     if not is_grid and (args.layout or args.slip is not None or args.wall_terminal):
-        raise ConfigError(f"--layout, --slip and --wall-terminal are GridWorld options; env {args.env!r} does not take them")
+        raise ConfigError(f"--layout, --slip and --wall-terminal are GridWorld options; env {args.env!r} does not "
+                          "take them")
     if args.slippery and not args.env.startswith("FrozenLake"):
         raise ConfigError(f"--slippery is a FrozenLake option; env {args.env!r} does not take it")
     if args.layout:
@@ -143,11 +146,11 @@ def train(algo: str, argv: list[str], console: Console) -> int:
     env = make_env(args.env, env_kwargs, args.max_episode_steps)
     require_discrete(env, algo)
     alpha, eps = _schedule(args, "alpha"), _schedule(args, "epsilon")
-    kw: dict[str, Any] = dict(
-        episodes=args.episodes, alpha=alpha, gamma=args.gamma, epsilon=eps, seed=args.seed,
-        q_init=args.q_init, tie_break=args.tie_break, path=args.path,
-        planning_steps=getattr(args, "planning_steps", 0), max_episode_steps=args.max_episode_steps,
-    )  # fmt: skip
+    kw: dict[str, Any] = {
+        "episodes": args.episodes, "alpha": alpha, "gamma": args.gamma, "epsilon": eps, "seed": args.seed,
+        "q_init": args.q_init, "tie_break": args.tie_break, "path": args.path,
+        "planning_steps": getattr(args, "planning_steps", 0), "max_episode_steps": args.max_episode_steps,
+    }  # fmt: skip
     td.check_args(args.episodes, alpha, args.gamma, eps, kw["planning_steps"])  # before the progress bar
     if args.quiet:
         result = td.learn(algo, env, **kw)
@@ -164,7 +167,8 @@ def train(algo: str, argv: list[str], console: Console) -> int:
         run = Path(args.run_dir) if args.run_dir else rundir.default_run_dir(algo, args.env, args.seed)
         rundir.save_run(run, result, env_id=args.env, env_kwargs={**env_kwargs, **_cap(args)},
                         epsilons=eps.values(args.episodes), alphas=alpha.values(args.episodes))  # fmt: skip
-        console.print(f"run directory: [bold]{run}[/]  (evaluate with `rlworks eval {run}`)")
+        if not args.quiet:  # plain print: a path is never wrapped or read as rich markup
+            print(f"run directory: {run}  (evaluate with `rlworks eval {run}`)")
     return 0
 
 
@@ -177,7 +181,8 @@ def plan(method: str, argv: list[str], console: Console) -> int:
     env = make_env(args.env, env_kwargs_from(args), args.max_episode_steps)
     require_discrete(env, method)
     if not has_model(env):
-        raise ConfigError(f"{args.env} does not expose its model (P); planning needs GridWorld, FrozenLake, CliffWalking or Taxi")
+        raise ConfigError(f"{args.env} does not expose its model (P); planning needs GridWorld, FrozenLake, "
+                          "CliffWalking or Taxi")
     solve = planning.value_iteration if method == "value-iteration" else planning.policy_iteration
     result = solve(env, args.gamma, tol=args.tol)
     console.print(f"[bold]{method}[/] on {args.env}, γ = {args.gamma}: converged in {result.iterations} iterations")
@@ -190,9 +195,9 @@ def plan(method: str, argv: list[str], console: Console) -> int:
     return 0
 
 
-def evaluate(argv: list[str], console: Console) -> int:
-    args = eval_parser().parse_args(argv)
-    check_range("episodes", args.episodes, 1, None)
+def evaluate(args: argparse.Namespace, console: Console) -> int:
+    """``rlworks eval RUN_DIR`` of a tabular run (``options.eval_parser``'s arguments)."""
+    episodes, seed = args.episodes or 100, args.seed or 0
     config, q = rundir.load_run(args.run_dir)
     kwargs = dict(config.get("env_kwargs", {}))
     env = make_env(config["env"], kwargs)
@@ -201,23 +206,24 @@ def evaluate(argv: list[str], console: Console) -> int:
     cap = config.get("max_episode_steps") or td.max_episode_steps_of(env)
     returns, lengths, successes = [], [], 0
     win_reward = _success_reward(env)
-    for ep in range(args.episodes):
-        s, _ = env.reset(seed=args.seed + ep)
+    for ep in range(episodes):
+        s, _ = env.reset(seed=seed + ep)
         total, t = 0.0, 0
         while True:
             s, r, terminated, truncated, _ = env.step(int(np.argmax(q[int(s)])))
             total += float(r)
             t += 1
             if terminated or truncated or t >= cap:
-                successes += bool(terminated and (win_reward is None and r > 0 or win_reward is not None and r >= win_reward))
+                won = r > 0 if win_reward is None else r >= win_reward
+                successes += bool(terminated and won)
                 break
         returns.append(total)
         lengths.append(t)
     r = np.array(returns)
     console.print(
-        f"[bold]{config['algo']}[/] on {config['env']}: {args.episodes} greedy episodes, "
+        f"[bold]{config['algo']}[/] on {config['env']}: {episodes} greedy episodes, "
         f"mean return {r.mean():.3f} ± {r.std():.3f}, mean length {np.mean(lengths):.1f}, "
-        f"success rate {successes / args.episodes:.0%}"
+        f"success rate {successes / episodes:.0%}"
     )
     return 0
 
@@ -242,7 +248,8 @@ def print_summary(console: Console, result: td.TabularResult, env: gym.Env) -> N
     tail = result.episode_returns[-100:] if n else np.zeros(1)
     sps = result.steps / result.loop_seconds if result.loop_seconds > 0 else math.inf
     console.print(
-        f"{n} episodes, {result.steps:,} steps in {result.loop_seconds:.3f} s ({sps:,.0f} steps/s, {result.path} path); "
+        f"{n} episodes, {result.steps:,} steps in {result.loop_seconds:.3f} s ({sps:,.0f} steps/s, "
+        f"{result.path} path); "
         f"mean return of the last {min(n, 100)}: {tail.mean():.3f}"
     )
     grid = heatmap(env, result.q)

@@ -98,7 +98,8 @@ class Progress:
         self.quiet = quiet
         if quiet:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as RP, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RP
 
         self._p = RP(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                      TextColumn("{task.fields[sps]:>6} sps"), TextColumn("return {task.fields[ret]}"),

@@ -62,7 +62,8 @@ def save_run(run_dir: str | Path, result, *, env_id: str, env_kwargs: dict[str, 
             w.writerow([i, repr(float(ret)), int(length), repr(float(epsilons[i])), repr(float(alphas[i]))])
     np.save(run / "q_table.npy", np.ascontiguousarray(result.q, dtype=np.float64), allow_pickle=False)
     try:
-        plot_curve(run / "learning_curve.png", result.episode_returns, result.episode_lengths, title=f"{result.algo} on {env_id}")
+        plot_curve(run / "learning_curve.png", result.episode_returns, result.episode_lengths,
+                   title=f"{result.algo} on {env_id}")
     except Exception as exc:  # a plot must never cost the run
         (run / "learning_curve.txt").write_text(f"plot failed: {exc}\n")
     manifest = {name: _sha256(run / name) for name in FILES}
