@@ -32,7 +32,8 @@ def _one_thread():
 
 
 def _run(code: str, timeout: int = 180) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=timeout)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=ENV,
+                         timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     return lines[-1] if lines else ""
@@ -143,7 +144,7 @@ def test_sigkill_mid_save_never_leaves_latest_broken(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if (tmp_path / "latest").exists():
-            tensors, state, _, path = load_checkpoint(tmp_path)  # must verify cleanly
+            _, state, _, path = load_checkpoint(tmp_path)  # must verify cleanly
             assert path.name == f"step-{state['step']}"
     assert (tmp_path / "latest").exists(), "the writer never completed a checkpoint"
 
@@ -256,7 +257,7 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path, target):
 
 @pytest.mark.parametrize("vec_env", ["sync", "async"])
 def test_gymnasium_vector_envs_train_and_are_deterministic(vec_env):
-    kw = dict(total_steps=512, seed=2, n_envs=2, n_steps=64, batch_size=64, vec_env=vec_env)
+    kw = {"total_steps": 512, "seed": 2, "n_envs": 2, "n_steps": 64, "batch_size": 64, "vec_env": vec_env}
     a, b = algos.train("ppo", "CartPole-v1", **kw), algos.train("ppo", "CartPole-v1", **kw)
     for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(x, y), k
@@ -281,12 +282,12 @@ def test_resume_with_opaque_env_state_reseeds_deterministically(tmp_path):
 
 def test_ppo_gsde_resume_equals_uninterrupted_run(tmp_path):
     """gSDE's θ_ε is drawn from the checkpointed generator at each rollout start: resume is exact."""
-    kw = dict(total_steps=1024, seed=3, n_envs=2, n_steps=64, batch_size=64, use_sde=True, sde_sample_freq=3,
-              norm_obs=True, norm_reward=True, checkpoint_every=512)
+    kw = {"total_steps": 1024, "seed": 3, "n_envs": 2, "n_steps": 64, "batch_size": 64, "use_sde": True,
+          "sde_sample_freq": 3, "norm_obs": True, "norm_reward": True, "checkpoint_every": 512}
     full = algos.train("ppo", "Pendulum-v1", checkpoint_dir=tmp_path / "full", **kw)
     shutil.copytree(tmp_path / "full", tmp_path / "half")
-    half = algos.train("ppo", "Pendulum-v1", checkpoint_dir=tmp_path / "half", resume_from=tmp_path / "half" / "step-512",
-                       **kw)
+    half = algos.train("ppo", "Pendulum-v1", checkpoint_dir=tmp_path / "half",
+                       resume_from=tmp_path / "half" / "step-512", **kw)
     again = algos.train("ppo", "Pendulum-v1", **{k: v for k, v in kw.items() if k != "checkpoint_every"})
     assert full.model.log_std.shape == (64, 1)
     for k, v in full.model.state_dict().items():

@@ -18,7 +18,7 @@ def test_fastgrad_matches_autograd(continuous, activation):
         p.data.add_(torch.randn_like(p) * 0.3)
     obs = torch.randn(17, 5, dtype=torch.float64)
     actions = torch.randn(17, 3, dtype=torch.float64) if continuous else torch.randint(0, 3, (17,))
-    w_logp, w_ent, w_v = torch.randn(17, dtype=torch.float64), torch.randn(17, dtype=torch.float64), torch.randn(17, dtype=torch.float64)
+    w_logp, w_ent, w_v = (torch.randn(17, dtype=torch.float64) for _ in range(3))
     # autograd reference: L = Σ w_logp·logπ + w_ent·H + w_v·V
     logp, ent, v = model.evaluate_actions(obs, actions)
     model.zero_grad()

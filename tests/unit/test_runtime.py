@@ -3,6 +3,9 @@ matmul precision, malloc), and ``core.runtime.tuned`` restores what it changed, 
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -59,3 +62,20 @@ def test_tuned_restores_after_an_error(malloc_calls):
     assert (torch.get_num_threads(), torch.get_float32_matmul_precision(), runtime.flush_denormal_enabled()) == \
         (threads, precision, ftz)
     assert malloc_calls == [1]  # only when asked (the CLI, the benchmarks)
+
+
+def test_training_leaves_the_global_rngs_as_it_found_them():
+    """The initial weights come from the seed inside a forked torch RNG (core.seeding.seeded_init); python's,
+    NumPy's and torch's global generators are not touched (so neither is what a caller draws next)."""
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state().clone())
+    for algo, env in (("ppo", "CartPole-v1"), ("a2c", "CartPole-v1"), ("reinforce", "CartPole-v1"),
+                      ("dqn", "CartPole-v1"), ("sac", "Pendulum-v1"), ("td3", "Pendulum-v1")):
+        kw = ({"n_envs": 1, "n_steps": 64, **({"batch_size": 32} if algo == "ppo" else {})}
+              if algo in ("ppo", "a2c", "reinforce") else {"learning_starts": 20, "batch_size": 8, "hidden": (8,)})
+        rlworks.train(algo, env, total_steps=64, seed=5, **kw)
+    assert random.getstate() == before[0]
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.get_rng_state(), before[2])

@@ -2,25 +2,27 @@
 as OpenAI Baselines/SB3 run it: short n-step rollouts from parallel envs, one gradient step per
 rollout, RMSprop. Defaults are SB3's (which the RL Zoo uses for CartPole).
 
-Reads top to bottom: config → networks (core.nets.ActorCritic) → loss/update → train().
+Reads top to bottom: config → networks (core.nets.ActorCritic) → loss → autograd update → train().
+Faster forms of the same update are backends beside it (config field ``backend``, algos/backends.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import ConfigError, check_choice, check_range
+from ..config import BACKENDS, ConfigError, check_choice, check_range
 from ..core import fastgrad, optim
 from ..core.guards import check_tensor
-from ..core.logging import Logger
 from ..core.returns import gae
+from ..core.run import RunContext
 from . import onpolicy
 from .agent import Agent
+from .fused import policy_gradient as fused
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class A2CConfig:
     """initial log standard deviation of Gaussian policies (Box actions)"""
     vec_env: str = "lean"
     """vector env: lean (plain loop), sync or async (gymnasium.vector)"""
+    backend: str = "auto"
+    """how the update runs: auto, autograd, compile or fused (algos/backends.py)"""
 
     def __post_init__(self) -> None:
         check_range("n_envs", self.n_envs, 1)
@@ -84,32 +88,37 @@ class A2CConfig:
         check_choice("optimizer", self.optimizer, ("rmsprop", "adam"))
         check_choice("activation", self.activation, ("tanh", "relu"))
         check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
+        check_choice("backend", self.backend, BACKENDS)
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
 
 
 # ---------------------------------------------------------------------------------------------
-# loss and update
+# loss (a pure function of tensors)
 # ---------------------------------------------------------------------------------------------
 
 
-def a2c_objective(cfg: A2CConfig, logprobs, entropy, values, b_advantages, b_returns, *, grads: bool = False,
-                  ent_coef: float | None = None):
+def a2c_loss(cfg: A2CConfig, ent_coef, logprobs, entropy, values, b_advantages, b_returns):
     """Policy gradient weighted by the advantage, value regression, entropy bonus (Mnih et al. 2016,
-    Algorithm S3). With ``grads=True`` also the per-sample (∂L/∂log π, ∂L/∂H, ∂L/∂V) for core.fastgrad.
-    ``ent_coef`` overrides the config's (the annealed value)."""
-    c_ent = cfg.ent_coef if ent_coef is None else ent_coef
-    B = logprobs.shape[0]
-    if cfg.norm_adv and B > 1:
-        b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+    Algorithm S3); ``ent_coef`` is the (annealed) coefficient, a float or a 0-d tensor."""
     pg_loss = -(b_advantages * logprobs).mean()
     err = values - b_returns
     v_loss = (err * err).mean()
     ent = entropy.mean()
-    loss = pg_loss + cfg.vf_coef * v_loss - c_ent * ent
-    info = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(), "losses/entropy": ent.detach()}
-    weights = (-b_advantages / B, -c_ent / B, err * (2.0 * cfg.vf_coef / B)) if grads else None
-    return loss, info, weights
+    loss = pg_loss + cfg.vf_coef * v_loss - ent_coef * ent
+    return loss, {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
+                  "losses/entropy": ent.detach()}
+
+
+def batch_loss(model, cfg: A2CConfig, ent_coef, b_obs, b_actions, b_advantages, b_returns):
+    """Forward pass and loss of the rollout (what backend "compile" compiles)."""
+    logprobs, entropy, values = model.evaluate_actions(b_obs, b_actions)
+    return a2c_loss(cfg, ent_coef, logprobs, entropy, values, b_advantages, b_returns)
+
+
+# ---------------------------------------------------------------------------------------------
+# update: one gradient step per rollout
+# ---------------------------------------------------------------------------------------------
 
 
 def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
@@ -118,21 +127,20 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     s.optimizer.param_groups[0]["lr"] = lr
     ent_coef = cfg.ent_coef * (remaining if cfg.anneal_ent else 1.0)
     advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminations,
-                              rollout.dones, cfg.gamma, cfg.gae_lambda)
+                              rollout.dones, cfg.gamma, cfg.gae_lambda)  # (T, N)
     dev = s.device
     b_obs, b_actions = rollout.flat("obs", dev), rollout.flat("actions", dev)
     b_advantages = torch.from_numpy(advantages.reshape(-1)).to(dev)
     b_returns = torch.from_numpy(returns.reshape(-1)).to(dev)
+    if cfg.norm_adv and b_advantages.shape[0] > 1:
+        b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
     s.optimizer.zero_grad(set_to_none=True)
-    if fastgrad.supported(s.model):  # analytic gradients, same maths as the autograd branch
-        f = fastgrad.forward(s.model, b_obs, b_actions)
-        loss, info, w = a2c_objective(cfg, f.logprobs, f.entropy, f.values, b_advantages, b_returns, grads=True,
-                                      ent_coef=ent_coef)
+    if s.backend == "fused":  # the same gradients, derived by hand (algos/fused/policy_gradient.py)
+        loss, info = fused.a2c_gradients(s.model, cfg, ent_coef, b_obs, b_actions, b_advantages, b_returns)
         check_tensor("loss", loss, f"A2C loss at step {s.global_step}")
-        fastgrad.backward(s.model, f, *w)
-    else:
-        logprobs, entropy, values = s.model.evaluate_actions(b_obs, b_actions)
-        loss, info, _ = a2c_objective(cfg, logprobs, entropy, values, b_advantages, b_returns, ent_coef=ent_coef)
+    else:  # autograd; backend "compile" runs a torch.compile'd batch_loss (ent_coef a tensor: no recompiles)
+        loss, info = s.loss_fn(s.model, cfg, torch.tensor(ent_coef, device=dev), b_obs, b_actions, b_advantages,
+                               b_returns)
         check_tensor("loss", loss, f"A2C loss at step {s.global_step}")
         loss.backward()
     if cfg.max_grad_norm > 0:
@@ -141,7 +149,8 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     s.optimizer.step()
     metrics = {k: float(v) for k, v in info.items()}
     var_y = float(np.var(returns))
-    metrics["losses/explained_variance"] = float("nan") if var_y == 0 else 1 - float(np.var(returns - rollout.values)) / var_y
+    explained = 1 - float(np.var(returns - rollout.values)) / var_y if var_y else float("nan")
+    metrics["losses/explained_variance"] = explained
     metrics["charts/learning_rate"] = lr
     return metrics
 
@@ -158,19 +167,17 @@ def make_optimizer(cfg: A2CConfig) -> Callable[[Any], Any]:
 
 
 def train(env_id: str, config: A2CConfig | None = None, *, total_steps: int, seed: int = 0, device: str = "cpu",
-          logger: Logger | None = None, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
-          log_every: int = 2048, callback: Callable[[onpolicy.Session], bool] | None = None,
-          resume_from: str | Path | None = None, stop_at: int | None = None) -> Agent:
-    """Train A2C on ``env_id`` for ``total_steps`` environment steps and return the agent."""
+          run: RunContext | None = None) -> Agent:
+    """Train A2C on ``env_id`` for ``total_steps`` environment steps and return the agent.
+    ``run`` carries the logger, checkpoints, hooks and the checkpoint to resume from (core/run.py)."""
     cfg = config or A2CConfig()
     s = onpolicy.build_session("a2c", env_id, cfg, seed=seed, total_steps=total_steps, device=device, critic=True,
                                make_optimizer=make_optimizer(cfg))
-    if resume_from is not None:
-        tensors, state, _ = onpolicy.load_session_state(resume_from)
-        onpolicy.restore_session(s, tensors, state)
     try:
-        return onpolicy.run(s, update, logger=logger, checkpoint_dir=checkpoint_dir,
-                            checkpoint_every=checkpoint_every, log_every=log_every, callback=callback,
-                            stop_at=stop_at)
+        onpolicy.set_backend(s, cfg.backend, fused=fastgrad.supported(s.model), loss_fn=batch_loss)
+        return onpolicy.run(s, update, run)
     finally:
         s.sampler.venv.close()
+
+
+CONFIG = A2CConfig

@@ -31,6 +31,7 @@ from ..config import BACKENDS, ConfigError, check_choice, check_range
 from ..core.nets import ACTIVATIONS, NumpyActor, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
+from ..core.seeding import seeded_init
 from . import backends, offpolicy
 
 
@@ -298,7 +299,8 @@ def train(env_id: str, config: DQNConfig | None = None, *, total_steps: int, see
                                 action="discrete", act_dtype=np.int64)
     with offpolicy.closing(s):
         s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation, "dueling": cfg.dueling}
-        s.state = build_state(s.spec, s.net, cfg, s.device)
+        with seeded_init(seed):
+            s.state = build_state(s.spec, s.net, cfg, s.device)
         s.backend = backends.resolve("dqn", cfg.backend, fused=True)
         step = {"autograd": update, "compile": backends.CompiledUpdate(update), "fused": fused.update}[s.backend]
         act = EpsilonGreedy()

@@ -28,7 +28,7 @@ from ..core.guards import NonFiniteError, check_array, check_module
 from ..core.replay import Batch as ReplayBatch
 from ..core.replay import ReplayBuffer
 from ..core.run import RunContext
-from ..core.seeding import seed_everything, spawn_seeds, torch_generator
+from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
 from .agent import OffPolicyAgent, scale_actions, to_tensor
@@ -133,8 +133,8 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda' but torch.cuda.is_available() is False; use --device cpu")
-    root = seed_everything(seed)
-    env_seed, torch_seed, np_seed = spawn_seeds(root, 3)
+    # every stream is a child of the seed (core/seeding.py); no global RNG is touched
+    env_seed, torch_seed, np_seed = spawn_seeds(np.random.SeedSequence(int(seed)), 3)
     venv = make_vec_env(env_id, cfg.n_envs, [env_seed + i for i in range(cfg.n_envs)], kind="lean")
     space = venv.single_action_space
     kind = ("discrete" if isinstance(space, gym.spaces.Discrete)
@@ -316,7 +316,6 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffP
 def session_state(s: Session) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, learned = state_tensors(s.state)
     tensors["rng/torch"] = s.generator.get_state()
-    tensors["rng/torch_global"] = torch.get_rng_state()
     state = {
         "agent": s.agent().state(),
         "train": {"algo": s.algo, "env_id": s.env_id, "seed": s.seed, "total_steps": s.total_steps,
@@ -348,7 +347,6 @@ def restore_session(s: Session, path: str | Path) -> Path:
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{ckpt}: does not match this {s.algo} configuration ({exc})") from None
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
-    torch.set_rng_state(tensors["rng/torch_global"].to(torch.uint8))
     s.rng.bit_generator.state = tr["rng_numpy"]
     s.iteration = int(tr["iteration"])
     s.recent = deque(tr["recent"], maxlen=20)

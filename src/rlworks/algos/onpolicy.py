@@ -1,6 +1,7 @@
 """What the on-policy algorithms share, called visibly from each algorithm's ``train()``:
-building envs/model/sampler from a config, the iterate-collect-update loop with logging and
-checkpoint hooks, and the checkpoint state (model, optimizer, RNG, env snapshots, statistics).
+building envs/model/sampler from a config, choosing the update's backend, the iterate-collect-update
+loop driven by a ``RunContext`` (logging, checkpoints, hooks, resume), and the checkpoint state
+(the learned ``OnPolicyState`` via core/state.py, RNG, env snapshots, statistics).
 
 This is plumbing, not an algorithm base class: the update rule stays in each algorithm's file.
 """
@@ -9,25 +10,27 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from .._version import __version__
 from ..config import ConfigError
-from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.guards import check_module
-from ..core.logging import Logger, NullLogger
 from ..core.nets import ActorCritic, numpy_layers, numpy_mlp
+from ..core.run import RunContext
 from ..core.sampler import LocalSampler
 from ..core.sde import NumpyNoise, StateDependentGaussian
-from ..core.seeding import seed_everything, spawn_seeds, torch_generator
+from ..core.seeding import seeded_init, spawn_seeds, torch_generator
+from ..core.state import load_state_tensors, state_tensors
 from ..core.vec import ObsNormalizer, RewardScaler, check_action_space, make_vec_env, space_spec
+from . import backends
 from .agent import Agent, build_model
-
-LIBRARY_VERSION = "0.1.0"
 
 
 class TorchPolicy:
@@ -71,8 +74,9 @@ class TorchPolicy:
 class NumpyPolicy:
     """Rollout-time policy evaluated in NumPy on zero-copy views of the CPU parameters.
 
-    Acting on 8 observations costs ~20 torch ops (~100 µs of dispatch); the same maths in NumPy
-    takes a fraction of that. Sampling uses its own ``numpy.random.Generator`` (checkpointed)."""
+    Acting on a few observations costs ~20 torch ops whose dispatch outweighs the arithmetic; the
+    same maths in NumPy takes a fraction of that. Sampling uses its own ``numpy.random.Generator``
+    (checkpointed)."""
 
     def __init__(self, model: ActorCritic, rng: np.random.Generator, sde_sample_freq: int = 0) -> None:
         self.model, self.rng = model, rng
@@ -118,6 +122,14 @@ _LOG_2PI = float(np.log(2 * np.pi))
 
 
 @dataclass
+class OnPolicyState:
+    """What an on-policy algorithm learns: checkpointed field by field by core/state.py."""
+
+    model: ActorCritic
+    optimizer: Any  # core.optim.Adam / RMSprop
+
+
+@dataclass
 class Session:
     """Everything a running on-policy training holds."""
 
@@ -129,14 +141,25 @@ class Session:
     device: torch.device
     spec: dict[str, Any]
     net: dict[str, Any]
-    model: ActorCritic
-    optimizer: Any  # core.optim.Adam / RMSprop
+    learned: OnPolicyState
     generator: torch.Generator
     sampler: LocalSampler
     rng: np.random.Generator
     iteration: int = 0
     recent: deque = field(default_factory=lambda: deque(maxlen=20))
     exact_resume: bool = True
+    backend: str = "autograd"
+    """the update's backend, resolved from the config's (``set_backend``)"""
+    loss_fn: Callable[..., Any] | None = None
+    """the algorithm's forward + loss of a (mini)batch (compiled for backend "compile")"""
+
+    @property
+    def model(self) -> ActorCritic:
+        return self.learned.model
+
+    @property
+    def optimizer(self) -> Any:
+        return self.learned.optimizer
 
     @property
     def global_step(self) -> int:
@@ -144,8 +167,11 @@ class Session:
 
     def agent(self) -> Agent:
         obs_norm = self.sampler.obs_norm.state_dict() if self.sampler.obs_norm is not None else None
-        return Agent(self.algo, self.env_id, self.config, self.model, self.spec, self.net, obs_norm,
-                     meta={"global_step": self.global_step, "seed": self.seed, "library_version": LIBRARY_VERSION})
+        meta = {"global_step": self.global_step, "seed": self.seed, "library_version": __version__,
+                "backend": self.backend}
+        if isinstance(self.loss_fn, backends.CompiledUpdate):
+            meta["compile_seconds"] = self.loss_fn.compile_seconds
+        return Agent(self.algo, self.env_id, self.config, self.model, self.spec, self.net, obs_norm, meta=meta)
 
 
 def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: int, device: str,
@@ -157,8 +183,8 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda' but torch.cuda.is_available() is False; use --device cpu")
-    root = seed_everything(seed)
-    env_seed, torch_seed, np_seed = spawn_seeds(root, 3)
+    # every stream is a child of the seed (core/seeding.py); no global RNG is touched
+    env_seed, torch_seed, np_seed = spawn_seeds(np.random.SeedSequence(int(seed)), 3)
     env_seeds = [env_seed + i for i in range(cfg.n_envs)]
     venv = make_vec_env(env_id, cfg.n_envs, env_seeds, kind=cfg.vec_env)
     try:
@@ -174,12 +200,23 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
             venv.close()
             raise ConfigError(f"use_sde=True needs a continuous (Box) action space; {env_id} has discrete actions")
         net["sde"] = True
-    model = build_model(spec, net).to(dev)
+    with seeded_init(seed):  # the initial weights from the seed; the caller's RNG restored after
+        model = build_model(spec, net).to(dev)
     obs_norm = ObsNormalizer(spec["obs_dim"]) if cfg.norm_obs else None
     reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma) if cfg.norm_reward else None
     sampler = LocalSampler(venv, spec, obs_norm=obs_norm, reward_scaler=reward_scaler)
-    return Session(algo, env_id, cfg, int(seed), int(total_steps), dev, spec, net, model, make_optimizer(model),
-                   torch_generator(torch_seed, dev), sampler, np.random.default_rng(np_seed))
+    return Session(algo, env_id, cfg, int(seed), int(total_steps), dev, spec, net,
+                   OnPolicyState(model, make_optimizer(model)), torch_generator(torch_seed, dev), sampler,
+                   np.random.default_rng(np_seed))
+
+
+def set_backend(s: Session, requested: str, *, fused: bool, loss_fn: Callable[..., Any]) -> None:
+    """Resolve the config's ``backend`` (``fused``: the algorithm has a fused update for this network) and
+    set the (mini)batch loss the autograd update calls: ``loss_fn`` itself, or compiled for "compile".
+    Shapes are static (``dynamic=False``): one graph per batch size, so at most two per run (full
+    minibatches and a last, partial one)."""
+    s.backend = backends.resolve(s.algo, requested, fused=fused)
+    s.loss_fn = backends.CompiledUpdate(loss_fn, dynamic=False) if s.backend == "compile" else loss_fn
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,28 +225,27 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
 
 
 def session_state(s: Session) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {f"model/{k}": v for k, v in s.model.state_dict().items()}
-    tensors.update({f"optim/{k}": v for k, v in s.optimizer.state_dict().items()})
+    tensors, learned = state_tensors(s.learned)  # model/<param>, optim/optimizer/<buffer>
     tensors["rng/torch"] = s.generator.get_state()
-    tensors["rng/torch_global"] = torch.get_rng_state()
     agent = s.agent()
     state = {
         "agent": agent.state(),
         "train": {"algo": s.algo, "env_id": s.env_id, "seed": s.seed, "total_steps": s.total_steps,
                   "iteration": s.iteration, "recent": list(s.recent), "np_rng": s.rng.bit_generator.state,
-                  "lr": s.optimizer.param_groups[0]["lr"], "device": str(s.device)},
+                  "learned": learned, "device": str(s.device)},
         "sampler": s.sampler.state_dict(),
-        "library_version": LIBRARY_VERSION,
+        "library_version": __version__,
     }
     return tensors, state
 
 
 def restore_session(s: Session, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-    s.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
-    s.optimizer.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("optim/")})
-    s.optimizer.param_groups[0]["lr"] = float(state["train"]["lr"])
+    train = state["train"]
+    if "learned" not in train:  # a checkpoint written before the typed state: optim/<buffer>, train.lr
+        tensors = {f"optim/optimizer/{k[6:]}" if k.startswith("optim/") else k: v for k, v in tensors.items()}
+        train = {**train, "learned": {"lr": {"optimizer": train["lr"]}, "counters": {}}}
+    load_state_tensors(s.learned, tensors, train["learned"])
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
-    torch.set_rng_state(tensors["rng/torch_global"].to(torch.uint8))
     s.rng.bit_generator.state = state["train"]["np_rng"]
     s.iteration = int(state["train"]["iteration"])
     s.recent = deque(state["train"]["recent"], maxlen=20)
@@ -220,8 +256,6 @@ def load_session_state(path: str | Path, device: str = "cpu"):
     """``(tensors, state, checkpoint_dir)`` of a training checkpoint."""
     tensors, state, _, ckpt = load_checkpoint(path, device="cpu")
     if "train" not in state:
-        from ..core.checkpoint import CheckpointError
-
         raise CheckpointError(f"{ckpt / 'state.json'}: an agent checkpoint, not a training checkpoint; cannot resume")
     return tensors, state, ckpt
 
@@ -233,22 +267,27 @@ def load_session_state(path: str | Path, device: str = "cpu"):
 UpdateFn = Callable[[Session, Any, float], dict[str, float]]
 
 
-def run(s: Session, update: UpdateFn, *, logger: Logger | None = None, checkpoint_dir: str | Path | None = None,
-        checkpoint_every: int = 0, log_every: int = 2048, callback: Callable[[Session], bool] | None = None,
-        stop_at: int | None = None) -> Agent:
-    """Collect → update until ``total_steps`` (or ``stop_at``) environment steps.
+def run(s: Session, update: UpdateFn, ctx: RunContext | None = None) -> Agent:
+    """Collect → update until ``total_steps`` (or ``ctx.stop_at``) environment steps.
 
     ``update(session, rollout, progress_remaining)`` performs the algorithm's learning step and
-    returns metrics. ``callback(session)`` runs after each iteration (its time is excluded from
-    ``perf/sps``) and may return True to stop. Checkpoints are written when the step count crosses
-    a multiple of ``checkpoint_every`` and at the end."""
-    logger = logger or NullLogger()
+    returns metrics. With ``ctx.resume_from`` the session first continues from that checkpoint;
+    ``ctx.on_start(session)`` is called before the first step; ``ctx.callback(session)`` after each
+    iteration (its time is excluded from ``perf/sps``) and may return True to stop. Checkpoints are
+    written when the step count crosses a multiple of ``ctx.checkpoint_every`` and at the end."""
+    ctx = ctx or RunContext()
+    if ctx.resume_from is not None:
+        tensors, state, _ = load_session_state(ctx.resume_from)
+        restore_session(s, tensors, state)
+    if ctx.on_start is not None:
+        ctx.on_start(s)
+    logger, log_every, checkpoint_dir = ctx.log, ctx.every(2048), ctx.checkpoint_dir
     cfg = s.config
     # NumPy acting on CPU (fast for small MLPs); torch for other devices
     freq = getattr(cfg, "sde_sample_freq", 0)
     policy = (NumpyPolicy(s.model, s.rng, freq) if s.device.type == "cpu"
               else TorchPolicy(s.model, s.generator, s.device, freq))
-    end = s.total_steps if stop_at is None else min(stop_at, s.total_steps)
+    end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
     train_time, last_logged = 0.0, s.global_step
     sps_steps, sps_time = 0, 0.0
     while s.global_step < end:
@@ -273,11 +312,11 @@ def run(s: Session, update: UpdateFn, *, logger: Logger | None = None, checkpoin
             logger.log(step, metrics)
             last_logged, sps_steps, sps_time = step, 0, 0.0
         if checkpoint_dir is not None and (
-            (checkpoint_every and step // checkpoint_every > prev // checkpoint_every) or step >= end
+            (ctx.checkpoint_every and step // ctx.checkpoint_every > prev // ctx.checkpoint_every) or step >= end
         ):
             check_module("parameter", s.model)
             save_checkpoint(checkpoint_dir, step, *session_state(s))
-        if callback is not None and callback(s):
+        if ctx.callback is not None and ctx.callback(s):
             break
     agent = s.agent()
     agent.meta["train_seconds"] = train_time

@@ -3,25 +3,28 @@ details that make it work, each switchable: see Huang et al. 2022, "The 37 Imple
 of Proximal Policy Optimization" (ICLR blog track) and Andrychowicz et al. 2021, "What Matters in
 On-Policy Reinforcement Learning? A Large-Scale Empirical Study".
 
-Reads top to bottom: config → networks (core.nets.ActorCritic) → loss/update → train().
+Reads top to bottom: config → networks (core.nets.ActorCritic) → loss → autograd update → train().
+Faster forms of the same update are backends beside it (config field ``backend``, algos/backends.py):
+torch.compile of ``minibatch_loss``, or the hand-derived gradients of algos/fused/policy_gradient.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import ConfigError, check_choice, check_range
+from ..config import BACKENDS, ConfigError, check_choice, check_range
 from ..core import fastgrad, optim
 from ..core.guards import check_tensor
-from ..core.logging import Logger
 from ..core.returns import gae
+from ..core.run import RunContext
 from . import onpolicy
 from .agent import Agent
+from .fused import policy_gradient as fused
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ class PPOConfig:
     anneal_clip: bool = False
     """decay clip_coef linearly to 0 like the learning rate (RL Zoo's lin_0.2 schedules)"""
     clip_vloss: bool = False
-    """clip the value update to ±clip_coef around the old value (Huang et al. 2022 #9; Andrychowicz et al. 2021 found it rarely helps)"""
+    """clip the value update to ±clip_coef around the old value (Huang et al. 2022 #9; Andrychowicz et al. 2021
+    found it rarely helps)"""
     ent_coef: float = 0.0
     """entropy bonus coefficient (Mnih et al. 2016; Huang et al. 2022 #10)"""
     vf_coef: float = 0.5
@@ -83,6 +87,8 @@ class PPOConfig:
     """Adam epsilon (Huang et al. 2022 #3: 1e-5, as in the original baselines)"""
     vec_env: str = "lean"
     """vector env: lean (plain loop), sync or async (gymnasium.vector; async = one process per env)"""
+    backend: str = "auto"
+    """how the update runs: auto, autograd, compile or fused (algos/backends.py)"""
 
     def __post_init__(self) -> None:
         for name in ("n_envs", "n_steps", "n_epochs", "batch_size"):
@@ -98,6 +104,7 @@ class PPOConfig:
         check_range("log_std_init", self.log_std_init, -20, 5)
         check_choice("activation", self.activation, ("tanh", "relu"))
         check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
+        check_choice("backend", self.backend, BACKENDS)
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
         if self.batch_size > self.n_envs * self.n_steps:
@@ -106,59 +113,55 @@ class PPOConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# loss and update (pure functions of tensors)
+# loss (a pure function of tensors)
 # ---------------------------------------------------------------------------------------------
 
 
-def ppo_objective(cfg: PPOConfig, clip: float, new_logprobs, entropy, new_values, mb_logprobs, mb_advantages,
-                  mb_returns, mb_values, *, grads: bool = False, loss: bool = True):
-    """Clipped surrogate + value loss − entropy bonus for one minibatch.
+def normalize(advantages: torch.Tensor) -> torch.Tensor:
+    """Per-minibatch advantage normalisation (Huang et al. 2022 #7)."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
-    Returns ``(loss, info, weights)``; with ``grads=True`` ``weights`` holds the per-sample
-    derivatives (∂L/∂log π, ∂L/∂H, ∂L/∂V) that ``core.fastgrad`` back-propagates by hand. With
-    ``loss=False`` only the weights are computed (the loss and metrics are skipped: ~15 fewer ops)."""
-    B = new_logprobs.shape[0]
+
+def ppo_loss(cfg: PPOConfig, clip, new_logprobs, entropy, new_values, mb_logprobs, mb_advantages, mb_returns,
+             mb_values) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate + value loss − entropy bonus of one minibatch, and its metrics.
+    ``clip`` is the (annealed) ε, a float or a 0-d tensor."""
     log_ratio = new_logprobs - mb_logprobs
     ratio = log_ratio.exp()
-    if cfg.norm_adv and B > 1:  # per-minibatch normalisation (Huang et al. 2022 #7)
-        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+    # clipped surrogate objective, Schulman et al. 2017 eq. 7 (as a loss: maximise → minimise −)
+    pg_loss = torch.max(-mb_advantages * ratio, -mb_advantages * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
+    err = new_values - mb_returns
     if cfg.clip_vloss:  # Huang et al. 2022 #9 (from openai/baselines ppo2)
-        v_delta = new_values - mb_values
-        err, err_c = new_values - mb_returns, mb_values + v_delta.clamp(-clip, clip) - mb_returns
+        err_c = mb_values + (new_values - mb_values).clamp(-clip, clip) - mb_returns
+        v_loss = torch.max(err * err, err_c * err_c).mean()
     else:
-        err = new_values - mb_returns
-    total, info = None, {}
-    if loss:
-        # clipped surrogate objective, Schulman et al. 2017 eq. 7 (as a loss: maximise → minimise −)
-        pg_loss = torch.max(-mb_advantages * ratio, -mb_advantages * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
-        v_loss = torch.max(err * err, err_c * err_c).mean() if cfg.clip_vloss else (err * err).mean()
-        ent = entropy.mean()
-        total = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-        with torch.no_grad():  # Schulman's "k3" KL estimator (http://joschu.net/blog/kl-approx.html)
-            approx_kl = ((ratio - 1) - log_ratio).mean()
-            clipfrac = ((ratio - 1.0).abs() > clip).float().mean()
-        info = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
-                "losses/entropy": ent.detach(), "losses/approx_kl": approx_kl, "losses/clipfrac": clipfrac}
-    weights = None
-    if grads:
-        # the unclipped term carries the gradient unless the clip is the active (smaller) one
-        inactive = ((mb_advantages > 0) & (ratio > 1.0 + clip)) | ((mb_advantages < 0) & (ratio < 1.0 - clip))
-        g_logp = (-mb_advantages * ratio).masked_fill(inactive, 0.0) / B
-        if cfg.clip_vloss:
-            use_clipped = err_c * err_c > err * err
-            g_v = torch.where(use_clipped, err_c * (v_delta.abs() <= clip), err) * (2.0 * cfg.vf_coef / B)
-        else:
-            g_v = err * (2.0 * cfg.vf_coef / B)
-        weights = (g_logp, -cfg.ent_coef / B, g_v)
-    return total, info, weights
+        v_loss = (err * err).mean()
+    ent = entropy.mean()
+    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+    with torch.no_grad():  # Schulman's "k3" KL estimator (http://joschu.net/blog/kl-approx.html)
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipfrac = ((ratio - 1.0).abs() > clip).float().mean()
+    return loss, {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
+                  "losses/entropy": ent.detach(), "losses/approx_kl": approx_kl, "losses/clipfrac": clipfrac}
+
+
+def minibatch_loss(model, cfg: PPOConfig, clip, mb_obs, mb_actions, mb_logprobs, mb_advantages, mb_returns,
+                   mb_values):
+    """Forward pass and loss of one minibatch (what backend "compile" compiles)."""
+    new_logprobs, entropy, new_values = model.evaluate_actions(mb_obs, mb_actions)
+    return ppo_loss(cfg, clip, new_logprobs, entropy, new_values, mb_logprobs, mb_advantages, mb_returns, mb_values)
+
+
+# ---------------------------------------------------------------------------------------------
+# update: n_epochs passes of minibatch gradient steps over one rollout
+# ---------------------------------------------------------------------------------------------
 
 
 def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     cfg: PPOConfig = s.config
     lr = cfg.learning_rate * (remaining if cfg.anneal_lr else 1.0)
     clip = cfg.clip_coef * (remaining if cfg.anneal_clip else 1.0)
-    for g in s.optimizer.param_groups:
-        g["lr"] = lr
+    s.optimizer.param_groups[0]["lr"] = lr
     advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminations,
                               rollout.dones, cfg.gamma, cfg.gae_lambda)  # (T, N)
     dev = s.device
@@ -168,30 +171,26 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     b_values = rollout.flat("values", dev)
     b_advantages = torch.from_numpy(advantages.reshape(-1)).to(dev)
     b_returns = torch.from_numpy(returns.reshape(-1)).to(dev)
+    clip_t = torch.tensor(clip, device=dev)  # a tensor, so that an annealed clip does not recompile ("compile")
     n = b_obs.shape[0]
-    fast = fastgrad.supported(s.model)
+    params = list(s.model.parameters())
     sums: dict[str, torch.Tensor] = {}
     count = 0
-    params = list(s.model.parameters())
     for epoch in range(cfg.n_epochs):
-        # losses/* metrics are averaged over the last epoch's minibatches (every epoch when target_kl
-        # needs them); the fast path skips computing them elsewhere — a NaN still surfaces through
-        # the gradient norm, checked every minibatch
-        track = epoch == cfg.n_epochs - 1 or bool(cfg.target_kl) or not fast
+        # losses/* are averaged over the last epoch's minibatches (over every epoch when target_kl reads them)
+        track = epoch == cfg.n_epochs - 1 or bool(cfg.target_kl)
         perm = torch.randperm(n, generator=s.generator, device=dev)
         for start in range(0, n, cfg.batch_size):
             mb = perm[start:start + cfg.batch_size]
-            mb_obs, mb_actions = b_obs[mb], b_actions[mb]
+            mb_advantages = b_advantages[mb]
+            if cfg.norm_adv and mb.shape[0] > 1:  # Huang et al. 2022 #7
+                mb_advantages = normalize(mb_advantages)
+            batch = (b_obs[mb], b_actions[mb], b_logprobs[mb], mb_advantages, b_returns[mb], b_values[mb])
             s.optimizer.zero_grad(set_to_none=True)
-            if fast:  # analytic gradients (core.fastgrad), same maths as the autograd branch
-                f = fastgrad.forward(s.model, mb_obs, mb_actions, entropy=track or cfg.ent_coef != 0)
-                loss, info, w = ppo_objective(cfg, clip, f.logprobs, f.entropy, f.values, b_logprobs[mb],
-                                              b_advantages[mb], b_returns[mb], b_values[mb], grads=True, loss=track)
-                fastgrad.backward(s.model, f, *w)
-            else:
-                new_logprobs, entropy, new_values = s.model.evaluate_actions(mb_obs, mb_actions)
-                loss, info, _ = ppo_objective(cfg, clip, new_logprobs, entropy, new_values, b_logprobs[mb],
-                                              b_advantages[mb], b_returns[mb], b_values[mb])
+            if s.backend == "fused":  # the same gradients, derived by hand (algos/fused/policy_gradient.py)
+                info = fused.ppo_gradients(s.model, cfg, clip, *batch, metrics=track)
+            else:  # autograd; backend "compile" runs a torch.compile'd minibatch_loss
+                loss, info = s.loss_fn(s.model, cfg, clip_t, *batch)
                 check_tensor("loss", loss, f"PPO loss at step {s.global_step}")
                 loss.backward()
             if cfg.max_grad_norm > 0:  # Huang et al. 2022 #11
@@ -199,20 +198,22 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
             else:
                 norm = torch.stack([p.grad.norm() for p in params if p.grad is not None]).norm()
             if not bool(torch.isfinite(norm)):  # name the first non-finite thing on the path to it
-                if fast:  # the loss is a function of these (rewards and observations are checked at the source)
-                    check_tensor("loss", torch.stack([f.logprobs.sum(), f.values.sum(), b_advantages[mb].sum()]),
-                                 f"PPO loss inputs at step {s.global_step}")
+                # (the fused backend skips the loss outside tracked epochs: a NaN surfaces here)
+                with torch.no_grad():
+                    loss, _ = minibatch_loss(s.model, cfg, clip, *batch)
+                check_tensor("loss", loss, f"PPO loss at step {s.global_step}")
                 check_tensor("gradient", norm, f"gradient norm at step {s.global_step}")
             s.optimizer.step()
             if track:
                 for k, v in info.items():
                     sums[k] = sums[k] + v if k in sums else v
                 count += 1
-        if cfg.target_kl and float(info["losses/approx_kl"]) > cfg.target_kl:
+        if cfg.target_kl and float(info["losses/approx_kl"]) > cfg.target_kl:  # SB3 / Spinning Up
             break
     metrics = {k: float(v) / count for k, v in sums.items()}  # one sync per update, not per minibatch
     var_y = float(np.var(returns))
-    metrics["losses/explained_variance"] = float("nan") if var_y == 0 else 1 - float(np.var(returns - rollout.values)) / var_y
+    explained = 1 - float(np.var(returns - rollout.values)) / var_y if var_y else float("nan")
+    metrics["losses/explained_variance"] = explained
     metrics["charts/learning_rate"] = lr
     return metrics
 
@@ -227,20 +228,17 @@ def make_optimizer(cfg: PPOConfig) -> Callable[[Any], optim.Adam]:
 
 
 def train(env_id: str, config: PPOConfig | None = None, *, total_steps: int, seed: int = 0, device: str = "cpu",
-          logger: Logger | None = None, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
-          log_every: int = 2048, callback: Callable[[onpolicy.Session], bool] | None = None,
-          resume_from: str | Path | None = None, stop_at: int | None = None) -> Agent:
+          run: RunContext | None = None) -> Agent:
     """Train PPO on ``env_id`` for ``total_steps`` environment steps and return the agent.
-    With ``resume_from`` (a training checkpoint), continue that run exactly where it stopped."""
+    ``run`` carries the logger, checkpoints, hooks and the checkpoint to resume from (core/run.py)."""
     cfg = config or PPOConfig()
     s = onpolicy.build_session("ppo", env_id, cfg, seed=seed, total_steps=total_steps, device=device, critic=True,
                                make_optimizer=make_optimizer(cfg))
-    if resume_from is not None:
-        tensors, state, _ = onpolicy.load_session_state(resume_from)
-        onpolicy.restore_session(s, tensors, state)
     try:
-        return onpolicy.run(s, update, logger=logger, checkpoint_dir=checkpoint_dir,
-                            checkpoint_every=checkpoint_every, log_every=log_every, callback=callback,
-                            stop_at=stop_at)
+        onpolicy.set_backend(s, cfg.backend, fused=fastgrad.supported(s.model), loss_fn=minibatch_loss)
+        return onpolicy.run(s, update, run)
     finally:
         s.sampler.venv.close()
+
+
+CONFIG = PPOConfig

@@ -29,6 +29,7 @@ from ..config import BACKENDS, ConfigError, check_choice, check_range
 from ..core.nets import ACTIVATIONS, TwinQ, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
+from ..core.seeding import seeded_init
 from . import backends, offpolicy
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # as SB3 and the authors' code (softlearning)
@@ -252,7 +253,8 @@ def train(env_id: str, config: SACConfig | None = None, *, total_steps: int, see
                                 action="box", act_dtype=np.float32)
     with offpolicy.closing(s):
         s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation}
-        s.state = build_state(s.spec, cfg, s.device)
+        with seeded_init(seed):
+            s.state = build_state(s.spec, cfg, s.device)
         s.backend = backends.resolve("sac", cfg.backend, fused=True)
         step = {"autograd": update, "compile": backends.CompiledUpdate(update), "fused": fused.update}[s.backend]
         act = fused.act if s.backend == "fused" else offpolicy.act_with_module

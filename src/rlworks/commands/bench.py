@@ -35,7 +35,8 @@ from .parsing import check_device
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "deep_vs_sb3.py"
 OFFPOLICY_SCRIPT = SCRIPT.with_name("offpolicy_vs_sb3.py")
 OPTIONS = {"vs": str, "algo": str, "config": str, "seeds": int, "total-steps": int, "threads": int,
-           "markdown": str, "json": str, "eval-every": int, "threshold": float, "device": str, "matmul-precision": str, "backends": str}
+           "markdown": str, "json": str, "eval-every": int, "threshold": float, "device": str, "matmul-precision": str,
+           "backends": str}
 
 
 def _parse(argv: list[str]) -> dict[str, Any]:
@@ -99,11 +100,9 @@ def summarize(results: list[dict[str, Any]], backend: str = "auto") -> list[tupl
     a = [r for r in results if r["lib"] == "rlworks" and r.get("backend", "auto") == backend]
     b = [r for r in results if r["lib"] == "sb3"]
     rows = []
-    for key, label, digits, better in (("sps", "training steps/s", 0, "higher"),
-                                       ("steps_to_threshold", "steps to threshold", 0, "lower"),
-                                       ("seconds_to_threshold", "training seconds to threshold", 2, "lower"),
-                                       ("final_eval", "final evaluation return", 1, "higher"),
-                                       ("peak_rss_mb", "peak RSS (MB)", 0, "lower")):
+    for key, label, digits in (("sps", "training steps/s", 0), ("steps_to_threshold", "steps to threshold", 0),
+                               ("seconds_to_threshold", "training seconds to threshold", 2),
+                               ("final_eval", "final evaluation return", 1), ("peak_rss_mb", "peak RSS (MB)", 0)):
         ma, mb = _median(a, key), _median(b, key)
         ratio = f"{ma / mb:.2f}×" if ma is not None and mb else "—"
         hits = sum(r[key] is not None for r in a), sum(r[key] is not None for r in b)
@@ -157,13 +156,13 @@ def main(argv: list[str]) -> int:
             console.print(f"{name:17s} seed {seed}: {r['sps']:,.0f} steps/s{compiled}, to {o['threshold']:g}: "
                           f"{r['steps_to_threshold']} steps / {_fmt(r['seconds_to_threshold'], 2)} s, "
                           f"final {r['final_eval']:.1f}, peak RSS {r['peak_rss_mb']:.0f} MB")
+    import gymnasium
     import stable_baselines3
     import torch
 
-    import gymnasium
-
-    title = (f"{o['algo'].upper()} CartPole-v1, rlworks {'RL Zoo hyperparameters' if o['config'] == 'zoo' else 'own preset'}"
-             f" vs SB3 RL Zoo; {o['seeds']} seeds, {o['total-steps']:,} steps, torch threads {o['threads']}, {o['device']}")
+    which = "RL Zoo hyperparameters" if o["config"] == "zoo" else "own preset"
+    title = (f"{o['algo'].upper()} CartPole-v1, rlworks {which} vs SB3 RL Zoo; {o['seeds']} seeds, "
+             f"{o['total-steps']:,} steps, torch threads {o['threads']}, {o['device']}")
     tables = {}
     for backend in o["backends"]:
         table = Table(title=f"{title}; rlworks backend {backend}")

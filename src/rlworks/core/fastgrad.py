@@ -1,10 +1,10 @@
-"""Analytic gradients for the MLP actor-critic: the fast path of every policy-gradient update.
+"""Analytic gradients for the MLP actor-critic: the engine of the policy-gradient "fused" backend.
 
-For a 64×64 MLP on a 256-sample minibatch, autograd's bookkeeping costs more than the arithmetic
-(≈0.9 ms of a 1.35 ms gradient step on one CPU thread). A policy-gradient loss only needs, per
-sample, three scalars — ∂L/∂log π(a|s), ∂L/∂H(π(·|s)) and ∂L/∂V(s) — so each algorithm computes
-those from its own loss, and this module back-propagates them through the distribution and the two
-MLPs by hand (≈3× faster). ``tests/unit/test_fastgrad.py`` checks it against autograd.
+For the small MLPs of classic control on CPU, autograd's bookkeeping costs more than the arithmetic
+of a gradient step. A policy-gradient loss only needs, per sample, three scalars — ∂L/∂log π(a|s),
+∂L/∂H(π(·|s)) and ∂L/∂V(s) — which ``algos/fused/policy_gradient.py`` derives from each algorithm's
+loss; this module back-propagates them through the distribution and the two MLPs by hand (measured
+in docs/benchmarks.md). ``tests/unit/test_fastgrad.py`` checks it against autograd.
 
 Supported: Linear/Tanh/ReLU stacks (no LayerNorm), Categorical, DiagGaussian and gSDE
 (``core.sde``, detached features) heads; anything else falls back to autograd (``supported(model)``
@@ -92,7 +92,7 @@ def _accumulate(p: torch.Tensor, g: torch.Tensor) -> None:
 class Forward:
     """Outputs of one forward pass, kept for ``backward``."""
 
-    __slots__ = ("out", "acts", "v_acts", "values", "logprobs", "entropy", "aux")
+    __slots__ = ("acts", "aux", "entropy", "logprobs", "out", "v_acts", "values")
 
 
 @torch.no_grad()

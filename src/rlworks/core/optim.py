@@ -1,10 +1,10 @@
 """Adam and RMSprop as a few fused/foreach ATen calls, without ``torch.optim``.
 
 Why not ``torch.optim``: constructing the first ``torch.optim`` optimizer in a process imports
-``torch._dynamo`` (measured here: +1.2 s and +72 MB RSS with torch 2.13 on CPU), which is a third of
-a whole CartPole PPO run. The maths is the same as ``torch.optim.Adam(fused=True)`` (one
-``torch._fused_adam_`` kernel) and ``torch.optim.RMSprop`` (α, ε outside the square root, no momentum),
-which is what OpenAI baselines and SB3 use for A2C.
+``torch._dynamo``, a start-up cost comparable to a whole short CartPole PPO run (docs/deep-rl.md).
+The maths is the same as ``torch.optim.Adam(fused=True)`` (one ``torch._fused_adam_`` kernel) and
+``torch.optim.RMSprop`` (α, ε outside the square root, no momentum), which is what OpenAI baselines
+and SB3 use for A2C.
 
 State is plain tensors (``state_dict()``) plus JSON hyperparameters, so checkpoints stay
 safetensors + JSON. ``param_groups[0]["lr"]`` is read at every step (for annealing).
@@ -12,7 +12,7 @@ safetensors + JSON. ``param_groups[0]["lr"]`` is read at every step (for anneali
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -51,20 +51,15 @@ class Adam(_Base):
         self.betas, self.eps = betas, eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        # one step counter shared by every parameter (they always step together): one add per step
-        # instead of a scalar op per parameter (measured ≈ 3 µs each, 15 per SAC update)
-        self.count = torch.zeros((), dtype=torch.float32, device=self.params[0].device if self.params else None)
-        self.steps = [self.count] * len(self.params)
+        # one step counter per parameter, as torch.optim keeps them: a shared tensor aliased in a list
+        # breaks torch.compile (and safetensors refuses shared storage); all advance in one foreach add
+        device = self.params[0].device if self.params else None
+        self.steps = [torch.zeros((), dtype=torch.float32, device=device) for _ in self.params]
         self.buffers = {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.steps}
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        # the checkpoint keeps one "step/i" entry per parameter, as separate tensors (safetensors
-        # refuses shared storage), so the format is that of a per-parameter counter
-        return {k: v.clone() if k.startswith("step/") else v for k, v in super().state_dict().items()}
 
     @torch.no_grad()
     def step(self) -> None:
-        self.count.add_(1.0)
+        torch._foreach_add_(self.steps, 1.0)
         torch._fused_adam_(self.params, self._grads(), self.exp_avg, self.exp_avg_sq, [], self.steps,
                            lr=self.param_groups[0]["lr"], beta1=self.betas[0], beta2=self.betas[1],
                            weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)

@@ -1,14 +1,18 @@
 """One place where randomness starts.
 
-``seed_everything(seed)`` seeds Python, NumPy's legacy global generator and torch, and returns a
-``numpy.random.SeedSequence``; every other consumer (each env, the sampling generator, workers)
-takes a child of that sequence via ``spawn_seeds`` so streams never overlap (NumPy's recommended
-practice for parallel streams: https://numpy.org/doc/stable/reference/random/parallel.html).
+Training never touches the process's global generators (CONVENTIONS rule 11): every consumer (each
+env, the sampling generators, workers) takes a child of ``numpy.random.SeedSequence(seed)`` via
+``spawn_seeds`` so streams never overlap (NumPy's recommended practice for parallel streams:
+https://numpy.org/doc/stable/reference/random/parallel.html), and initial weights are drawn inside
+``seeded_init(seed)``, which restores torch's global RNG afterwards. ``seed_everything`` is for
+scripts that want the global generators seeded too.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -21,6 +25,15 @@ def seed_everything(seed: int) -> np.random.SeedSequence:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.SeedSequence(seed)
+
+
+@contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Draw initial weights from ``seed`` (``nn.Module`` constructors use torch's global RNG), leaving
+    the caller's global RNG state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def spawn_seeds(seq: np.random.SeedSequence | int, n: int) -> list[int]:
