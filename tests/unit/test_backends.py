@@ -200,3 +200,20 @@ def test_auto_backend_is_fused_on_cpu_and_autograd_trains(algo, env):
 def test_unknown_backend_is_one_clear_error():
     with pytest.raises(ConfigError, match="backend='jax' is not one of 'auto', 'autograd', 'compile', 'fused'"):
         sac.SACConfig(backend="jax")
+
+
+def test_importing_and_training_without_compile_does_not_import_dynamo():
+    """torch._dynamo costs about 1 s and 70 MB on import: only backend="compile" may pull it in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rlworks\n"
+            "for algo, env in (('ppo', 'CartPole-v1'), ('dqn', 'CartPole-v1'), ('sac', 'Pendulum-v1')):\n"
+            "    kw = {'n_envs': 1, 'n_steps': 32, 'batch_size': 16} if algo == 'ppo' else "
+            "{'learning_starts': 20, 'batch_size': 8, 'hidden': (8,)}\n"
+            "    for backend in ('auto', 'autograd'):\n"
+            "        rlworks.train(algo, env, total_steps=64, backend=backend, **kw)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

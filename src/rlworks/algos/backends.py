@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,25 @@ def resolve(algo: str, requested: str, *, fused: bool) -> str:
         raise ConfigError(f"backend='fused' is not available for {algo} with this configuration; "
                           f"allowed: autograd, compile, auto")
     return requested
+
+
+def choose(backend: str, update: Callable[..., Any], fused: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """The update function for a resolved ``backend``: ``update`` itself, compiled, or ``fused``."""
+    if backend == "compile":
+        return CompiledUpdate(update)
+    if backend == "fused":
+        assert fused is not None, "resolve() gives 'fused' only where there is one"
+        return fused
+    return update
+
+
+@functools.cache
+def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` excluded from compiled graphs (a graph break around it). Called only while compiling, so
+    importing the algorithms does not import ``torch._dynamo`` (+1 s and +70 MB on CPU)."""
+    import torch
+
+    return torch.compiler.disable(fn)
 
 
 class CompiledUpdate:

@@ -302,7 +302,7 @@ def train(env_id: str, config: DQNConfig | None = None, *, total_steps: int, see
         with seeded_init(seed):
             s.state = build_state(s.spec, s.net, cfg, s.device)
         s.backend = backends.resolve("dqn", cfg.backend, fused=True)
-        step = {"autograd": update, "compile": backends.CompiledUpdate(update), "fused": fused.update}[s.backend]
+        step = backends.choose(s.backend, update, fused.update)
         act = EpsilonGreedy()
 
         def round_(s: offpolicy.Session, gradient_steps: int) -> dict[str, torch.Tensor]:

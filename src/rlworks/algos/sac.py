@@ -256,7 +256,7 @@ def train(env_id: str, config: SACConfig | None = None, *, total_steps: int, see
         with seeded_init(seed):
             s.state = build_state(s.spec, cfg, s.device)
         s.backend = backends.resolve("sac", cfg.backend, fused=True)
-        step = {"autograd": update, "compile": backends.CompiledUpdate(update), "fused": fused.update}[s.backend]
+        step = backends.choose(s.backend, update, fused.update)
         act = fused.act if s.backend == "fused" else offpolicy.act_with_module
 
         def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:

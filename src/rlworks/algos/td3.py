@@ -215,7 +215,7 @@ def train(env_id: str, config: TD3Config | None = None, *, total_steps: int, see
         with seeded_init(seed):
             s.state = build_state(s.spec, cfg, s.device)
         s.backend = backends.resolve("td3", cfg.backend, fused=True)
-        step = {"autograd": update, "compile": backends.CompiledUpdate(update), "fused": fused.update}[s.backend]
+        step = backends.choose(s.backend, update, fused.update)
 
         def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:
             for _ in range(gradient_steps):

@@ -26,19 +26,16 @@ def supported(model: ActorCritic) -> bool:
     return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in mods)
 
 
-def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool, *, inplace: bool = False,
-                        overwrite_out: bool = False) -> torch.Tensor:
+def activation_backward(g: torch.Tensor, out: torch.Tensor, relu: bool, *, inplace: bool = False) -> torch.Tensor:
     """∂L/∂pre-activation from ∂L/∂out and the activation's output, as the single kernels autograd
     uses (``g * (out > 0)`` would also convert the mask to float: two extra passes over the tensor).
-    ``inplace`` writes the result over ``g``, ``overwrite_out`` over ``out`` (a temporary the caller
-    owns, no longer needed): no new buffer."""
-    dest = g if inplace else out if overwrite_out else None
+    ``inplace`` writes the result over ``g`` (a temporary the caller owns): no new buffer."""
     if relu:
-        if dest is not None:
-            return torch.ops.aten.threshold_backward.grad_input(g, out, 0, grad_input=dest)
+        if inplace:
+            return torch.ops.aten.threshold_backward.grad_input(g, out, 0, grad_input=g)
         return torch.ops.aten.threshold_backward(g, out, 0)
-    if dest is not None:
-        return torch.ops.aten.tanh_backward.grad_input(g, out, grad_input=dest)
+    if inplace:
+        return torch.ops.aten.tanh_backward.grad_input(g, out, grad_input=g)
     return torch.ops.aten.tanh_backward(g, out)  # g·(1 − tanh²) in one kernel
 
 
@@ -60,13 +57,11 @@ def mlp_forward(layers, x: torch.Tensor) -> list[torch.Tensor]:
     return acts
 
 
-def mlp_backward(layers, acts: list[torch.Tensor], g: torch.Tensor, *, accumulate: bool = False,
-                 overwrite_g: bool = False) -> None:
+def mlp_backward(layers, acts: list[torch.Tensor], g: torch.Tensor, *, accumulate: bool = False) -> None:
     """Back-propagate ``g`` = ∂L/∂output through the stack by hand, setting each parameter's ``.grad``
-    (adding to it with ``accumulate``, for losses that share a trunk). ``overwrite_g``: ``g`` is the
-    caller's temporary, which the first activation step may overwrite (no new buffer)."""
+    (adding to it with ``accumulate``, for losses that share a trunk)."""
     put = _accumulate if accumulate else _set
-    owned = overwrite_g  # is g a temporary (then the activation steps overwrite it)?
+    owned = False  # is g a temporary of this function (then the activation steps overwrite it)?
     for i in range(len(layers) - 1, -1, -1):
         layer = layers[i]
         if isinstance(layer, nn.Linear):
