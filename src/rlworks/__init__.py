@@ -14,11 +14,12 @@ from rlworks.config import ConfigError
 from rlworks.tabular import ALGORITHMS as TABULAR_ALGOS
 
 
-def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, **overrides: Any):
-    """Train a deep RL agent; returns an ``Agent`` (``act``, ``evaluate``, ``save``)."""
+def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, **overrides: Any):
+    """Train a deep RL agent on ``env`` (a registered id, a ``gymnasium.Env``, an env factory or a
+    ``VectorEnv``); returns an ``Agent`` (``act``, ``evaluate``, ``save``). See ``rlworks.algos.train``."""
     from rlworks import algos
 
-    return algos.train(algo, env_id, total_steps=total_steps, seed=seed, **overrides)
+    return algos.train(algo, env, total_steps=total_steps, seed=seed, **overrides)
 
 
 def load(path: str):

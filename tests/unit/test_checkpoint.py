@@ -19,7 +19,7 @@ def test_layout_and_round_trip(tmp_path):
     assert ck.name == "step-10"
     assert sorted(p.name for p in ck.iterdir()) == ["MANIFEST.json", "buffer.npz", "model.safetensors", "state.json"]
     assert (tmp_path / "latest").read_text().strip() == "step-10"
-    tensors, state, buf, path = load_checkpoint(tmp_path)
+    tensors, state, buf, path = load_checkpoint(tmp_path, with_buffer=True)
     assert torch.equal(tensors["w"], torch.arange(4.0)) and state["a"] == [1, 2]
     assert buf["x"].tolist() == [0, 1, 2] and path == ck
     assert not list(tmp_path.glob(".tmp-*"))
@@ -74,7 +74,7 @@ def test_object_array_in_buffer_is_refused(tmp_path):
     manifest["files"]["buffer.npz"] = hashlib.sha256((ck / "buffer.npz").read_bytes()).hexdigest()
     (ck / "MANIFEST.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="buffer.npz"):
-        load_checkpoint(ck)
+        load_checkpoint(ck, with_buffer=True)
 
 
 def test_unknown_file_in_manifest_is_refused(tmp_path):

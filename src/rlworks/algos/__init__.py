@@ -1,4 +1,4 @@
-"""Deep RL algorithms: a registry, ``train(algo, env_id, ...)`` and ``load(path)``.
+"""Deep RL algorithms: a registry, ``train(algo, env, ...)`` and ``load(path)``.
 
     agent = train("ppo", "CartPole-v1", total_steps=50_000, seed=0)
     agent.evaluate(10).mean_return;  agent.save("agents/cartpole");  load("agents/cartpole")
@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import MATMUL_PRECISIONS, PRESET_DIR, ConfigError, from_dict, load_toml, suggest
+from ..core.envs import env_source
 from .registry import ALGOS, OFFPOLICY_ALGOS, REGISTRY, AlgoInfo
 
 
@@ -73,12 +75,18 @@ def field_owner(name: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, preset: str | None = None,
-          device: str = "cpu", num_threads: int | None = 1, matmul_precision: str | None = None, **overrides: Any):
-    """Train ``algo`` on ``env_id`` and return the ``Agent``. Keyword overrides set config fields on
+def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str | None = None,
+          env_kwargs: dict[str, Any] | None = None, wrappers: Sequence[Any] | None = None, device: str = "cpu",
+          num_threads: int | None = 1, matmul_precision: str | None = None, run_dir: str | Path | None = None,
+          **overrides: Any):
+    """Train ``algo`` on ``env`` and return the ``Agent``. ``env`` is a registered id (with
+    ``env_kwargs`` for ``gymnasium.make``), a ``gymnasium.Env`` (the first env; more are made from its
+    spec), a zero-argument factory returning one, or a ``VectorEnv`` (used as it is: its env count
+    replaces ``n_envs``; see ``core/envs.py``). ``wrappers``: ``gymnasium.wrappers`` class names or
+    callables ``env -> env``, applied to each env in order. Keyword overrides set config fields on
     top of the preset (the env's own preset by default); the ``RunContext`` fields (``logger``,
-    ``checkpoint_dir``, ``checkpoint_every``, ``log_every``, ``callback``, ``on_start``,
-    ``resume_from``, ``stop_at``) pass through to the algorithm.
+    ``checkpoint_dir``, ``checkpoint_every``, ``keep_checkpoints``, ``log_every``, ``callback``,
+    ``on_start``, ``resume_from``, ``stop_at``) pass through to the algorithm.
 
     The call runs inside ``core.runtime.tuned``: ``num_threads`` torch CPU threads (one is fastest for
     these small MLPs; ``None`` leaves them alone), flush-to-zero for denormals, and ``matmul_precision``
@@ -88,14 +96,52 @@ def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, preset: st
 
     ``eval_every=N`` evaluates the policy every N env steps (``eval_episodes``, default 10,
     deterministic), logs ``eval/mean_return`` to ``logger`` and, with ``best_dir``, keeps the best
-    policy there (``core.evaluation.PeriodicEvaluator``; its time is not counted as training)."""
+    policy there (``core.evaluation.PeriodicEvaluator``; its time is not counted as training).
+
+    ``run_dir=DIR`` writes the run folder ``rlworks train`` writes (``algos/rundir.py``: config.json,
+    metrics.csv, TensorBoard events, learning_curve.png, checkpoints/ every ``checkpoint_every`` steps,
+    by default a fifth of the run, and best/ with ``eval_every``), which ``rlworks eval DIR`` and
+    ``rlworks train --resume DIR`` take; ``resume_from=DIR`` continues it."""
     from ..core.run import RunContext
     from ..core.runtime import tuned
 
     check_algo(algo)
+    source = env_source(env, env_kwargs, wrappers)
+    env_id = source.env_id  # presets and run names go by the env's registered id, where it has one
     hooks = {k: overrides.pop(k) for k in RunContext.HOOKS if k in overrides}
     evaluation = {k: overrides.pop(k) for k in ("eval_every", "eval_episodes", "best_dir") if k in overrides}
-    if evaluation.get("eval_every"):
+    if evaluation and not evaluation.get("eval_every"):
+        raise ConfigError(f"{', '.join(sorted(evaluation))} given without eval_every")
+    base, preset_used = preset_config(algo, env_id, preset)
+    cls = config_class(algo)
+    for k in overrides:
+        if k not in {f.name for f in dataclasses.fields(cls)}:
+            owners = field_owner(k)
+            if owners:
+                raise ConfigError(f"{k!r} is a field of {', '.join(owners)}, not of {algo}")
+    # a VectorEnv's own env count wins over the preset's and the caller's n_envs (documented above)
+    cfg = from_dict(cls, {**dataclasses.asdict(base), **overrides,
+                          **({"n_envs": source.num_envs} if source.num_envs else {})})
+    if evaluation and not source.copyable:
+        raise ConfigError(f"eval_every needs a second env to evaluate on, and {source.what} has no spec to make "
+                          "one from; pass a zero-argument factory that returns a new env")
+    if run_dir is not None:
+        from .rundir import RunFolder, default_checkpoint_every, run_meta
+
+        clash = sorted({"checkpoint_dir", "on_episodes", "best_dir"} & (hooks.keys() | evaluation.keys()))
+        if clash:
+            raise ConfigError(f"{', '.join(clash)} cannot be combined with run_dir, which sets them for its folder")
+        every = hooks.pop("checkpoint_every", None)
+        meta = run_meta(algo, env_id, cfg, seed=seed, total_steps=total_steps, preset=preset_used, device=device,
+                        num_threads=num_threads, matmul_precision=matmul_precision,
+                        checkpoint_every=default_checkpoint_every(total_steps) if every is None else every,
+                        eval_every=evaluation.get("eval_every", 0), eval_episodes=evaluation.get("eval_episodes", 10),
+                        keep_checkpoints=hooks.pop("keep_checkpoints", None))
+        meta["env"] = source.record()
+        folder = RunFolder(run_dir, meta, resume_from=hooks.pop("resume_from", None))
+        with tuned(num_threads, matmul_precision=matmul_precision):
+            return folder.train(cfg, env=source, device=device, display=hooks.pop("logger", None), **hooks)
+    if evaluation:
         from ..core.evaluation import PeriodicEvaluator
 
         start = 0
@@ -106,18 +152,8 @@ def train(algo: str, env_id: str, *, total_steps: int, seed: int = 0, preset: st
         hooks["callback"] = PeriodicEvaluator(evaluation["eval_every"], evaluation.get("eval_episodes", 10),
                                               logger=hooks.get("logger"), best_dir=evaluation.get("best_dir"),
                                               then=hooks.get("callback"), start=start)
-    elif evaluation:
-        raise ConfigError(f"{', '.join(sorted(evaluation))} given without eval_every")
-    base, _ = preset_config(algo, env_id, preset)
-    cls = config_class(algo)
-    for k in overrides:
-        if k not in {f.name for f in dataclasses.fields(cls)}:
-            owners = field_owner(k)
-            if owners:
-                raise ConfigError(f"{k!r} is a field of {', '.join(owners)}, not of {algo}")
-    cfg = from_dict(cls, {**dataclasses.asdict(base), **overrides})
     with tuned(num_threads, matmul_precision=matmul_precision):
-        return module(algo).train(env_id, cfg, total_steps=total_steps, seed=seed, device=device,
+        return module(algo).train(source, cfg, total_steps=total_steps, seed=seed, device=device,
                                   run=RunContext(**hooks))
 
 

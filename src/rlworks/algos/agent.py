@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import from_dict
+from ..config import ConfigError, from_dict
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..core.envs import EnvSource, env_source, wrapper_names
 from ..core.evaluation import EvalResult, evaluate
 from ..core.nets import ActorCritic, NumpyActor
 from ..core.sde import EPS as SDE_EPS
@@ -44,11 +45,36 @@ class _AgentCommon:
 
     TENSORS = "model"
 
-    def evaluate(self, episodes: int = 10, seed: int | None = None, *, video: str | Path | None = None,
-                 deterministic: bool = True) -> EvalResult:
-        """Mean and std of the return over ``episodes`` episodes (deterministic actions by default)."""
-        return evaluate(lambda o: self.act(o, deterministic), self.env_id, episodes, seed=seed,
-                        env_kwargs=self.env_kwargs, video=video)
+    def _bind_env(self, env_id: str | None, env_kwargs: dict[str, Any] | None, env: Any) -> None:
+        """``env``: the training run's ``EnvSource``, or the JSON record a checkpoint kept of it (None:
+        an older checkpoint, which knew only ``env_id`` and ``env_kwargs``)."""
+        if isinstance(env, EnvSource):
+            self.env, self.env_record = env, env.record()
+        else:
+            self.env_record = dict(env) if env else {"form": "id", "id": env_id, "what": env_id, "wrappers": [],
+                                                      "kwargs": dict(env_kwargs or {}), "rebuildable": bool(env_id)}
+            self.env = EnvSource.from_record(self.env_record)
+        self.env_id = self.env_record.get("id")
+        self.env_kwargs = dict(self.env_record.get("kwargs") or {})
+
+    def evaluate(self, episodes: int = 10, seed: int | None = None, env: Any = None, *,
+                 video: str | Path | None = None, deterministic: bool = True) -> EvalResult:
+        """Mean and std of the return over ``episodes`` episodes (deterministic actions by default), on
+        the env the agent was trained on, rebuilt — or on ``env`` (an env instance, played as it is, or a
+        zero-argument factory), to which the training run's named wrappers are applied. ``env`` is needed
+        where the agent cannot rebuild its env: trained on an instance without a spec or on a factory,
+        then saved and loaded (a factory is never pickled)."""
+        if env is not None:
+            wrappers = ([w for _, w in self.env.wrappers] if self.env is not None
+                        else [w for w in self.env_record.get("wrappers", []) if w in wrapper_names()])
+            source = env_source(env, wrappers=wrappers)
+        elif self.env is None or not self.env.copyable:
+            what = self.env_record.get("what") or "an unrecorded env"
+            raise ConfigError(f"{self!r} cannot rebuild its env ({what}); pass env= to evaluate: a gymnasium.Env "
+                              "or a zero-argument factory returning one")
+        else:
+            source = self.env
+        return evaluate(lambda o: self.act(o, deterministic), source, episodes, seed=seed, video=video)
 
     def save(self, path: str | Path, *, keep: int | None = None) -> Path:
         """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``); ``keep``
@@ -64,11 +90,13 @@ class Agent(_AgentCommon):
     """A policy for ``env_id``. ``act(obs)`` takes one observation (or a batch, first axis) as the
     env returns it and gives an action the env accepts."""
 
-    def __init__(self, algo: str, env_id: str, config: Any, model: ActorCritic, spec: dict[str, Any],
+    def __init__(self, algo: str, env_id: str | None, config: Any, model: ActorCritic, spec: dict[str, Any],
                  net: dict[str, Any], obs_norm: dict[str, Any] | None = None,
-                 env_kwargs: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> None:
-        self.algo, self.env_id, self.config, self.model = algo, env_id, config, model
-        self.spec, self.net, self.env_kwargs = spec, dict(net), dict(env_kwargs or {})
+                 env_kwargs: dict[str, Any] | None = None, meta: dict[str, Any] | None = None, *,
+                 env: Any = None) -> None:
+        self.algo, self.config, self.model = algo, config, model
+        self.spec, self.net = spec, dict(net)
+        self._bind_env(env_id, env_kwargs, env)
         self.meta = dict(meta or {})
         self.obs_norm_state = copy.deepcopy(obs_norm)
         self._norm = None
@@ -114,8 +142,8 @@ class Agent(_AgentCommon):
     # -- persistence ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"format": AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
-                "config": dataclasses.asdict(self.config), "spec": self.spec, "net": self.net,
-                "obs_norm": self.obs_norm_state, "meta": self.meta}
+                "env": self.env_record, "config": dataclasses.asdict(self.config), "spec": self.spec,
+                "net": self.net, "obs_norm": self.obs_norm_state, "meta": self.meta}
 
 
 def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -146,11 +174,12 @@ class OffPolicyAgent(_AgentCommon):
 
     TENSORS = "actor"
 
-    def __init__(self, algo: str, env_id: str, config: Any, model: nn.Module, spec: dict[str, Any],
+    def __init__(self, algo: str, env_id: str | None, config: Any, model: nn.Module, spec: dict[str, Any],
                  net: dict[str, Any], env_kwargs: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
-        self.algo, self.env_id, self.config, self.model = algo, env_id, config, model
-        self.spec, self.net, self.env_kwargs = spec, dict(net), dict(env_kwargs or {})
+                 meta: dict[str, Any] | None = None, *, env: Any = None) -> None:
+        self.algo, self.config, self.model = algo, config, model
+        self.spec, self.net = spec, dict(net)
+        self._bind_env(env_id, env_kwargs, env)
         self.meta = dict(meta or {})
         self._gen = torch.Generator().manual_seed(0)
 
@@ -171,8 +200,8 @@ class OffPolicyAgent(_AgentCommon):
 
     def state(self) -> dict[str, Any]:
         return {"format": OFFPOLICY_AGENT_FORMAT, "algo": self.algo, "env_id": self.env_id,
-                "env_kwargs": self.env_kwargs, "config": dataclasses.asdict(self.config), "spec": self.spec,
-                "net": self.net, "meta": self.meta}
+                "env_kwargs": self.env_kwargs, "env": self.env_record, "config": dataclasses.asdict(self.config),
+                "spec": self.spec, "net": self.net, "meta": self.meta}
 
 
 def offpolicy_agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dict[str, Any], ckpt: Path,
@@ -190,7 +219,8 @@ def offpolicy_agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dic
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt / 'model.safetensors'}: weights do not fit the saved network ({exc})") from None
     model.eval()
-    return OffPolicyAgent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["env_kwargs"], a["meta"])
+    return OffPolicyAgent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["env_kwargs"], a["meta"],
+                          env=a.get("env"))
 
 
 def load_agent(path: str | Path, device: str = "cpu") -> Agent | OffPolicyAgent:
@@ -207,4 +237,5 @@ def load_agent(path: str | Path, device: str = "cpu") -> Agent | OffPolicyAgent:
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     model.eval()
     cfg = from_dict(config_class(a["algo"]), a["config"])
-    return Agent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["obs_norm"], a["env_kwargs"], a["meta"])
+    return Agent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["obs_norm"], a["env_kwargs"], a["meta"],
+                 env=a.get("env"))

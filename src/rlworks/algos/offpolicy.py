@@ -24,10 +24,11 @@ import torch
 from .._version import __version__
 from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..core.envs import EnvSource, env_source
 from ..core.guards import NonFiniteError, check_array, check_module
 from ..core.replay import Batch as ReplayBatch
 from ..core.replay import ReplayBuffer
-from ..core.run import RunContext
+from ..core.run import RunContext, StopSignals, TrainingInterrupted
 from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
@@ -93,7 +94,7 @@ class Session:
     ``state`` (its own dataclass of networks, optimizers and counters, checkpointed by core/state.py)."""
 
     algo: str
-    env_id: str
+    env_id: str | None
     config: Any
     seed: int
     total_steps: int
@@ -112,6 +113,7 @@ class Session:
     iteration: int = 0  # vector-env steps
     recent: deque = field(default_factory=lambda: deque(maxlen=20))
     exact_resume: bool = True
+    env: EnvSource | None = None  # where the envs came from (the agent evaluates on it and records it)
 
     @property
     def n_updates(self) -> int:
@@ -124,13 +126,14 @@ class Session:
     def agent(self) -> OffPolicyAgent:
         return OffPolicyAgent(self.algo, self.env_id, self.config, getattr(self.state, self.actor), self.spec,
                               self.net, meta={"global_step": self.global_step, "seed": self.seed,
-                                              "library_version": __version__, "backend": self.backend})
+                                              "library_version": __version__, "backend": self.backend}, env=self.env)
 
 
-def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: int, device: str, action: str,
+def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int, device: str, action: str,
                   act_dtype: Any) -> Session:
     """Envs, replay buffer and RNGs for ``cfg`` (which has n_envs, buffer_size, gamma, n_step?,
-    prioritized?, per_alpha?); ``action`` is the action space the algorithm needs."""
+    prioritized?, per_alpha?); ``action`` is the action space the algorithm needs. ``env``: any form
+    ``core.envs.env_source`` takes (an id, an instance, a factory, a VectorEnv)."""
     if total_steps < 1:
         raise ConfigError(f"total_steps={total_steps} is out of range: allowed [1, inf)")
     dev = torch.device(device)
@@ -138,7 +141,8 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
         raise ConfigError("device='cuda' but torch.cuda.is_available() is False; use --device cpu")
     # every stream is a child of the seed (core/seeding.py); no global RNG is touched
     env_seed, torch_seed, np_seed = spawn_seeds(np.random.SeedSequence(int(seed)), 3)
-    venv = make_vec_env(env_id, cfg.n_envs, [env_seed + i for i in range(cfg.n_envs)], kind="lean")
+    source = env_source(env)
+    venv = make_vec_env(source, cfg.n_envs, [env_seed + i for i in range(cfg.n_envs)], kind="lean")
     space = venv.single_action_space
     kind = ("discrete" if isinstance(space, gym.spaces.Discrete)
             else "box" if isinstance(space, gym.spaces.Box) else None)
@@ -149,10 +153,10 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
         fits = [a.name for a in REGISTRY.values() if kind in a.actions and a.family == "off-policy"]
         hint = f"; use {' or '.join(fits)} for it" if kind and fits else ""
         raise ConfigError(f"{algo} needs a {'Discrete' if action == 'discrete' else 'Box'} action space, but "
-                          f"{env_id} has {space}{hint}")
+                          f"{source.name} has {space}{hint}")
     if kind == "box" and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         venv.close()
-        raise ConfigError(f"{env_id}: Box action space {space} must have finite bounds for {algo}")
+        raise ConfigError(f"{source.name}: Box action space {space} must have finite bounds for {algo}")
     spec = space_spec(venv.single_observation_space, space)
     obs_space = venv.single_observation_space
     spec["obs_dtype"] = "uint8" if getattr(obs_space, "dtype", None) == np.uint8 else "float32"
@@ -161,8 +165,9 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
                           act_shape=act_shape, act_dtype=act_dtype, n_step=getattr(cfg, "n_step", 1),
                           gamma=cfg.gamma, prioritized=getattr(cfg, "prioritized", False),
                           alpha=getattr(cfg, "per_alpha", 0.6))
-    s = Session(algo, env_id, cfg, int(seed), int(total_steps), dev, spec, {}, venv, buffer,
-                np.random.default_rng(np_seed), torch_generator(torch_seed, dev), actor=_actor_field(algo))
+    s = Session(algo, source.env_id, cfg, int(seed), int(total_steps), dev, spec, {}, venv, buffer,
+                np.random.default_rng(np_seed), torch_generator(torch_seed, dev), actor=_actor_field(algo),
+                env=source)
     s.obs = _receive(s, venv.reset())
     return s
 
@@ -230,7 +235,8 @@ def run(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, *, compil
     ``train_round(s, gradient_steps)``, until ``total_steps`` (or ``ctx.stop_at``) env steps. Metrics stay
     tensors until a log line is written (no per-step sync); losses are checked for NaN/inf there and
     before every checkpoint. ``ctx.callback(s)`` runs after each step, excluded from ``perf/sps``, and
-    may stop the run. ``compiled``: the update, to report its compile time when it was compiled."""
+    may stop the run. SIGINT/SIGTERM end the current step, write a checkpoint and raise
+    ``TrainingInterrupted``. ``compiled``: the update, to report its compile time when it was compiled."""
     if ctx.resume_from is not None:
         restore_session(s, ctx.resume_from)
     if ctx.on_start is not None:
@@ -256,59 +262,74 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffP
     train_time, last_logged = 0.0, s.global_step
     sps_steps, sps_time, sps_updates = 0, 0.0, 0
     metrics: Metrics = {}
-    while s.global_step < end:
-        t0 = time.perf_counter()
-        prev = s.global_step
-        actions = random_actions(s) if s.global_step < cfg.learning_starts else act(s, s.obs)
-        raw, rewards, term, trunc, final, episodes = s.venv.step(env_actions(s, actions))
-        s.global_step += N
-        s.iteration += 1
-        check_array("reward", rewards, f"from the environment at step {s.global_step}")
-        nxt = _receive(s, raw)
-        real_next = nxt
-        done = term | trunc
-        if done.any():  # the buffer needs the true final observation of each finished episode
-            check_array("observation", final[done], f"(final) from the environment at step {s.global_step}")
-            real_next = nxt.copy()
-            real_next[done] = final[done]
-        s.buffer.add(s.obs, actions, rewards, real_next, term, trunc)
-        s.obs = nxt
-        for ret, _ in episodes:
-            s.recent.append(ret)
-        if s.global_step > cfg.learning_starts and s.iteration % cfg.train_freq == 0:
-            before = s.n_updates
-            metrics = train_round(s, cfg.gradient_steps)
-            sps_updates += s.n_updates - before
-        dt = time.perf_counter() - t0
-        train_time += dt
-        sps_steps += s.global_step - prev
-        sps_time += dt
-        step = s.global_step
-        if step - last_logged >= log_every or step >= end:
-            if callable(metrics):
-                metrics = metrics()
-            out = {k: float(v) for k, v in metrics.items()}
-            for k, v in out.items():
-                if k.startswith("losses/") and not math.isfinite(v):
-                    raise NonFiniteError("loss", f"{k} = {v} at step {step}")
-            check_module("parameter", getattr(s.state, s.actor))
-            out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
-            out["perf/sps"] = sps_steps / max(sps_time, 1e-9)
-            out["perf/ups"] = sps_updates / max(sps_time, 1e-9)
-            logger.log(step, out)
-            last_logged, sps_steps, sps_time, sps_updates = step, 0, 0.0, 0
-        every = ctx.checkpoint_every
-        if ctx.checkpoint_dir is not None and ((every and step // every > prev // every) or step >= end):
-            for m in s.modules.values():
-                check_module("parameter", m)
-            tensors, state = session_state(s)
-            save_checkpoint(ctx.checkpoint_dir, step, tensors, state, buffer_state(s))
-        if ctx.callback is not None and ctx.callback(s):
-            break
+    lengths: deque = deque(maxlen=s.recent.maxlen)  # the episode lengths beside s.recent's returns
+    with StopSignals() as stop:
+        while s.global_step < end:
+            t0 = time.perf_counter()
+            prev = s.global_step
+            actions = random_actions(s) if s.global_step < cfg.learning_starts else act(s, s.obs)
+            raw, rewards, term, trunc, final, episodes = s.venv.step(env_actions(s, actions))
+            s.global_step += N
+            s.iteration += 1
+            check_array("reward", rewards, f"from the environment at step {s.global_step}")
+            nxt = _receive(s, raw)
+            real_next = nxt
+            done = term | trunc
+            if done.any():  # the buffer needs the true final observation of each finished episode
+                check_array("observation", final[done], f"(final) from the environment at step {s.global_step}")
+                real_next = nxt.copy()
+                real_next[done] = final[done]
+            s.buffer.add(s.obs, actions, rewards, real_next, term, trunc)
+            s.obs = nxt
+            for ret, length in episodes:
+                s.recent.append(ret)
+                lengths.append(length)
+            if episodes and ctx.on_episodes is not None:
+                ctx.on_episodes(s.global_step, list(episodes))
+            if s.global_step > cfg.learning_starts and s.iteration % cfg.train_freq == 0:
+                before = s.n_updates
+                metrics = train_round(s, cfg.gradient_steps)
+                sps_updates += s.n_updates - before
+            dt = time.perf_counter() - t0
+            train_time += dt
+            sps_steps += s.global_step - prev
+            sps_time += dt
+            step = s.global_step
+            if step - last_logged >= log_every or step >= end:
+                if callable(metrics):
+                    metrics = metrics()
+                out = {k: float(v) for k, v in metrics.items()}
+                for k, v in out.items():
+                    if k.startswith("losses/") and not math.isfinite(v):
+                        raise NonFiniteError("loss", f"{k} = {v} at step {step}")
+                check_module("parameter", getattr(s.state, s.actor))
+                out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
+                out["charts/episodic_length"] = float(np.mean(lengths)) if lengths else float("nan")
+                out["perf/sps"] = sps_steps / max(sps_time, 1e-9)
+                out["perf/ups"] = sps_updates / max(sps_time, 1e-9)
+                logger.log(step, out)
+                last_logged, sps_steps, sps_time, sps_updates = step, 0, 0.0, 0
+            every = ctx.checkpoint_every
+            saved = None
+            if ctx.checkpoint_dir is not None and ((every and step // every > prev // every) or step >= end):
+                saved = _save(s, ctx, step)
+            if stop.signum is not None:
+                if ctx.checkpoint_dir is not None and saved is None:
+                    saved = _save(s, ctx, step)
+                raise TrainingInterrupted(stop.signum, step, saved)
+            if ctx.callback is not None and ctx.callback(s):
+                break
     agent = s.agent()
     agent.meta["train_seconds"] = train_time
     agent.meta["n_updates"] = s.n_updates
     return agent
+
+
+def _save(s: Session, ctx: RunContext, step: int) -> Path:
+    for m in s.modules.values():
+        check_module("parameter", m)
+    tensors, state = session_state(s)
+    return save_checkpoint(ctx.checkpoint_dir, step, tensors, state, buffer_state(s), keep=ctx.keep_checkpoints)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +359,7 @@ def restore_session(s: Session, path: str | Path) -> Path:
     """Load a training checkpoint written by ``run`` into ``s`` (which was built with the same
     config and seed). Envs whose state is not plain data (Box2D, MuJoCo) restart with fresh seeded
     episodes; the newest stored step is then marked truncated so no transition links across."""
-    tensors, state, buffer, ckpt = load_checkpoint(path, device="cpu")
+    tensors, state, buffer, ckpt = load_checkpoint(path, device="cpu", with_buffer=True)
     if "train" not in state or buffer is None:
         raise CheckpointError(f"{ckpt / 'state.json'}: an agent checkpoint, not an off-policy training checkpoint")
     tr = state["train"]

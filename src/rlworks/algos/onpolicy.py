@@ -21,9 +21,10 @@ import torch
 from .._version import __version__
 from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..core.envs import EnvSource, env_source
 from ..core.guards import check_module
 from ..core.nets import ActorCritic, numpy_layers, numpy_mlp
-from ..core.run import RunContext
+from ..core.run import RunContext, StopSignals, TrainingInterrupted
 from ..core.sampler import LocalSampler
 from ..core.sde import NumpyNoise, StateDependentGaussian
 from ..core.seeding import seeded_init, spawn_seeds, torch_generator
@@ -134,7 +135,7 @@ class Session:
     """Everything a running on-policy training holds."""
 
     algo: str
-    env_id: str
+    env_id: str | None
     config: Any
     seed: int
     total_steps: int
@@ -152,6 +153,8 @@ class Session:
     """the update's backend, resolved from the config's (``set_backend``)"""
     loss_fn: Callable[..., Any] | None = None
     """the algorithm's forward + loss of a (mini)batch (compiled for backend "compile")"""
+    env: EnvSource | None = None
+    """where the envs came from (the agent evaluates on it and records it)"""
 
     @property
     def model(self) -> ActorCritic:
@@ -171,11 +174,13 @@ class Session:
                 "backend": self.backend}
         if isinstance(self.loss_fn, backends.CompiledUpdate):
             meta["compile_seconds"] = self.loss_fn.compile_seconds
-        return Agent(self.algo, self.env_id, self.config, self.model, self.spec, self.net, obs_norm, meta=meta)
+        return Agent(self.algo, self.env_id, self.config, self.model, self.spec, self.net, obs_norm, meta=meta,
+                     env=self.env)
 
 
-def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: int, device: str,
+def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int, device: str,
                   critic: bool, make_optimizer: Callable[[ActorCritic], Any]) -> Session:
+    """``env``: any form ``core.envs.env_source`` takes (an id, an instance, a factory, a VectorEnv)."""
     if total_steps < 1:
         raise ConfigError(f"total_steps={total_steps} is out of range: allowed [1, inf)")
     if not 0 <= int(seed) < 2**63:
@@ -183,12 +188,13 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda' but torch.cuda.is_available() is False; use --device cpu")
+    source = env_source(env)
     # every stream is a child of the seed (core/seeding.py); no global RNG is touched
     env_seed, torch_seed, np_seed = spawn_seeds(np.random.SeedSequence(int(seed)), 3)
     env_seeds = [env_seed + i for i in range(cfg.n_envs)]
-    venv = make_vec_env(env_id, cfg.n_envs, env_seeds, kind=cfg.vec_env)
+    venv = make_vec_env(source, cfg.n_envs, env_seeds, kind=cfg.vec_env)
     try:
-        check_action_space(env_id, venv.single_action_space, algo)
+        check_action_space(source.name, venv.single_action_space, algo)
     except ConfigError:
         venv.close()
         raise
@@ -198,16 +204,16 @@ def build_session(algo: str, env_id: str, cfg: Any, *, seed: int, total_steps: i
     if getattr(cfg, "use_sde", False):
         if spec["action"] != "box":
             venv.close()
-            raise ConfigError(f"use_sde=True needs a continuous (Box) action space; {env_id} has discrete actions")
+            raise ConfigError(f"use_sde=True needs a continuous (Box) action space; {source.name} has discrete actions")
         net["sde"] = True
     with seeded_init(seed):  # the initial weights from the seed; the caller's RNG restored after
         model = build_model(spec, net).to(dev)
     obs_norm = ObsNormalizer(spec["obs_dim"]) if cfg.norm_obs else None
     reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma) if cfg.norm_reward else None
     sampler = LocalSampler(venv, spec, obs_norm=obs_norm, reward_scaler=reward_scaler)
-    return Session(algo, env_id, cfg, int(seed), int(total_steps), dev, spec, net,
+    return Session(algo, source.env_id, cfg, int(seed), int(total_steps), dev, spec, net,
                    OnPolicyState(model, make_optimizer(model)), torch_generator(torch_seed, dev), sampler,
-                   np.random.default_rng(np_seed))
+                   np.random.default_rng(np_seed), env=source)
 
 
 def set_backend(s: Session, requested: str, *, fused: bool, loss_fn: Callable[..., Any]) -> None:
@@ -274,7 +280,8 @@ def run(s: Session, update: UpdateFn, ctx: RunContext | None = None) -> Agent:
     returns metrics. With ``ctx.resume_from`` the session first continues from that checkpoint;
     ``ctx.on_start(session)`` is called before the first step; ``ctx.callback(session)`` after each
     iteration (its time is excluded from ``perf/sps``) and may return True to stop. Checkpoints are
-    written when the step count crosses a multiple of ``ctx.checkpoint_every`` and at the end."""
+    written when the step count crosses a multiple of ``ctx.checkpoint_every`` and at the end.
+    SIGINT/SIGTERM end the current iteration, write a checkpoint and raise ``TrainingInterrupted``."""
     ctx = ctx or RunContext()
     if ctx.resume_from is not None:
         tensors, state, _ = load_session_state(ctx.resume_from)
@@ -290,34 +297,49 @@ def run(s: Session, update: UpdateFn, ctx: RunContext | None = None) -> Agent:
     end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
     train_time, last_logged = 0.0, s.global_step
     sps_steps, sps_time = 0, 0.0
-    while s.global_step < end:
-        t0 = time.perf_counter()
-        prev = s.global_step
-        remaining = 1.0 - prev / s.total_steps  # for linear annealing (Mnih et al. 2016; Huang et al. 2022 #4)
-        policy.reset_noise(s.sampler.venv.num_envs)  # gSDE: fresh θ_ε each rollout (SB3 collect_rollouts)
-        rollout = s.sampler.collect(policy, cfg.n_steps)
-        metrics = update(s, rollout, remaining)
-        s.iteration += 1
-        for ret, _ in rollout.episodes:
-            s.recent.append(ret)
-        dt = time.perf_counter() - t0
-        train_time += dt
-        sps_steps += s.global_step - prev
-        sps_time += dt
-        step = s.global_step
-        if step - last_logged >= log_every or step >= end:
-            check_module("parameter", s.model)
-            metrics["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
-            metrics["perf/sps"] = sps_steps / max(sps_time, 1e-9)
-            logger.log(step, metrics)
-            last_logged, sps_steps, sps_time = step, 0, 0.0
-        if checkpoint_dir is not None and (
-            (ctx.checkpoint_every and step // ctx.checkpoint_every > prev // ctx.checkpoint_every) or step >= end
-        ):
-            check_module("parameter", s.model)
-            save_checkpoint(checkpoint_dir, step, *session_state(s))
-        if ctx.callback is not None and ctx.callback(s):
-            break
+    lengths: deque = deque(maxlen=s.recent.maxlen)  # the episode lengths beside s.recent's returns
+    with StopSignals() as stop:
+        while s.global_step < end:
+            t0 = time.perf_counter()
+            prev = s.global_step
+            remaining = 1.0 - prev / s.total_steps  # for linear annealing (Mnih et al. 2016; Huang et al. 2022 #4)
+            policy.reset_noise(s.sampler.venv.num_envs)  # gSDE: fresh θ_ε each rollout (SB3 collect_rollouts)
+            rollout = s.sampler.collect(policy, cfg.n_steps)
+            metrics = update(s, rollout, remaining)
+            s.iteration += 1
+            for ret, length in rollout.episodes:
+                s.recent.append(ret)
+                lengths.append(length)
+            dt = time.perf_counter() - t0
+            train_time += dt
+            sps_steps += s.global_step - prev
+            sps_time += dt
+            step = s.global_step
+            if ctx.on_episodes is not None and rollout.episodes:  # the rollout does not say when in it each ended
+                ctx.on_episodes(step, list(rollout.episodes))
+            if step - last_logged >= log_every or step >= end:
+                check_module("parameter", s.model)
+                metrics["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
+                metrics["charts/episodic_length"] = float(np.mean(lengths)) if lengths else float("nan")
+                metrics["perf/sps"] = sps_steps / max(sps_time, 1e-9)
+                logger.log(step, metrics)
+                last_logged, sps_steps, sps_time = step, 0, 0.0
+            saved = None
+            if checkpoint_dir is not None and (
+                (ctx.checkpoint_every and step // ctx.checkpoint_every > prev // ctx.checkpoint_every) or step >= end
+            ):
+                saved = _save(s, ctx, step)
+            if stop.signum is not None:
+                if checkpoint_dir is not None and saved is None:
+                    saved = _save(s, ctx, step)
+                raise TrainingInterrupted(stop.signum, step, saved)
+            if ctx.callback is not None and ctx.callback(s):
+                break
     agent = s.agent()
     agent.meta["train_seconds"] = train_time
     return agent
+
+
+def _save(s: Session, ctx: RunContext, step: int) -> Path:
+    check_module("parameter", s.model)
+    return save_checkpoint(ctx.checkpoint_dir, step, *session_state(s), keep=ctx.keep_checkpoints)

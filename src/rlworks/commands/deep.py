@@ -18,7 +18,7 @@ from typing import Any
 from ..config import MATMUL_PRECISIONS, ConfigError, from_dict, load_toml, suggest
 from . import options
 from .options import QUIET_HELP, at_least, choice_arg, device_arg
-from .parsing import Parser, is_checkpoint, read_run
+from .parsing import Parser, is_checkpoint, is_step_dir, read_run
 
 DEFAULT_TOTAL_STEPS = 100_000
 #: flags of the tabular learners, so that a deep algorithm can say whose they are
@@ -51,12 +51,19 @@ def _runtime_options(group: Any) -> None:
 def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_STEPS, description: str = "") -> Parser:
     """``rlworks train ALGO``'s options; ``shown`` (a config) and ``total_steps`` are the defaults --help lists."""
     from ..algos import config_class, info
+    from ..algos.rundir import default_checkpoint_every
 
     cls = config_class(algo)
     p = Parser(prog=f"rlworks train {algo}", usage=f"rlworks train {algo} --env ID [options]", add_help=False,
                description=description or info(algo).summary, formatter_class=options.HelpFormatter)
     run = p.add_argument_group("run options")
     run.add_argument("--env", metavar="ID", help="Gymnasium environment id, e.g. CartPole-v1")
+    run.add_argument("--env-kwargs", nargs="+", metavar="KEY=VALUE",
+                     help="arguments for gymnasium.make (values read as JSON or TOML, else text), e.g. "
+                          "--env-kwargs is_slippery=false map_name=8x8")
+    run.add_argument("--wrapper", action="append", metavar="NAME",
+                     help="a gymnasium.wrappers class applied to every env (repeatable, in order), e.g. "
+                          "--wrapper NormalizeReward")
     run.add_argument("--total-steps", type=at_least(1), metavar="N",
                      help=f"environment steps (default: {total_steps})")
     run.add_argument("--seed", type=at_least(0), default=0, metavar="S", help="random seed (default: 0)")
@@ -70,7 +77,10 @@ def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_
                      help="print the resolved config (TOML, usable as --config FILE; or JSON) and exit without "
                           "training")
     run.add_argument("--checkpoint-every", type=at_least(0), metavar="N",
-                     help=f"steps between checkpoints; 0: only at the end (default: {max(total_steps // 5, 1)})")
+                     help=f"steps between checkpoints; 0: only at the end (default: "
+                          f"{default_checkpoint_every(total_steps)})")
+    run.add_argument("--keep-checkpoints", type=at_least(1), metavar="N",
+                     help="keep only the N newest checkpoints (default: all); Ctrl+C also writes one")
     run.add_argument("--eval-every", type=at_least(0), default=0, metavar="N",
                      help="evaluate every N steps and keep the best policy in RUN_DIR/best (default: 0, off)")
     run.add_argument("--eval-episodes", type=at_least(1), default=10, metavar="K",
@@ -83,9 +93,10 @@ def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_
 
 def resume_parser() -> Parser:
     p = Parser(prog="rlworks train --resume", usage="rlworks train --resume RUN_DIR [options]", add_help=False,
-               description="Continue a deep run from its latest checkpoint (or --checkpoint step-N), exactly where it "
-                           "stopped. Its config, env and seed are those saved with the run and cannot be changed; "
-                           "start a new run to train with other settings.")
+               description="Continue a deep run from its latest checkpoint (the newest intact one if the latest is "
+                           "damaged; or --checkpoint step-N), exactly where it stopped. Its config, env and seed "
+                           "are those saved with the run and cannot be changed; start a new run to train with other "
+                           "settings.")
     p.add_argument("--total-steps", type=at_least(1), metavar="N",
                    help="train until N environment steps (default: the run's total_steps)")
     p.add_argument("--checkpoint", metavar="step-N",
@@ -222,6 +233,8 @@ def _print_config(algo: str, plan: Plan, seed: int, fmt: str, config_file: str |
 def train(algo: str, env_id: str | None, argv: list[str]) -> int:
     """``rlworks train ALGO --env ID [flags]``; returns the exit code."""
     from ..algos import check_algo
+    from ..algos.rundir import RunFolder, default_checkpoint_every, default_run_dir, run_meta
+    from ..core.envs import env_source, parse_env_kwargs
     from ..core.vec import check_env_id
 
     check_algo(algo)
@@ -239,29 +252,28 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
         _print_config(algo, plan, ns.seed, ns.print_config, ns.config)
         return 0
     env_id, total, seed = plan.env_id, plan.total_steps, ns.seed
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(ns.run_dir or f"runs/{algo}-{env_id.replace('/', '_')}-{seed}-{stamp}")
-    if (run_dir / "checkpoints").exists():
-        raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
-    ckpt_every = ns.checkpoint_every if ns.checkpoint_every is not None else max(total // 5, 1)
+    # an env with kwargs or wrappers is recorded in config.json, from which resume rebuilds it
+    source = env_source(env_id, parse_env_kwargs(ns.env_kwargs or []), ns.wrapper or [])
     device = ns.device or "cpu"
     threads = ns.num_threads or 1
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"kind": "deep", "algo": algo, "env_id": env_id, "seed": seed, "total_steps": total, "preset": plan.preset,
-            "device": device, "num_threads": threads, "matmul_precision": ns.matmul_precision,
-            "checkpoint_every": ckpt_every, "eval_every": ns.eval_every, "eval_episodes": ns.eval_episodes,
-            "config": dataclasses.asdict(plan.config)}
-    (run_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-    return _train_loop(algo, env_id, plan.config, run_dir=run_dir, total_steps=total, seed=seed, device=device,
-                       threads=threads, precision=ns.matmul_precision, checkpoint_every=ckpt_every, quiet=ns.quiet,
-                       eval_every=ns.eval_every, eval_episodes=ns.eval_episodes)
+    meta = run_meta(algo, env_id, plan.config, seed=seed, total_steps=total, preset=plan.preset, device=device,
+                    num_threads=threads, matmul_precision=ns.matmul_precision,
+                    checkpoint_every=default_checkpoint_every(total) if ns.checkpoint_every is None
+                    else ns.checkpoint_every,
+                    eval_every=ns.eval_every, eval_episodes=ns.eval_episodes, keep_checkpoints=ns.keep_checkpoints)
+    meta["env"] = source.record()
+    # nothing is written until the session is built: a run that cannot start leaves no folder (algos/rundir.py)
+    folder = RunFolder(ns.run_dir or default_run_dir(algo, env_id, seed), meta)
+    return _train_loop(folder, plan.config, device=device, threads=threads, precision=ns.matmul_precision,
+                       quiet=ns.quiet)
 
 
 def resume(run_dir: str, argv: list[str]) -> int:
     """``rlworks train --resume RUN_DIR [--total-steps N] ...``: continue from the latest checkpoint."""
     from ..algos import check_algo, config_class
     from ..algos.onpolicy import load_session_state
-    from ..core.checkpoint import CheckpointError
+    from ..algos.rundir import RunFolder
+    from ..core.checkpoint import CheckpointError, intact_checkpoint
 
     parser = resume_parser()
     ns, extras = parser.parse_known_args(argv)
@@ -269,7 +281,7 @@ def resume(run_dir: str, argv: list[str]) -> int:
         parser.print_help()
         return 0
     path = Path(run_dir)
-    ckpt = path if is_checkpoint(path) else None
+    ckpt = path if is_step_dir(path) else None
     run_path = path.parent.parent if ckpt is not None else path
     if ckpt is not None and not (path.parent.name == "checkpoints" and (run_path / "config.json").is_file()):
         raise ConfigError(f"{path} is a saved agent, not inside a run directory; --resume takes a run directory "
@@ -290,7 +302,11 @@ def resume(run_dir: str, argv: list[str]) -> int:
             raise ConfigError(f"--checkpoint: {path} already names a checkpoint; pass the run directory instead")
         ckpt = _named_checkpoint(run_path, ns.checkpoint, allow_best=False)
     try:
-        _, state, ckpt = load_session_state(ckpt or run_path)
+        # the latest checkpoint, or else the newest intact one before it; one named (a step-N) is taken or refused
+        ckpt, damaged = intact_checkpoint(ckpt or run_path)
+        for bad, why in damaged:
+            sys.stderr.write(f"{bad.name} is damaged ({' '.join(why.split())}); resuming from {ckpt.name}\n")
+        _, state, ckpt = load_session_state(ckpt)
     except CheckpointError as exc:
         raise ConfigError(str(exc)) from None
     cfg = from_dict(config_class(algo), state["agent"]["config"])
@@ -309,11 +325,10 @@ def resume(run_dir: str, argv: list[str]) -> int:
     threads = ns.num_threads or int(meta.get("num_threads", 1))
     precision = ns.matmul_precision or meta.get("matmul_precision")
     meta.update(total_steps=total, matmul_precision=precision)
-    (run_path / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-    return _train_loop(algo, meta["env_id"], cfg, run_dir=run_path, total_steps=total, seed=int(meta["seed"]),
-                       device=device, threads=threads, precision=precision,
-                       checkpoint_every=int(meta["checkpoint_every"]), quiet=ns.quiet, resume_from=ckpt, start=start,
-                       eval_every=int(meta.get("eval_every", 0)), eval_episodes=int(meta.get("eval_episodes", 10)))
+    meta.setdefault("eval_every", 0)  # runs written before these keys existed
+    meta.setdefault("eval_episodes", 10)
+    folder = RunFolder(run_path, meta, resume_from=ckpt)
+    return _train_loop(folder, cfg, device=device, threads=threads, precision=precision, quiet=ns.quiet)
 
 
 def _reject_on_resume(tok: str, parser: Parser, algo: str, meta: dict[str, Any], run_path: Path) -> None:
@@ -348,16 +363,16 @@ def _named_checkpoint(run_path: Path, name: str, *, allow_best: bool) -> Path:
     return run_path / "checkpoints" / name
 
 
-def _train_loop(algo: str, env_id: str, cfg: Any, *, run_dir: Path, total_steps: int, seed: int, device: str,
-                threads: int, precision: str | None, checkpoint_every: int, quiet: bool,
-                resume_from: Path | None = None, start: int = 0, eval_every: int = 0, eval_episodes: int = 10) -> int:
+def _train_loop(folder: Any, cfg: Any, *, device: str, threads: int, precision: str | None, quiet: bool) -> int:
+    """Train into ``folder`` (an ``algos.rundir.RunFolder``) with a progress bar; print the outcome."""
     from ..algos import info
-    from ..core.evaluation import PeriodicEvaluator
     from ..core.guards import NonFiniteError
-    from ..core.logging import Progress, RunLogger, Tee
-    from ..core.run import RunContext
+    from ..core.logging import Progress
+    from ..core.run import TrainingInterrupted
     from ..core.runtime import tuned
 
+    meta, run_dir = folder.meta, folder.path
+    algo, env_id, seed = meta["algo"], meta["env_id"], meta["seed"]
     on_start = None
     if info(algo).family == "off-policy" and not quiet:  # say how much memory the replay buffer takes
         from ..algos.offpolicy import describe_buffer
@@ -367,33 +382,29 @@ def _train_loop(algo: str, env_id: str, cfg: Any, *, run_dir: Path, total_steps:
 
     # the CLI owns the process, so it may also keep freed heap between updates (core/runtime.py)
     with tuned(threads, matmul_precision=precision, retain_freed_memory=True):
-        logger = RunLogger(run_dir, resume_step=start if resume_from is not None else None)
-        # eval rows go to metrics.csv/TensorBoard only, not to the progress bar
-        evaluator = PeriodicEvaluator(eval_every, eval_episodes, logger=logger, best_dir=run_dir / "best",
-                                      start=start) if eval_every else None
-        progress = Progress(total_steps, f"{algo} {env_id}", start=start, quiet=quiet)
+        progress = Progress(meta["total_steps"], f"{algo} {env_id}", start=folder.start, quiet=quiet)
         t0 = time.time()
-        run = RunContext(logger=Tee(logger, progress), checkpoint_dir=run_dir / "checkpoints",
-                         checkpoint_every=checkpoint_every, callback=evaluator, on_start=on_start,
-                         resume_from=resume_from)
         try:
-            agent = info(algo).train(env_id, cfg, total_steps=total_steps, seed=seed, device=device, run=run)
+            agent = folder.train(cfg, device=device, display=progress, on_start=on_start)
         except NonFiniteError as exc:
-            progress.close()
-            logger.close(f"{algo} {env_id}")
             sys.stderr.write(f"rlworks: error: training stopped: {' '.join(str(exc).split())}\n")
             return 1
-        progress.close()
-        logger.close(f"{algo} {env_id} seed {seed}")
+        except TrainingInterrupted as exc:  # SIGINT/SIGTERM: the loop finished its step and wrote a checkpoint
+            sys.stderr.write(f"rlworks: interrupted at step {exc.step}; checkpoint written; resume with "
+                             f"rlworks train --resume {run_dir}\n")
+            return 128 + exc.signum  # the shell's code for death by that signal: 130 for SIGINT, 143 for SIGTERM
+        finally:
+            progress.close()
         if quiet:
             return 0
         res = agent.evaluate(5, seed=10_000 + seed)
     wall = time.time() - t0
     steps = agent.meta["global_step"]
-    sps = (steps - start) / max(agent.meta.get("train_seconds", wall), 1e-9)
+    sps = (steps - folder.start) / max(agent.meta.get("train_seconds", wall), 1e-9)
     # plain print, not rich: a path or a summary must never be wrapped or read as markup when piped
     print(f"done: {algo} on {env_id}: {steps} steps in {wall:.1f} s ({sps:.0f} training steps/s); "
           f"evaluation (5 episodes) {res.mean_return:.1f} ± {res.std_return:.1f}")
+    evaluator = folder.evaluator
     if evaluator is not None and evaluator.best_step is not None:
         print(f"best evaluation: {evaluator.best_return:.1f} at step {evaluator.best_step} "
               f"(rlworks eval {run_dir} --checkpoint best)")

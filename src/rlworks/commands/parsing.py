@@ -91,7 +91,20 @@ def read_run(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def is_checkpoint(path: str | Path) -> bool:
-    """A deep checkpoint or saved agent directory (``state.json`` + ``MANIFEST.json``)."""
+def is_step_dir(path: str | Path) -> bool:
+    """One checkpoint directory (``state.json`` + ``MANIFEST.json``), such as a run's ``checkpoints/step-N``."""
     p = Path(path)
     return (p / "MANIFEST.json").is_file() and (p / "state.json").is_file()
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Something a deep agent loads from without a run's config.json: a checkpoint directory, or a
+    folder whose ``latest`` file names one (what ``Agent.save`` writes)."""
+    p = Path(path)
+    if is_step_dir(p):
+        return True
+    try:
+        name = (p / "latest").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return name.startswith("step-") and "/" not in name and is_step_dir(p / name)

@@ -110,21 +110,34 @@ def save_checkpoint(
     os.replace(latest_tmp, root / LATEST)
     _fsync_dir(root)
     if keep is not None:
-        for old in list_checkpoints(root)[:-keep]:
+        # the checkpoint just written is the newest even where a run resumed from an earlier one left higher
+        # steps of its abandoned continuation behind: those go, then all but the keep - 1 next older ones
+        others = [p for p in list_checkpoints(root) if p != final]
+        later = [p for p in others if _step_of(p) > step]
+        earlier = [p for p in others if _step_of(p) < step]
+        for old in later + earlier[:max(len(earlier) - (keep - 1), 0)]:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def list_checkpoints(root: str | Path) -> list[Path]:
-    """Complete-looking checkpoint directories under ``root``, oldest first."""
-    root = Path(root)
+def _step_of(path: Path) -> int:
+    return int(path.name.split("-", 1)[1])
+
+
+def _numbered(root: Path) -> list[tuple[int, Path]]:
+    """(step, directory) of every ``step-<N>`` under ``root``, oldest first."""
     found = []
     for p in root.glob("step-*"):
         try:
             found.append((int(p.name.split("-", 1)[1]), p))
         except ValueError:
             continue
-    return [p for _, p in sorted(found) if (p / MANIFEST).is_file()]
+    return sorted(found)
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete-looking checkpoint directories under ``root``, oldest first."""
+    return [p for _, p in _numbered(Path(root)) if (p / MANIFEST).is_file()]
 
 
 def resolve(path: str | Path) -> Path:
@@ -148,8 +161,8 @@ def resolve(path: str | Path) -> Path:
     return found[-1]
 
 
-def verify(ckpt: Path) -> dict[str, Any]:
-    """Check MANIFEST.json and every file's sha256; return the manifest."""
+def verify(ckpt: Path, *, with_buffer: bool = True) -> dict[str, Any]:
+    """Check MANIFEST.json and every file's sha256 (``buffer.npz``'s only ``with_buffer``); return the manifest."""
     mpath = ckpt / MANIFEST
     if not mpath.is_file():
         raise CheckpointError(f"{mpath}: missing — the checkpoint is incomplete (interrupted save?)")
@@ -164,6 +177,8 @@ def verify(ckpt: Path) -> dict[str, Any]:
     for name, digest in files.items():
         if name not in (MODEL, STATE, BUFFER):
             raise CheckpointError(f"{mpath}: lists unexpected file {name!r}")
+        if name == BUFFER and not with_buffer:  # acting needs no replay buffer: a damaged one must not stop it
+            continue
         f = ckpt / name
         if not f.is_file():
             raise CheckpointError(f"{f}: missing")
@@ -185,11 +200,13 @@ def read_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, with_buffer: bool = False):
     """Verify then load ``(tensors, state, buffer_or_None, checkpoint_dir)``. Never unpickles:
-    weights come from safetensors, state from JSON, buffers from ``np.load(allow_pickle=False)``."""
+    weights come from safetensors, state from JSON, buffers from ``np.load(allow_pickle=False)``.
+    The buffer (only resuming training needs it) is verified and read only ``with_buffer``; otherwise
+    the buffer returned is None."""
     ckpt = resolve(path)
-    manifest = verify(ckpt)
+    manifest = verify(ckpt, with_buffer=with_buffer)
     try:
         tensors = load_file(str(ckpt / MODEL), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -200,10 +217,34 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     except Exception:
         raise CheckpointError(f"{ckpt / STATE}: not valid JSON state") from None
     buffer = None
-    if BUFFER in manifest["files"]:
+    if with_buffer and BUFFER in manifest["files"]:
         try:
             with np.load(ckpt / BUFFER, allow_pickle=False) as z:
                 buffer = {k: z[k] for k in z.files}
         except Exception as exc:
             raise CheckpointError(f"{ckpt / BUFFER}: cannot be loaded without pickle ({exc})") from None
     return tensors, state, buffer, ckpt
+
+
+def intact_checkpoint(path: str | Path) -> tuple[Path, list[tuple[Path, str]]]:
+    """The checkpoint ``path`` resolves to (a run dir: the one ``latest`` names) if it verifies, buffer
+    included, else the newest earlier one that does; with the damaged ones passed over and why, newest
+    first. Raises the first checkpoint's ``CheckpointError`` when none is intact."""
+    p = Path(path)
+    root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    newest_first = _numbered(root)[::-1]
+    try:
+        first = resolve(p)
+        candidates = [first] + [d for n, d in newest_first if n < _step_of(first)]
+        error = None
+    except CheckpointError as exc:  # ``latest`` names nothing usable: try every step, newest first
+        candidates, error = [d for _, d in newest_first], exc
+    skipped: list[tuple[Path, str]] = []
+    for ckpt in candidates:
+        try:
+            verify(ckpt, with_buffer=True)
+            return ckpt, skipped
+        except CheckpointError as exc:
+            error = error or exc
+            skipped.append((ckpt, str(exc)))
+    raise error or CheckpointError(f"{root}: no checkpoint found")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError
-from .vec import make_env
+from .envs import env_source
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class EvalResult:
 
 def evaluate(
     act: Callable[[np.ndarray], Any],
-    env_id: str,
+    env: Any,
     episodes: int,
     *,
     seed: int | None = None,
@@ -34,7 +34,9 @@ def evaluate(
     max_steps: int = 100_000,
 ) -> EvalResult:
     """Run ``episodes`` episodes with ``act(obs) -> action``; episode i is reset with ``seed + i``.
-    With ``video`` set, frames of the first episode are written to that .gif/.mp4 file."""
+    ``env``: an id (with ``env_kwargs``), an ``EnvSource``, an env instance (played as it is, and left
+    open) or a factory. With ``video`` set, frames of the first episode are written to that .gif/.mp4
+    file (the env must render ``rgb_array``: an id or a spec is made so, a factory must do it itself)."""
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} is out of range: allowed [1, inf)")
     if video is not None and Path(video).suffix.lower() not in (".gif", ".mp4"):
@@ -43,7 +45,10 @@ def evaluate(
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
         os.environ.setdefault("MUJOCO_GL", "egl")
-    env = make_env(env_id, env_kwargs, render_mode="rgb_array" if video is not None else None)
+    source = env_source(env, env_kwargs)
+    lent = source.form == "instance" and source.first is not None
+    env = source.make("rgb_array" if video is not None else None, reuse=True)
+    lent = lent and source.first is None  # the caller's own instance was used: it is theirs to close
     returns, lengths, frames = [], [], []
     try:
         for ep in range(episodes):
@@ -61,7 +66,8 @@ def evaluate(
             returns.append(total)
             lengths.append(n)
     finally:
-        env.close()
+        if not lent:
+            env.close()
     if video is not None:
         write_video(frames, video, fps=fps)
     return EvalResult(float(np.mean(returns)), float(np.std(returns)), tuple(returns), tuple(lengths))

@@ -7,6 +7,8 @@ the shared loops (``algos/onpolicy.py``, ``algos/offpolicy.py``) act on it.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +35,13 @@ class RunContext:
     """a training checkpoint (or run directory) to continue exactly where it stopped"""
     stop_at: int | None = None
     """stop at this many environment steps even if ``total_steps`` is larger (used by tests)"""
+    keep_checkpoints: int | None = None
+    """keep only this many newest checkpoints in ``checkpoint_dir`` (``None``: all)"""
+    on_episodes: Callable[[int, list[tuple[float, int]]], None] | None = None
+    """called with the step count and the ``(return, length)`` of each episode that ended by then"""
 
     HOOKS = ("logger", "checkpoint_dir", "checkpoint_every", "log_every", "callback", "on_start", "resume_from",
-             "stop_at")
+             "stop_at", "keep_checkpoints", "on_episodes")
 
     @property
     def log(self) -> Logger:
@@ -43,3 +49,46 @@ class RunContext:
 
     def every(self, default: int) -> int:
         return default if self.log_every is None else int(self.log_every)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a training loop once its current step was done and checkpointed.
+
+    A ``KeyboardInterrupt``, so code that handles Ctrl+C keeps working; ``checkpoint`` is the
+    checkpoint written (``None`` without a ``checkpoint_dir``)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at step {step}")
+        self.signum, self.step, self.checkpoint = int(signum), int(step), checkpoint
+
+
+class StopSignals:
+    """While the ``with`` block runs, SIGINT and SIGTERM only set ``signum``, so that a training loop
+    finishes its step, writes a checkpoint and stops, instead of dying mid-update with nothing saved.
+
+    The previous handlers come back on exit (a library call leaves the process as it found it). Python
+    lets only the main thread install handlers, so elsewhere nothing changes. A second signal raises
+    ``KeyboardInterrupt`` at once, for a user who will not wait (checkpoints are written atomically)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            # None: a handler installed outside Python, which signal.signal cannot put back; the default is closest
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum

@@ -5,44 +5,31 @@ episode returns the *reset* observation of the next episode, and ``final_obs`` c
 observation of the finished one so a truncated episode can be bootstrapped from it (terminated
 ones are not). ``LeanVecEnv`` is a plain loop over envs (gymnasium's SyncVectorEnv adds ~30 %
 per step on CartPole through info merging); ``GymVecEnv`` wraps ``gymnasium.vector`` (sync or
-async, i.e. one process per env) with ``AutoresetMode.SAME_STEP``.
+async, i.e. one process per env) with ``AutoresetMode.SAME_STEP``, or a user's own ``VectorEnv``.
+Where the envs come from (an id, an instance, a factory) is ``core/envs.py``'s ``EnvSource``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from ..config import ConfigError, check_choice, suggest
+from ..config import ConfigError, check_choice
+from .envs import FLATTENED, env_source
+from .envs import check_env_id as check_env_id  # re-exported: the CLI checks --env with it
 
 # ---------------------------------------------------------------------------------------------
 # making and checking single envs
 # ---------------------------------------------------------------------------------------------
 
 
-def check_env_id(env_id: str) -> None:
-    if env_id not in gym.registry:
-        raise ConfigError(f"unknown environment {env_id!r}{suggest(env_id, gym.registry.keys())}; "
-                          "see gymnasium.registry for the ids installed")
-
-
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode: str | None = None) -> gym.Env:
     """``gym.make`` plus flattening of Dict/Tuple/Discrete observations into a float vector."""
-    check_env_id(env_id)
-    kwargs = dict(env_kwargs or {})
-    if render_mode is not None:
-        kwargs["render_mode"] = render_mode
-    env = gym.make(env_id, **kwargs)
-    space = env.observation_space
-    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.Discrete, gym.spaces.MultiDiscrete,
-                          gym.spaces.MultiBinary)):
-        env = gym.wrappers.FlattenObservation(env)
-    elif not isinstance(space, gym.spaces.Box):
-        raise ConfigError(f"{env_id}: observation space {space} is not supported; use Box, Dict, Tuple or Discrete")
-    return env
+    return env_source(env_id, env_kwargs).make(render_mode)
 
 
 def check_action_space(env_id: str, space: gym.Space, algo: str) -> None:
@@ -209,13 +196,45 @@ class LeanVecEnv:
 
 class GymVecEnv:
     """``gymnasium.vector.SyncVectorEnv``/``AsyncVectorEnv`` with SAME_STEP autoreset, same interface as
-    ``LeanVecEnv``. Async runs each env in its own process (worth it for slow envs, e.g. MuJoCo)."""
+    ``LeanVecEnv``. Async runs each env in its own process (worth it for slow envs, e.g. MuJoCo).
+    ``GymVecEnv.adopt`` wraps a user's own ``VectorEnv`` instead."""
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], seeds: list[int], kind: str = "sync") -> None:
         cls = gym.vector.AsyncVectorEnv if kind == "async" else gym.vector.SyncVectorEnv
-        self.venv = cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        self._attach(cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP), seeds)
+
+    @classmethod
+    def adopt(cls, venv: Any, seeds: list[int]) -> GymVecEnv:
+        """A user's ``VectorEnv`` as it is (its wrappers, its env count). SAME_STEP autoreset passes
+        through; DISABLED is reset here (``reset_mask``) at the step that ends an episode. NEXT_STEP is
+        refused: its reset step takes an action and returns a reward-0 transition from the last
+        observation of one episode to the first of the next, which a fixed-shape rollout cannot drop."""
+        modes = gym.vector.AutoresetMode
+        raw = venv.metadata.get("autoreset_mode", modes.NEXT_STEP)  # gymnasium's default when unset
+        try:
+            mode = modes(raw)
+        except ValueError:
+            mode = None
+        if mode not in (modes.SAME_STEP, modes.DISABLED):
+            raise ConfigError(f"the {type(venv).__name__} resets with autoreset_mode={raw!s}; rlworks needs SAME_STEP "
+                              "or DISABLED: make it with gymnasium.make_vec(ID, num_envs=N, vectorization_mode='sync', "
+                              "vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP}), or pass "
+                              "the env id or a factory with n_envs=N")
+        space = venv.single_observation_space
+        if not isinstance(space, (gym.spaces.Box, *FLATTENED)):
+            raise ConfigError(f"observation space {space} is not supported; use Box, Dict, Tuple or Discrete")
+        self = cls.__new__(cls)
+        self._attach(venv, seeds, mode)
+        return self
+
+    def _attach(self, venv: Any, seeds: list[int], mode: Any = gym.vector.AutoresetMode.SAME_STEP) -> None:
+        self.venv, self.mode = venv, mode
         self.num_envs = self.venv.num_envs
-        self.single_observation_space = self.venv.single_observation_space
+        # Dict/Tuple/Discrete observations are flattened here, one env at a time: gymnasium's vector
+        # FlattenObservation refuses SAME_STEP envs
+        space = self.venv.single_observation_space
+        self._structured = None if isinstance(space, gym.spaces.Box) else space
+        self.single_observation_space = space if self._structured is None else gym.spaces.flatten_space(space)
         self.single_action_space = self.venv.single_action_space
         self.seeds = list(seeds)
         self.obs_dim = int(np.prod(self.single_observation_space.shape))
@@ -223,14 +242,23 @@ class GymVecEnv:
         self.ep_lengths = np.zeros(self.num_envs, dtype=np.int64)
 
     def reset(self) -> np.ndarray:
-        obs, _ = self.venv.reset(seed=self.seeds)
+        # the seeds are consecutive (seed + i), which is what every VectorEnv makes of one int seed
+        obs, _ = self.venv.reset(seed=int(self.seeds[0]))
         self.ep_returns[:] = 0
         self.ep_lengths[:] = 0
+        return self._batch(obs)
+
+    def _batch(self, obs: Any) -> np.ndarray:
+        if self._structured is not None:
+            obs = [self._flat(o) for o in gym.vector.utils.iterate(self.venv.observation_space, obs)]
         return np.asarray(obs, dtype=np.float64).reshape(self.num_envs, -1)
+
+    def _flat(self, one: Any) -> np.ndarray:
+        return np.ravel(one if self._structured is None else gym.spaces.flatten(self._structured, one))
 
     def step(self, actions):
         obs, rew, term, trunc, info = self.venv.step(actions)
-        obs = np.asarray(obs, dtype=np.float64).reshape(self.num_envs, -1)
+        obs = self._batch(obs)
         rew = np.asarray(rew, dtype=np.float64)
         term = np.asarray(term, dtype=bool)
         trunc = np.asarray(trunc, dtype=bool) & ~term
@@ -240,10 +268,15 @@ class GymVecEnv:
         self.ep_lengths += 1
         episodes = []
         if done.any():
-            mask = info.get("_final_obs", done)
+            if self.mode == gym.vector.AutoresetMode.DISABLED:  # obs holds the last observations: reset those envs
+                final[done] = obs[done]
+                new, _ = self.venv.reset(options={"reset_mask": done})
+                obs = self._batch(new)
+            else:
+                mask = info.get("_final_obs", done)
+                for i in np.flatnonzero(done & mask):
+                    final[i] = self._flat(info["final_obs"][i])
             for i in np.flatnonzero(done):
-                if mask[i]:
-                    final[i] = np.ravel(info["final_obs"][i])
                 episodes.append((float(self.ep_returns[i]), int(self.ep_lengths[i])))
             self.ep_returns[done] = 0.0
             self.ep_lengths[done] = 0
@@ -260,16 +293,22 @@ class GymVecEnv:
         self.venv.close()
 
 
-def make_vec_env(env_id: str, n_envs: int, seeds: list[int], kind: str = "lean",
+def make_vec_env(env: Any, n_envs: int, seeds: list[int], kind: str = "lean",
                  env_kwargs: dict[str, Any] | None = None):
-    """Build ``n_envs`` copies of ``env_id``; ``kind`` is ``lean`` (default), ``sync`` or ``async``."""
-    fns = [lambda: make_env(env_id, env_kwargs) for _ in range(n_envs)]
-    if kind == "lean":
-        return LeanVecEnv(fns, seeds)
-    if kind in ("sync", "async"):
-        return GymVecEnv(fns, seeds, kind)
+    """``n_envs`` envs from ``env`` (an id, an ``EnvSource`` or any form ``core.envs.env_source`` takes);
+    ``kind`` is ``lean`` (default), ``sync`` or ``async``. A user's VectorEnv is used as it is (its own
+    env count and kind); an env instance is the first env and the others are made from its spec."""
     check_choice("vec_env", kind, ("lean", "sync", "async"))
-    raise AssertionError("unreachable")
+    source = env_source(env, env_kwargs)
+    if source.vector is not None:
+        if n_envs != source.num_envs:
+            raise ConfigError(f"n_envs={n_envs} but {source.what} has {source.num_envs}; set n_envs={source.num_envs}")
+        return GymVecEnv.adopt(source.vector, seeds)
+    if n_envs > 1 and not source.copyable:
+        raise ConfigError(f"n_envs={n_envs} needs {n_envs} envs, but {source.what} has no spec to make more from; "
+                          "pass a zero-argument factory that returns a new env, or set n_envs=1")
+    fns = [functools.partial(source.make, reuse=True) for _ in range(n_envs)]
+    return LeanVecEnv(fns, seeds) if kind == "lean" else GymVecEnv(fns, seeds, kind)
 
 
 # ---------------------------------------------------------------------------------------------
