@@ -149,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     args.compile_seconds = None
     torch.set_num_threads(args.threads)
     if args.lib == "rlworks":  # what the CLI enters for the whole process (rlworks.train sets the rest itself)
-        from rlworks.core import allocator
+        from rlworks.core.runtime import retain_freed_memory_for_process
 
-        allocator.retain_freed_memory()
+        retain_freed_memory_for_process()
     import gymnasium  # noqa: F401  (imports outside the timed region, for both libraries)
 
     if args.lib == "sb3":

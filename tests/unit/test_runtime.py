@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import rlworks
-from rlworks.core import allocator, runtime
+from rlworks.core import runtime
 
 
 @pytest.fixture
 def malloc_calls(monkeypatch):
     calls = []
-    monkeypatch.setattr(allocator, "retain_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(runtime, "retain_freed_memory_for_process", lambda: calls.append(1) or True)
     return calls
 
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,15 +41,6 @@ def choose(backend: str, update: Callable[..., Any], fused: Callable[..., Any] |
         assert fused is not None, "resolve() gives 'fused' only where there is one"
         return fused
     return update
-
-
-@functools.cache
-def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` excluded from compiled graphs (a graph break around it). Called only while compiling, so
-    importing the algorithms does not import ``torch._dynamo`` (+1 s and +70 MB on CPU)."""
-    import torch
-
-    return torch.compiler.disable(fn)
 
 
 class CompiledUpdate:

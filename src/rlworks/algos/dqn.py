@@ -209,7 +209,11 @@ def update(st: DQNState, cfg: DQNConfig, obs: torch.Tensor, actions: torch.Tenso
     """One gradient step of the Huber TD loss on Q(s, a); returns (loss, Q(s, a)) detached."""
     q_taken = st.q(obs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     loss = q_loss(q_taken, targets, weights)
-    offpolicy.gradient_step(st.q_opt, loss, cfg.max_grad_norm)
+    st.q_opt.zero_grad()
+    loss.backward()
+    if cfg.max_grad_norm > 0:  # global gradient-norm clip (as SB3's DQN)
+        torch.nn.utils.clip_grad_norm_(st.q_opt.params, cfg.max_grad_norm)
+    st.q_opt.step()
     return loss.detach(), q_taken.detach()
 
 

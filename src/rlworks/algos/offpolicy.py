@@ -26,13 +26,13 @@ from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source
 from ..core.guards import NonFiniteError, check_array, check_module
+from ..core.optim import eager
 from ..core.replay import Batch as ReplayBatch
 from ..core.replay import ReplayBuffer
 from ..core.run import RunContext, StopSignals, TrainingInterrupted
 from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
-from . import backends
 from .agent import OffPolicyAgent, scale_actions, to_tensor
 
 # ---------------------------------------------------------------------------------------------
@@ -49,24 +49,11 @@ def polyak_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: f
             torch._foreach_lerp_(target, online, tau)
 
 
-def gradient_step(optimizer: Any, loss: torch.Tensor, max_grad_norm: float = 0.0) -> None:
-    """zero_grad → backward → (clip the global gradient norm) → step: one optimizer step on ``loss``.
-    Under ``backend="compile"`` this stays eager (the optimizer's fused kernel updates its tensors in
-    place, which a compiled graph refuses); the loss's forward and backward graphs are compiled."""
-    if torch.compiler.is_compiling():
-        return backends.eager(gradient_step)(optimizer, loss, max_grad_norm)
-    optimizer.zero_grad()
-    loss.backward()
-    if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(optimizer.params, max_grad_norm)
-    optimizer.step()
-
-
 def count_update(state: Any, every: int) -> bool:
     """Count one gradient step in ``state.n_updates``; True when the count is a multiple of ``every``.
     Kept out of compiled graphs, which would otherwise specialise on the counter's value."""
     if torch.compiler.is_compiling():
-        return backends.eager(count_update)(state, every)
+        return eager(count_update)(state, every)
     state.n_updates += 1
     return state.n_updates % every == 0
 

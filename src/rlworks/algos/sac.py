@@ -205,18 +205,24 @@ def update(st: SACState, cfg: SACConfig, batch: dict[str, torch.Tensor], generat
     a_pi, logp_pi = a_both[:B], logp_both[:B]
     alpha = st.log_alpha.value.detach().exp()
     if st.alpha_opt is not None:  # the temperature step uses this step's samples; α for the losses is the old one
-        offpolicy.gradient_step(st.alpha_opt, temperature_loss(st.log_alpha.value, logp_pi, st.target_entropy))
+        st.alpha_opt.zero_grad()
+        temperature_loss(st.log_alpha.value, logp_pi, st.target_entropy).backward()
+        st.alpha_opt.step()
 
     with torch.no_grad():
         q_next = st.critic_target(batch["next_obs"], a_both[B:])
         y = soft_targets(batch["returns"], batch["discounts"], q_next, logp_both[B:], alpha)
     q = st.critic(obs, batch["actions"])
     q_loss = critic_loss(q, y)
-    offpolicy.gradient_step(st.critic_opt, q_loss)
+    st.critic_opt.zero_grad()
+    q_loss.backward()
+    st.critic_opt.step()
 
     q_pi = st.critic(obs, a_pi)
     pi_loss = actor_loss(q_pi, logp_pi, alpha)
-    offpolicy.gradient_step(st.actor_opt, pi_loss)
+    st.actor_opt.zero_grad()
+    pi_loss.backward()  # also into the critics' .grad, cleared before their next step
+    st.actor_opt.step()
 
     if offpolicy.count_update(st, cfg.target_update_interval):
         offpolicy.polyak_update(*st.polyak, cfg.tau)

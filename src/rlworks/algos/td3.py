@@ -175,11 +175,15 @@ def update(st: TD3State, cfg: TD3Config, batch: dict[str, torch.Tensor], generat
         y = td3_targets(batch["returns"], batch["discounts"], st.critic_target(batch["next_obs"], next_a))
     q = st.critic(batch["obs"], batch["actions"])
     q_loss = critic_loss(q, y)
-    offpolicy.gradient_step(st.critic_opt, q_loss)
+    st.critic_opt.zero_grad()
+    q_loss.backward()
+    st.critic_opt.step()
     metrics = {"losses/q_loss": q_loss.detach(), "losses/q_values": q.detach().mean()}
     if offpolicy.count_update(st, cfg.policy_delay):  # delayed policy and target updates (§5.2)
         pi_loss = actor_loss(st.critic(batch["obs"], st.actor(batch["obs"]))[0])
-        offpolicy.gradient_step(st.actor_opt, pi_loss)
+        st.actor_opt.zero_grad()
+        pi_loss.backward()  # also into the critics' .grad, cleared before their next step
+        st.actor_opt.step()
         offpolicy.polyak_update(*st.polyak, cfg.tau)
         metrics["losses/actor_loss"] = pi_loss.detach()
     return metrics

@@ -12,9 +12,18 @@ safetensors + JSON. ``param_groups[0]["lr"]`` is read at every step (for anneali
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
+
+
+@functools.cache
+def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` excluded from ``torch.compile`` graphs (a graph break around it). Asked for only while
+    compiling, so that nothing imports ``torch._dynamo`` (+1 s, +70 MB) unless backend "compile" runs."""
+    return torch.compiler.disable(fn)
 
 
 class _Base:
@@ -23,6 +32,13 @@ class _Base:
         self.param_groups = [{"lr": float(lr)}]
         #: per-parameter state tensors by name; each optimizer fills it in its constructor
         self.buffers: dict[str, list[torch.Tensor]] = {}
+
+    def step(self) -> None:
+        """One optimizer step. Under ``torch.compile`` it runs eagerly: the fused kernel updates its
+        tensors in place, which a compiled graph refuses (the loss's graphs are still compiled)."""
+        if torch.compiler.is_compiling():
+            return eager(type(self)._step)(self)
+        self._step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -58,7 +74,7 @@ class Adam(_Base):
         self.buffers = {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.steps}
 
     @torch.no_grad()
-    def step(self) -> None:
+    def _step(self) -> None:
         torch._foreach_add_(self.steps, 1.0)
         torch._fused_adam_(self.params, self._grads(), self.exp_avg, self.exp_avg_sq, [], self.steps,
                            lr=self.param_groups[0]["lr"], beta1=self.betas[0], beta2=self.betas[1],
@@ -75,7 +91,7 @@ class RMSprop(_Base):
         self.buffers = {"square_avg": self.square_avg}
 
     @torch.no_grad()
-    def step(self) -> None:
+    def _step(self) -> None:
         grads = self._grads()
         torch._foreach_mul_(self.square_avg, self.alpha)
         torch._foreach_addcmul_(self.square_avg, grads, grads, 1.0 - self.alpha)

@@ -10,13 +10,20 @@ Why each setting (measurements in docs/benchmarks.md):
   loaded machine;
 * flush-to-zero: Adam's second-moment estimates decay into the denormal range, where x86 float
   arithmetic is 10–100× slower; flushing is deterministic;
-* ``retain_freed_memory`` (glibc): keeps freed heap between updates instead of returning it to the
-  kernel (``core/allocator.py``). glibc has no way to read or restore these thresholds, so only a
-  caller that owns the process (the CLI, the benchmarks) turns it on.
+* ``retain_freed_memory`` (glibc): an update allocates and frees the same few megabytes every step;
+  with glibc's defaults the heap above the live data is handed back to the kernel and faulted back in
+  on the next step (about 90 minor page faults per SAC update on Pendulum, ~5 % of its time). Fixing
+  the thresholds (blocks under 32 MB from the heap, up to 64 MB of free heap top kept) stops that;
+  larger blocks (a replay buffer) are still mapped on their own, so peak memory is unchanged. glibc
+  has no way to read or restore these thresholds (and fixing them turns off its adaptive threshold),
+  so only a caller that owns the process (the CLI, the benchmarks) turns it on. Not glibc: a no-op.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,11 +56,31 @@ def tuned(num_threads: int | None = 1, *, flush_denormal: bool = True, matmul_pr
         if flush_denormal:
             torch.set_flush_denormal(True)
         if retain_freed_memory:
-            from . import allocator
-
-            allocator.retain_freed_memory()
+            retain_freed_memory_for_process()
         yield
     finally:
         torch.set_num_threads(threads)
         torch.set_float32_matmul_precision(precision)
         torch.set_flush_denormal(ftz)
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+MMAP_THRESHOLD = 32 * 1024 * 1024  # the largest value glibc's own adaptive threshold reaches
+TRIM_THRESHOLD = 64 * 1024 * 1024
+_retained: bool | None = None
+
+
+def retain_freed_memory_for_process() -> bool:
+    """Fix glibc's mmap and trim thresholds (once per process; see the module docstring); True where set."""
+    global _retained
+    if _retained is None:
+        _retained = False
+        if sys.platform.startswith("linux"):
+            try:
+                mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+            except (OSError, AttributeError):
+                return False
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            _retained = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD,
+                                                                                          TRIM_THRESHOLD))
+    return _retained

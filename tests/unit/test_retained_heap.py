@@ -1,4 +1,4 @@
-"""core.allocator: after ``retain_freed_memory`` an update's temporaries reuse heap pages instead of
+"""core.runtime's retained heap: with ``retain_freed_memory`` an update's temporaries reuse heap pages instead of
 faulting fresh ones in (glibc); elsewhere it is a no-op that says so."""
 
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rlworks.core import allocator
+from rlworks.core import runtime
 
 FAULTS = r'''
 import resource, torch
@@ -29,8 +29,8 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 200)
 
 
 def test_retain_freed_memory_is_idempotent():
-    first = allocator.retain_freed_memory()
-    assert allocator.retain_freed_memory() is first
+    first = runtime.retain_freed_memory_for_process()
+    assert runtime.retain_freed_memory_for_process() is first
     if sys.platform.startswith("linux"):  # glibc here (the CI image); the thresholds were set
         assert first is True
 
