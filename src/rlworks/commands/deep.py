@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-from ..config import MATMUL_PRECISIONS, ConfigError, from_dict, load_toml, suggest
+from ..config import MATMUL_PRECISIONS, ConfigError, from_dict, suggest
 from . import options
 from .options import QUIET_HELP, at_least, choice_arg, device_arg
 from .parsing import Parser, is_checkpoint, is_step_dir, read_run
+from .resolve import DEFAULT_TOTAL_STEPS, help_text, print_config, resolve
 
-DEFAULT_TOTAL_STEPS = 100_000
 #: flags of the tabular learners, so that a deep algorithm can say whose they are
 TABULAR_FLAGS = {
     "planning-steps": "dyna-q",
@@ -133,96 +131,6 @@ def _reject_unknown(extras: list[str], parser: Parser, algo: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _config_file(path: str, algo: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(config fields, run keys env/total_steps) of a user's ``--config`` file."""
-    from ..algos import config_class, field_owner
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    table = load_toml(p)
-    cls = config_class(algo)
-    names = {f.name for f in dataclasses.fields(cls)}
-    fields, extras = {}, {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            raise ConfigError(f"{p}: expected a flat table of {cls.__name__} fields, found the table [{key}] "
-                              f"(to use a shipped preset, pass --preset NAME)")
-        if key == "env":
-            if not isinstance(value, str):
-                raise ConfigError(f"{p}: env = {value!r} is not an env id string")
-            extras[key] = value
-        elif key == "total_steps":
-            if not options.is_type(value, int):
-                raise ConfigError(f"{p}: total_steps = {value!r} is not an integer")
-            if value < 1:
-                raise ConfigError(f"{p}: total_steps = {value!r} is out of range: allowed [1, inf)")
-            extras[key] = value
-        elif key in names:
-            fields[key] = options.check_value(str(p), cls, key, value)
-        else:
-            owners = field_owner(key)
-            whose = f" (a field of {', '.join(owners)})" if owners else suggest(key, [*names, "env", "total_steps"])
-            raise ConfigError(f"{p}: unknown field {key!r} for {algo}{whose}")
-    return fields, extras
-
-
-@dataclasses.dataclass
-class Plan:
-    """What ``rlworks train ALGO ...`` will run, before anything is written."""
-
-    config: Any
-    env_id: str | None
-    preset: str | None
-    preset_given: bool
-    total_steps: int
-
-
-def _resolve(algo: str, env_id: str | None, ns: argparse.Namespace) -> Plan:
-    from ..algos import config_class, preset_config, preset_extras
-
-    cls = config_class(algo)
-    from_file, file_extras = _config_file(ns.config, algo) if ns.config else ({}, {})
-    env_id = env_id or ns.env or file_extras.get("env")
-    base, preset = preset_config(algo, env_id, ns.preset)
-    extras = preset_extras(algo, preset)
-    cfg = from_dict(cls, {**dataclasses.asdict(base), **from_file, **options.given(ns, cls)})
-    total = ns.total_steps or file_extras.get("total_steps") or extras.get("total_steps") or DEFAULT_TOTAL_STEPS
-    return Plan(cfg, env_id or extras.get("env"), preset, ns.preset is not None, int(total))
-
-
-def _help_text(algo: str, plan: Plan, ns: argparse.Namespace) -> str:
-    from ..algos import info, presets
-
-    a = info(algo)
-    names = ", ".join(sorted(presets(algo))) or "none"
-    if plan.preset is not None:
-        how = f"the preset {plan.preset!r} ({'--preset' if plan.preset_given else 'the preset of --env'})"
-    elif plan.env_id:
-        how = f"the config's defaults (no preset for {plan.env_id})"
-    else:
-        how = "the config's defaults (--env ID applies that env's preset, if it has one)"
-    layers = [how] + ([f"then {ns.config}"] if ns.config else []) + ["then the options on this command line"]
-    lines = [f"{a.summary}. Actions: {', '.join(a.actions)}; observations: {', '.join(a.observations)}.",
-             f"The defaults shown are the values this command would use: {', '.join(layers)}.",
-             f"Shipped presets: {names}."]
-    return "\n".join(textwrap.fill(line, 100) for line in lines)
-
-
-def _print_config(algo: str, plan: Plan, seed: int, fmt: str, config_file: str | None) -> None:
-    values = dataclasses.asdict(plan.config)
-    if fmt == "json":
-        print(json.dumps({"algo": algo, "env": plan.env_id, "preset": plan.preset, "config_file": config_file,
-                          "total_steps": plan.total_steps, "seed": seed, "config": values}, indent=2))
-        return
-    print(f"# rlworks train {algo}: resolved config (preset {plan.preset or 'none'}"
-          f"{', then ' + config_file if config_file else ''}, then the command line; seed {seed})")
-    print("# pass this file back with --config FILE.toml")
-    if plan.env_id:
-        print(f"env = {options.toml_value(plan.env_id)}")
-    print(f"total_steps = {plan.total_steps}")
-    for k, v in values.items():
-        print(f"# {k} is unset (None)" if v is None else f"{k} = {options.toml_value(v)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,15 +149,15 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
     parser = train_parser(algo)
     ns, extras = parser.parse_known_args(argv)
     _reject_unknown(extras, parser, algo)
-    plan = _resolve(algo, env_id, ns)
+    plan = resolve(algo, env_id, ns)
     if ns.help:  # parsed again so that the defaults listed are the resolved ones
-        print(train_parser(algo, plan.config, plan.total_steps, _help_text(algo, plan, ns)).format_help(), end="")
+        print(train_parser(algo, plan.config, plan.total_steps, help_text(algo, plan, ns)).format_help(), end="")
         return 0
     if not plan.env_id:
         raise ConfigError("--env is required (a gymnasium id such as CartPole-v1)")
     check_env_id(plan.env_id)
     if ns.print_config:
-        _print_config(algo, plan, ns.seed, ns.print_config, ns.config)
+        print_config(algo, plan, ns.seed, ns.print_config, ns.config)
         return 0
     env_id, total, seed = plan.env_id, plan.total_steps, ns.seed
     # an env with kwargs or wrappers is recorded in config.json, from which resume rebuilds it
