@@ -26,13 +26,7 @@ SMALL = {"ppo": dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, hidden=(16
 STEPS = {"ppo": 256, "dqn": 200}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny MLPs: one thread is fastest, and on a loaded 2-core machine more threads spin and stall
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _plain_cartpole(render_mode=None):

@@ -21,12 +21,7 @@ from rlworks.core import fastgrad
 MODULES = {"ppo": ppo, "a2c": a2c, "reinforce": reinforce}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _session(algo: str, env_id: str, backend: str, **over) -> onpolicy.Session:
