@@ -109,6 +109,23 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def overlay(cls: type, base: Any, given: dict[str, Any]) -> Any:
+    """``base`` (a preset's config) with the fields in ``given`` replaced, adapted to a changed env count.
+
+    A preset's minibatch size is tuned for its own rollout (``n_envs * n_steps``). When ``given``
+    changes ``n_envs`` (a user's ``--n-envs 2``, a VectorEnv's own count) but sets neither
+    ``batch_size`` nor ``n_steps``, the minibatch size is scaled with the rollout so that each epoch
+    still makes the same number of minibatches, instead of failing with "batch_size=256 is out of
+    range" (SB3 only warns and truncates the last minibatch)."""
+    data = {**dataclasses.asdict(base), **given}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if ({"n_envs", "n_steps", "batch_size"} <= names and "n_envs" in given
+            and not {"batch_size", "n_steps"} & given.keys() and given["n_envs"] != base.n_envs):
+        minibatches = max(1, (base.n_envs * base.n_steps) // base.batch_size)
+        data["batch_size"] = max(1, int(given["n_envs"]) * base.n_steps // minibatches)
+    return from_dict(cls, data)
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring written under each dataclass field (the CleanRL/tyro convention)."""
     try:

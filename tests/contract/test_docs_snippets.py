@@ -37,3 +37,37 @@ def test_snippet_runs_verbatim(name, code, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env=env, check=False)
     assert out.returncode == 0, f"{name} failed:\n{code}\n{out.stderr[-3000:]}"
+
+
+# A path the docs cite: a repository folder then a path (globs and prefixes ending in "-" or "_" allowed).
+CITED = re.compile(r"(?<![\w/.-])((?:src|benchmarks|docs|tests)/[\w./*{},-]*)")
+
+
+def _expand(cited: str) -> list[str]:
+    """Shell brace expansion, one level: ``a{,-b}.json`` -> ``a.json``, ``a-b.json``."""
+    m = re.search(r"\{([^{}]*)\}", cited)
+    if not m:
+        return [cited]
+    return [cited[: m.start()] + alt + cited[m.end():] for alt in m.group(1).split(",")]
+
+
+def _cited_paths() -> list[tuple[str, str]]:
+    out = []
+    for path in FILES:
+        for m in CITED.finditer(path.read_text()):
+            out += [(str(path.relative_to(ROOT)), c.rstrip(".,")) for c in _expand(m.group(1))]
+    return sorted(set(out))
+
+
+def test_docs_cite_only_files_in_the_repository():
+    cited_paths = _cited_paths()
+    assert len(cited_paths) > 20  # the pattern finds the docs' citations at all
+    missing = []
+    for doc, cited in cited_paths:
+        if "*" in cited or cited.endswith(("-", "_")):  # a glob or a file-name prefix: something must match
+            pattern = cited if "*" in cited else cited + "*"
+            if not list(ROOT.glob(pattern)):
+                missing.append(f"{doc}: {cited}")
+        elif not (ROOT / cited).exists():
+            missing.append(f"{doc}: {cited}")
+    assert not missing, "docs cite paths that are not in the repository:\n" + "\n".join(missing)

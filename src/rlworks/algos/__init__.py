@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import MATMUL_PRECISIONS, PRESET_DIR, ConfigError, from_dict, load_toml, suggest
+from ..config import MATMUL_PRECISIONS, PRESET_DIR, ConfigError, from_dict, load_toml, overlay, suggest
 from ..core.envs import env_source
 from .registry import ALGOS, OFFPOLICY_ALGOS, REGISTRY, AlgoInfo
 
@@ -120,8 +120,7 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
             if owners:
                 raise ConfigError(f"{k!r} is a field of {', '.join(owners)}, not of {algo}")
     # a VectorEnv's own env count wins over the preset's and the caller's n_envs (documented above)
-    cfg = from_dict(cls, {**dataclasses.asdict(base), **overrides,
-                          **({"n_envs": source.num_envs} if source.num_envs else {})})
+    cfg = overlay(cls, base, {**overrides, **({"n_envs": source.num_envs} if source.num_envs else {})})
     if evaluation and not source.copyable:
         raise ConfigError(f"eval_every needs a second env to evaluate on, and {source.what} has no spec to make "
                           "one from; pass a zero-argument factory that returns a new env")

@@ -76,6 +76,15 @@ class _AgentCommon:
             source = self.env
         return evaluate(lambda o: self.act(o, deterministic), source, episodes, seed=seed, video=video)
 
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[Any, None]:
+        """Stable-Baselines3's call: ``(action, None)``. Like SB3, ``deterministic`` defaults to False
+        (``act`` defaults to True); ``state`` and ``episode_start`` exist for recurrent policies and are
+        ignored (none of these policies is recurrent), so SB3 code runs unchanged."""
+        if state is not None:
+            raise ConfigError("predict(state=...) is for recurrent policies; this policy has no recurrent state")
+        return self.act(observation, deterministic), None
+
     def save(self, path: str | Path, *, keep: int | None = None) -> Path:
         """Write the agent as a checkpoint directory (``path/step-<N>/`` + ``path/latest``); ``keep``
         keeps only that many newest step directories there."""

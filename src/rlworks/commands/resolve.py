@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, from_dict, load_toml, suggest
+from ..config import ConfigError, load_toml, overlay, suggest
 from . import options
 
 DEFAULT_TOTAL_STEPS = 100_000
@@ -70,7 +70,7 @@ def resolve(algo: str, env_id: str | None, ns: argparse.Namespace) -> Plan:
     env_id = env_id or ns.env or file_extras.get("env")
     base, preset = preset_config(algo, env_id, ns.preset)
     extras = preset_extras(algo, preset)
-    cfg = from_dict(cls, {**dataclasses.asdict(base), **from_file, **options.given(ns, cls)})
+    cfg = overlay(cls, base, {**from_file, **options.given(ns, cls)})
     total = ns.total_steps or file_extras.get("total_steps") or extras.get("total_steps") or DEFAULT_TOTAL_STEPS
     return Plan(cfg, env_id or extras.get("env"), preset, ns.preset is not None, int(total))
 
