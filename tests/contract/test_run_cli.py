@@ -70,6 +70,27 @@ def test_signal_writes_a_checkpoint_and_resume_finishes_the_run(tmp_path, algo, 
     assert steps == sorted(steps) and steps[-1] == total
 
 
+def test_ctrl_c_to_the_process_group_with_async_workers(tmp_path):
+    """A terminal's Ctrl+C reaches every process of the group, the env workers of ``--vec-env async`` too:
+    they ignore it, so the trainer still finishes its step, checkpoints and exits 130."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rlworks.cli", "train", "ppo", "--env", "CartPole-v1",
+                             "--vec-env", "async", "--n-envs", "2", "--total-steps", "100000", "--checkpoint-every",
+                             "1000", "--run-dir", str(run), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, start_new_session=True)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "latest").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted at step" in err and "Traceback" not in err, err[-2000:]
+    step = int(err.split("interrupted at step ")[1].split(";")[0])
+    assert _latest(run) == f"step-{step}"
+
+
 def test_keep_checkpoints(tmp_path):
     run = tmp_path / "run"
     out = cli("train", "a2c", "--env", "CartPole-v1", "--total-steps", "2000", "--checkpoint-every", "400",

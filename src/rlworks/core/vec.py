@@ -194,12 +194,25 @@ class LeanVecEnv:
             env.close()
 
 
+def _ignoring_sigint(make: Callable[[], gym.Env]) -> gym.Env:
+    """Run in an async worker process before it makes its env: ignore SIGINT there. A terminal's Ctrl+C
+    goes to every process of the group; a worker that died of it would leave the trainer unable to
+    finish its step and write the checkpoint it is stopping for (core/run.py StopSignals). The
+    trainer closes the workers itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return make()
+
+
 class GymVecEnv:
     """``gymnasium.vector.SyncVectorEnv``/``AsyncVectorEnv`` with SAME_STEP autoreset, same interface as
     ``LeanVecEnv``. Async runs each env in its own process (worth it for slow envs, e.g. MuJoCo).
     ``GymVecEnv.adopt`` wraps a user's own ``VectorEnv`` instead."""
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], seeds: list[int], kind: str = "sync") -> None:
+        if kind == "async":  # Ctrl+C reaches the whole process group: only the trainer should act on it
+            env_fns = [functools.partial(_ignoring_sigint, fn) for fn in env_fns]
         cls = gym.vector.AsyncVectorEnv if kind == "async" else gym.vector.SyncVectorEnv
         self._attach(cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP), seeds)
 
