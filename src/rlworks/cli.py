@@ -121,13 +121,19 @@ def cmd_list(argv: list[str], console: Console) -> int:
 
     if argv:
         raise ConfigError(f"rlworks list takes no arguments (got {' '.join(argv)})")
+    algos = [*tabular.list_algorithms(),
+             *((name, f"deep, {' or '.join(a.actions)} actions: {a.summary}") for name, a in REGISTRY.items())]
+    if not console.is_terminal:  # piped (grep, head): one unwrapped line per entry, name TAB description
+        for name, what in algos:
+            print(f"{name}\t{what}")
+        for env_id, what in tabular.TABULAR_ENVS:
+            print(f"{env_id}\ttabular env: {what}")
+        return 0
     t = Table(title="algorithms")
     t.add_column("name", style="bold")
     t.add_column("what")
-    for name, what in tabular.list_algorithms():
+    for name, what in algos:
         t.add_row(name, what)
-    for name, a in REGISTRY.items():
-        t.add_row(name, f"deep, {' or '.join(a.actions)} actions: {a.summary}")
     console.print(t)
     e = Table(title="environments for tabular methods (any Discrete-observation Gymnasium env works too)")
     e.add_column("id", style="bold")

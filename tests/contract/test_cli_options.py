@@ -154,6 +154,17 @@ def test_list_reads_the_registry(capsys):
         assert name in text and info.summary.split()[0] in text
 
 
+def test_list_piped_is_one_unwrapped_line_per_entry():
+    out = cli("list")  # stdout is a pipe here
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert all(line.count("\t") == 1 for line in lines), lines
+    names = [line.split("\t")[0] for line in lines]
+    assert set(REGISTRY) <= set(names) and "q-learning" in names and "rlworks/GridWorld-v0" in names
+    for name, info in REGISTRY.items():
+        assert info.summary in lines[names.index(name)]  # not cut by an 80-column table
+
+
 # ---------------------------------------------------------------------------------------------
 # faults found trying the CLI as a new user
 # ---------------------------------------------------------------------------------------------
