@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch
 
@@ -14,3 +15,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class DictObsEnv(gym.Env):
+    """A Dict observation (a Box and a Discrete: 5 numbers flattened) with random values; every step ends the
+    episode when ``terminates``, else none does (pair it with ``max_episode_steps``)."""
+
+    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,)), "b": gym.spaces.Discrete(3)})
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, terminates: bool = False) -> None:
+        self.terminates = terminates
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, self.terminates, False, {}
+
+
+@pytest.fixture
+def dict_obs_env():
+    """The ``DictObsEnv`` class (test modules cannot import conftest under --import-mode=importlib)."""
+    return DictObsEnv

@@ -181,26 +181,14 @@ def test_next_step_vector_env_is_refused_with_the_fix():
         rlworks.train("ppo", venv, total_steps=64, **SMALL["ppo"])
 
 
-def test_vector_env_with_dict_observations_is_flattened():
-    gym.register("rlworks-test/AnyEnvDict-v0", entry_point=_DictObsEnv, max_episode_steps=5)
+def test_vector_env_with_dict_observations_is_flattened(dict_obs_env):
+    gym.register("rlworks-test/AnyEnvDict-v0", entry_point=dict_obs_env, max_episode_steps=5)
     venv = gym.make_vec("rlworks-test/AnyEnvDict-v0", num_envs=2, vector_kwargs={"autoreset_mode": SAME_STEP})
     adopted = GymVecEnv.adopt(venv, [0, 1])
     assert adopted.reset().shape == (2, 5)
     _, out = _stream(adopted, 6)
     truncated = out[4]  # step 5 truncates both envs: their final observations come flattened
     assert truncated[3].all() and truncated[4].shape == (2, 5) and np.abs(truncated[4]).sum(1).min() > 0
-
-
-class _DictObsEnv(gym.Env):
-    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,)), "b": gym.spaces.Discrete(3)})
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), 0.0, False, False, {}
 
 
 # ---------------------------------------------------------------------------------------------

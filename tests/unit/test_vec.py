@@ -127,24 +127,12 @@ def test_env_snapshot_restores_exactly():
         assert x[1:4] == y[1:4]
 
 
-def test_dict_observations_are_flattened():
+def test_dict_observations_are_flattened(dict_obs_env):
     env = make_env("CartPole-v1")
     assert isinstance(env.observation_space, gym.spaces.Box)
-    gym.register("rlworks-test/DictObs-v0", entry_point=_DictObsEnv)
+    gym.register("rlworks-test/DictObs-v0", entry_point=dict_obs_env, kwargs={"terminates": True})
     env = make_env("rlworks-test/DictObs-v0")
     assert env.observation_space.shape == (5,)
-
-
-class _DictObsEnv(gym.Env):
-    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,)), "b": gym.spaces.Discrete(3)})
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), 0.0, True, False, {}
 
 
 def test_unknown_env_and_unsupported_action_space():
