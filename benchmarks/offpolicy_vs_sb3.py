@@ -90,7 +90,9 @@ def child(a) -> dict:
             from rlworks.config import PRESET_DIR, from_dict, load_toml
 
             table = load_toml(PRESET_DIR / f"{a.algo}.toml")[env_id]
-            cfg = from_dict(mod.CONFIG, {k: v for k, v in table.items() if k not in ("env", "total_steps")})
+            from rlworks.algos import RUN_KEYS  # env, total_steps, eval_every, ...: run defaults, not fields
+
+            cfg = from_dict(mod.CONFIG, {k: v for k, v in table.items() if k not in RUN_KEYS})
         else:
             noise = {"exploration_noise": TD3_NOISE} if a.algo == "td3" else {}
             cfg = mod.CONFIG(**hp, **noise, hidden=tuple(arch))

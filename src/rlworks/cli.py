@@ -4,6 +4,7 @@
     rlworks train --resume RUN_DIR        continue a deep run where it stopped (its options: --resume --help)
     rlworks plan value-iteration|policy-iteration --env ID
     rlworks eval RUN_DIR                  greedy episodes of a saved agent
+    rlworks compare RUN_OR_GLOB ...       runs and seed sets side by side: IQM with 95% bootstrap intervals, curves
     rlworks lab                           the live grid world in the browser
     rlworks list                          algorithms and envs
     rlworks bench                         benchmarks against the peers, printed as ratios
@@ -23,7 +24,7 @@ from rlworks.commands.parsing import Done
 from rlworks.config import ConfigError, suggest
 
 USAGE = __doc__.split("\n\n")[1]
-COMMANDS = ("train", "plan", "eval", "lab", "list", "bench")
+COMMANDS = ("train", "plan", "eval", "compare", "lab", "list", "bench")
 
 
 class _Console(Console):
@@ -105,6 +106,12 @@ def cmd_eval(argv: list[str], console: Console) -> int:
     return tabular.evaluate(args, console)
 
 
+def cmd_compare(argv: list[str], console: Console) -> int:
+    from rlworks.commands import compare
+
+    return compare.main(argv)
+
+
 def cmd_lab(argv: list[str], console: Console) -> int:
     try:
         from rlworks.commands import lab
@@ -164,8 +171,8 @@ def cmd_bench(argv: list[str], console: Console) -> int:
     return bench.main(argv)
 
 
-HANDLERS = {"train": cmd_train, "plan": cmd_plan, "eval": cmd_eval, "lab": cmd_lab, "list": cmd_list,
-            "bench": cmd_bench}
+HANDLERS = {"train": cmd_train, "plan": cmd_plan, "eval": cmd_eval, "compare": cmd_compare, "lab": cmd_lab,
+            "list": cmd_list, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,11 +65,14 @@ def test_every_field_of_every_algorithm_is_an_option_that_round_trips_its_defaul
     for f in dataclasses.fields(cls):
         flag = f"--{f.name.replace('_', '-')}"
         assert flag in parser.option_names(), flag
+        if f.default is None:  # "unset" (e.g. actor_hidden: take hidden) is the default only, never a flag's value
+            continue
         tp = typing.get_type_hints(cls)[f.name]
         value = (",".join(map(str, f.default)) if typing.get_origin(tp) is tuple
                  else str(f.default).lower() if tp is bool else str(f.default))
         argv += [flag, value]
-    assert given(parser.parse_args(argv), cls) == dataclasses.asdict(cls())
+    expected = {k: v for k, v in dataclasses.asdict(cls()).items() if v is not None}
+    assert given(parser.parse_args(argv), cls) == expected
 
 
 def test_integers_accept_exact_scientific_notation(capsys):
@@ -119,6 +122,24 @@ def test_config_file_sits_between_the_preset_and_the_flags(tmp_path, capsys):
     assert printed_config(capsys, "--config", str(again))["config"] == cfg
 
 
+def test_config_file_sets_the_evaluation_and_keep_as_a_preset_does(tmp_path, capsys):
+    mine = tmp_path / "mine.toml"
+    mine.write_text('env = "CartPole-v1"\neval_every = 4000\neval_episodes = 3\nkeep = "best"\n')
+    got = printed_config(capsys, "--config", str(mine))
+    assert (got["eval_every"], got["eval_episodes"], got["keep"]) == (4000, 3, "best")
+    got = printed_config(capsys, "--config", str(mine), "--eval-every", "500", "--keep", "last")  # the flags win
+    assert (got["eval_every"], got["eval_episodes"], got["keep"]) == (500, 3, "last")
+    # the TOML of --print-config carries them, so it gives the same run back
+    code, toml_text, _ = run_main(capsys, "train", "ppo", "--config", str(mine), "--print-config")
+    assert code == 0 and 'keep = "best"' in toml_text and "eval_every = 4000" in toml_text
+    again = tmp_path / "again.toml"
+    again.write_text(toml_text)
+    assert printed_config(capsys, "--config", str(again))["keep"] == "best"
+    off = tmp_path / "off.toml"  # evaluation off, as --print-config writes it for a run without evaluations
+    off.write_text('env = "CartPole-v1"\neval_every = 0\neval_episodes = 10\nkeep = "last"\n')
+    assert printed_config(capsys, "--config", str(off))["eval_every"] == 0
+
+
 @pytest.mark.parametrize("text,needles", [
     (None, ["no such file"]),
     ("learning_rat = 0.1\n", ["learning_rat", "did you mean 'learning_rate'"]),
@@ -128,6 +149,8 @@ def test_config_file_sits_between_the_preset_and_the_flags(tmp_path, capsys):
     ("[CartPole-v1]\nn_envs = 8\n", ["flat table", "--preset"]),
     ("n_envs = \n", ["invalid TOML"]),
     ("gamma = 1.5\n", ["gamma=1.5", "out of range"]),
+    ("keep = 'worst'\n", ["keep = 'worst'", "'last', 'best'"]),
+    ("eval_every = -1\n", ["eval_every = -1", "out of range"]),
 ])
 def test_bad_config_file_is_one_line(tmp_path, capsys, text, needles):
     path = tmp_path / "bad.toml"

@@ -96,7 +96,7 @@ def test_help_lists_every_field():
 def test_corrupt_run_eval_and_resume(tmp_path):
     run = tmp_path / "run"
     ok = cli("train", "a2c", "--env", "CartPole-v1", "--total-steps", "800", "--run-dir", str(run), "--quiet",
-             "--checkpoint-every", "400")
+             "--checkpoint-every", "400", "--keep", "last")  # eval RUN reads checkpoints/latest (not best/)
     assert ok.returncode == 0, ok.stderr
     for name in ("config.json", "metrics.csv", "learning_curve.png"):
         assert (run / name).is_file()

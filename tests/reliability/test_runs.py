@@ -164,7 +164,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_run_dir_writes_the_cli_run_folder_with_each_algorithms_own_columns(tmp_path):
     ppo_run, dqn_run = tmp_path / "ppo", tmp_path / "dqn"
-    rlworks.train("ppo", "CartPole-v1", total_steps=4096, seed=0, run_dir=ppo_run, n_steps=128, log_every=256)
+    rlworks.train("ppo", "CartPole-v1", total_steps=4096, seed=0, run_dir=ppo_run, n_steps=128, log_every=256,
+                  eval_every=0)  # without the preset's evaluations: no eval columns
     rlworks.train("dqn", "CartPole-v1", total_steps=3000, seed=0, run_dir=dqn_run, learning_starts=1000,
                   log_every=250, eval_every=1500, eval_episodes=2)
     for run in (ppo_run, dqn_run):

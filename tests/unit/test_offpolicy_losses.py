@@ -190,13 +190,14 @@ def test_td3_targets_take_min_of_twin_critics():
                                        ("td3", ["Pendulum-v1", "LunarLanderContinuous-v3", "HalfCheetah-v5",
                                                 "Hopper-v5"])])
 def test_presets_cover_the_envs_and_build_valid_configs(algo, envs):
+    from rlworks.algos import RUN_KEYS  # env, total_steps, eval_every, eval_episodes, keep: run defaults
     from rlworks.config import PRESET_DIR, from_dict, load_toml
 
     mod = {"dqn": dqn, "sac": sac, "td3": td3}[algo]
     table = load_toml(PRESET_DIR / f"{algo}.toml")
     assert set(envs) <= set(table)
     for name, t in table.items():
-        cfg = from_dict(mod.CONFIG, {k: v for k, v in t.items() if k not in ("env", "total_steps")})
+        cfg = from_dict(mod.CONFIG, {k: v for k, v in t.items() if k not in RUN_KEYS})
         assert t["env"] == name or name == "rlzoo"
         assert t["total_steps"] > 0 and cfg is not None
     if algo in ("dqn", "sac"):

@@ -54,7 +54,7 @@ def test_user_callback_still_runs_and_can_stop_the_run():
 
 def test_bad_evaluation_settings_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="eval_episodes"):
-        algos.train("ppo", "CartPole-v1", total_steps=256, eval_episodes=5)
+        algos.train("ppo", "CartPole-v1", total_steps=256, eval_every=0, eval_episodes=5)  # 0: off, the preset's too
     with pytest.raises(ConfigError, match="eval_every=0|eval_every"):
         PeriodicEvaluator(0)
     with pytest.raises(ConfigError, match="eval_episodes=0"):

@@ -47,14 +47,15 @@ def presets(algo: str) -> dict[str, dict[str, Any]]:
 
 def preset_config(algo: str, env_id: str | None, preset: str | None) -> tuple[Any, str | None]:
     """The config for ``preset`` (or the env's own preset, or the defaults) and the preset used.
-    A preset table may set ``env`` (the env it is tuned for) and ``total_steps``; those are not config
-    fields and are returned separately by ``preset_extras``."""
+    A preset table may set ``env`` (the env it is tuned for), ``total_steps``, ``eval_every``,
+    ``eval_episodes`` and ``keep``; those are run defaults, not config fields, and are returned
+    separately by ``preset_extras``."""
     table = presets(algo)
     name = preset if preset is not None else (env_id if env_id in table else None)
     if preset is not None and preset not in table:
         raise ConfigError(f"unknown preset {preset!r} for {algo}; allowed: {', '.join(sorted(table)) or 'none'}"
                           f"{suggest(preset, table)}")
-    data = {k: v for k, v in (table.get(name, {}) if name else {}).items() if k not in ("env", "total_steps")}
+    data = {k: v for k, v in (table.get(name, {}) if name else {}).items() if k not in RUN_KEYS}
     return from_dict(config_class(algo), data), name
 
 
@@ -62,7 +63,43 @@ def preset_extras(algo: str, name: str | None) -> dict[str, Any]:
     if not name:
         return {}
     t = presets(algo).get(name, {})
-    return {k: t[k] for k in ("env", "total_steps") if k in t}
+    return {k: t[k] for k in RUN_KEYS if k in t}
+
+
+#: a preset's run defaults: not config fields (``preset_extras``)
+RUN_KEYS = ("env", "total_steps", "eval_every", "eval_episodes", "keep")
+#: which policy ``train`` returns: the final one, or the best periodically evaluated one
+KEEP = ("last", "best")
+
+
+def evaluation_settings(algo: str, preset: str | None, given: dict[str, Any], keep: str | None, *,
+                        copyable: bool = True) -> tuple[dict[str, Any], str]:
+    """The periodic evaluation (``eval_every``, ``eval_episodes``; ``{}`` when off) and ``keep`` a run
+    uses: the caller's, else the preset's run defaults. The preset's come as a unit: its ``keep`` applies
+    when its evaluation does, that is when the caller sets no ``eval_every`` and the env can be rebuilt to
+    evaluate on (``copyable``); ``eval_every=0`` turns it off. Otherwise ``keep`` defaults to "last";
+    "best" needs evaluations to pick from."""
+    extras = preset_extras(algo, preset)
+    ev = dict(given)
+    preset_keep = "last"
+    if "eval_every" not in ev and extras.get("eval_every") and copyable:
+        ev["eval_every"] = extras["eval_every"]
+        if "eval_episodes" in extras:
+            ev.setdefault("eval_episodes", extras["eval_episodes"])
+        preset_keep = extras.get("keep", "last")
+    if keep is None:
+        keep = preset_keep
+    if keep not in KEEP:
+        raise ConfigError(f"keep={keep!r} is not allowed: allowed {', '.join(map(repr, KEEP))}{suggest(keep, KEEP)}")
+    if not ev.get("eval_every"):
+        stray = sorted(k for k in ev if k != "eval_every")
+        if stray:
+            raise ConfigError(f"{', '.join(stray)} given without eval_every")
+        if keep == "best":
+            raise ConfigError("keep='best' needs eval_every=N (N > 0): the periodic evaluations it picks the best "
+                              "policy from")
+        ev = {}
+    return ev, keep
 
 
 def field_owner(name: str) -> list[str]:
@@ -97,6 +134,10 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
     ``eval_every=N`` evaluates the policy every N env steps (``eval_episodes``, default 10,
     deterministic), logs ``eval/mean_return`` to ``logger`` and, with ``best_dir``, keeps the best
     policy there (``core.evaluation.PeriodicEvaluator``; its time is not counted as training).
+    ``keep="best"`` returns the best evaluated policy (the final one is evaluated too and counts),
+    ``keep="last"`` the final one. A preset may set ``eval_every``, ``eval_episodes`` and ``keep`` as
+    run defaults (``evaluation_settings``); ``eval_every=0`` turns a preset's evaluation off. The best
+    policy's own evaluation score is biased upward (it was picked for it): quote a fresh evaluation.
 
     ``run_dir=DIR`` writes the run folder ``rlworks train`` writes (``algos/rundir.py``: config.json,
     metrics.csv, TensorBoard events, learning_curve.png, checkpoints/ every ``checkpoint_every`` steps,
@@ -110,9 +151,10 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
     env_id = source.env_id  # presets and run names go by the env's registered id, where it has one
     hooks = {k: overrides.pop(k) for k in RunContext.HOOKS if k in overrides}
     evaluation = {k: overrides.pop(k) for k in ("eval_every", "eval_episodes", "best_dir") if k in overrides}
-    if evaluation and not evaluation.get("eval_every"):
-        raise ConfigError(f"{', '.join(sorted(evaluation))} given without eval_every")
+    keep = overrides.pop("keep", None)
     base, preset_used = preset_config(algo, env_id, preset)
+    evaluation, keep = evaluation_settings(algo, preset_used, evaluation, keep,
+                                           copyable=source.copyable or "eval_every" in evaluation)
     cls = config_class(algo)
     for k in overrides:
         if k not in {f.name for f in dataclasses.fields(cls)}:
@@ -135,11 +177,12 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
                         num_threads=num_threads, matmul_precision=matmul_precision,
                         checkpoint_every=default_checkpoint_every(total_steps) if every is None else every,
                         eval_every=evaluation.get("eval_every", 0), eval_episodes=evaluation.get("eval_episodes", 10),
-                        keep_checkpoints=hooks.pop("keep_checkpoints", None))
+                        keep_checkpoints=hooks.pop("keep_checkpoints", None), keep=keep)
         meta["env"] = source.record()
         folder = RunFolder(run_dir, meta, resume_from=hooks.pop("resume_from", None))
         with tuned(num_threads, matmul_precision=matmul_precision):
             return folder.train(cfg, env=source, device=device, display=hooks.pop("logger", None), **hooks)
+    evaluator = None
     if evaluation:
         from ..core.evaluation import PeriodicEvaluator
 
@@ -148,12 +191,35 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
             from ..core.checkpoint import read_state
 
             start = int(read_state(hooks["resume_from"])["sampler"]["global_step"])
-        hooks["callback"] = PeriodicEvaluator(evaluation["eval_every"], evaluation.get("eval_episodes", 10),
-                                              logger=hooks.get("logger"), best_dir=evaluation.get("best_dir"),
-                                              then=hooks.get("callback"), start=start)
+        evaluator = PeriodicEvaluator(evaluation["eval_every"], evaluation.get("eval_episodes", 10),
+                                      logger=hooks.get("logger"), best_dir=evaluation.get("best_dir"),
+                                      then=hooks.get("callback"), start=start, keep_best=keep == "best")
+        hooks["callback"] = evaluator
     with tuned(num_threads, matmul_precision=matmul_precision):
-        return module(algo).train(source, cfg, total_steps=total_steps, seed=seed, device=device,
-                                  run=RunContext(**hooks))
+        agent = module(algo).train(source, cfg, total_steps=total_steps, seed=seed, device=device,
+                                   run=RunContext(**hooks))
+        return kept_agent(agent, evaluator, keep)
+
+
+def kept_agent(final: Any, evaluator: Any, keep: str) -> Any:
+    """The agent a run returns: ``final``, or with ``keep="best"`` the best policy ``evaluator`` (a
+    ``PeriodicEvaluator``) saw, the final one included (evaluated here if the schedule did not end on it).
+    The best agent's meta gains the run's totals (``train_seconds``, ...), ``kept="best"`` and
+    ``final_step``; its ``global_step`` and ``eval_step`` say where it came from."""
+    if keep != "best" or evaluator is None:
+        return final
+    step = int(final.meta["global_step"])
+    if not evaluator.history or evaluator.history[-1][0] != step:
+        evaluator.evaluate(final, step)
+    best = evaluator.best_agent
+    if best is None and evaluator.best_dir is not None and (evaluator.best_dir / "latest").is_file():
+        best = load(evaluator.best_dir, device=str(next(final.model.parameters()).device))  # from before a resume
+        best.env = final.env  # the run's own env binding (a factory is not saved with the agent)
+    if best is None:
+        return final
+    best.meta.update({k: v for k, v in final.meta.items() if k in ("train_seconds", "n_updates", "compile_seconds")},
+                     kept="best", final_step=step)
+    return best
 
 
 def load(path: str | Path, device: str = "cpu"):
@@ -163,5 +229,5 @@ def load(path: str | Path, device: str = "cpu"):
     return load_agent(path, device=device)
 
 
-__all__ = ["ALGOS", "MATMUL_PRECISIONS", "OFFPOLICY_ALGOS", "REGISTRY", "AlgoInfo", "config_class", "info", "load",
-           "preset_config", "presets", "train"]
+__all__ = ["ALGOS", "KEEP", "MATMUL_PRECISIONS", "OFFPOLICY_ALGOS", "REGISTRY", "AlgoInfo", "config_class",
+           "evaluation_settings", "info", "load", "preset_config", "presets", "train"]

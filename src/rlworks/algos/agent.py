@@ -23,6 +23,7 @@ from ..config import ConfigError, from_dict
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source, wrapper_names
 from ..core.evaluation import EvalResult, evaluate
+from ..core.features import build_encoder
 from ..core.nets import ActorCritic, NumpyActor
 from ..core.sde import EPS as SDE_EPS
 from ..core.vec import ObsNormalizer
@@ -33,10 +34,29 @@ OFFPOLICY_AGENT_FORMAT = "rlworks.offpolicy-agent/1"
 
 
 def build_model(spec: dict[str, Any], net: dict[str, Any]) -> ActorCritic:
+    """The actor-critic ``net`` describes (``onpolicy.network``); a ``net`` saved before the network options
+    (no ``features``, ``actor_hidden``, ...) builds the separate MLPs it was."""
+    kind = net.get("features", "mlp")
     return ActorCritic(spec["obs_dim"], spec["act_dim"], continuous=spec["action"] == "box",
                        hidden=tuple(net["hidden"]), activation=net["activation"], layer_norm=net["layer_norm"],
                        ortho_init=net.get("ortho_init", True), log_std_init=net.get("log_std_init", 0.0),
-                       critic=net["critic"], sde=net.get("sde", False))
+                       critic=net["critic"], sde=net.get("sde", False), actor_hidden=net.get("actor_hidden"),
+                       critic_hidden=net.get("critic_hidden"), shared_trunk=net.get("shared_trunk", False),
+                       make_encoder=None if kind == "mlp" else lambda: build_encoder(kind, spec))
+
+
+def as_batch(obs: Any, spec: dict[str, Any]) -> tuple[np.ndarray, bool]:
+    """``obs`` (one observation as the env returns it, or a batch of them on the first axis) as a flat
+    (B, obs_dim) array, and whether it was a single one."""
+    x = np.asarray(obs)
+    shape = tuple(spec.get("obs_shape") or ())
+    if shape and x.shape == shape:
+        single = True
+    elif shape and x.shape[1:] == shape:
+        single = False
+    else:  # a spec saved before obs_shape was recorded
+        single = x.ndim <= 1 or (x.size == spec["obs_dim"] and x.ndim != 2)
+    return x.reshape(1 if single else x.shape[0], spec["obs_dim"]), single
 
 
 class _AgentCommon:
@@ -67,13 +87,13 @@ class _AgentCommon:
         if env is not None:
             wrappers = ([w for _, w in self.env.wrappers] if self.env is not None
                         else [w for w in self.env_record.get("wrappers", []) if w in wrapper_names()])
-            source = env_source(env, wrappers=wrappers)
+            source = env_source(env, wrappers=wrappers).for_evaluation()
         elif self.env is None or not self.env.copyable:
             what = self.env_record.get("what") or "an unrecorded env"
             raise ConfigError(f"{self!r} cannot rebuild its env ({what}); pass env= to evaluate: a gymnasium.Env "
                               "or a zero-argument factory returning one")
         else:
-            source = self.env
+            source = self.env.for_evaluation()  # e.g. Atari: whole games, the true score (core/atari.py)
         return evaluate(lambda o: self.act(o, deterministic), source, episodes, seed=seed, video=video)
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
@@ -122,14 +142,16 @@ class Agent(_AgentCommon):
     # -- acting ---------------------------------------------------------------------------------
     def act(self, obs: Any, deterministic: bool = True) -> Any:
         """Action for one observation (or an array of actions for a batch of them)."""
-        x = np.asarray(obs, dtype=np.float64)
-        single = x.ndim <= 1 or (x.size == self.spec["obs_dim"] and x.ndim != 2)
-        x = x.reshape(1 if single else x.shape[0], self.spec["obs_dim"])
-        if self._norm is not None:
-            x = self._norm(x)
-        if self._np_actor is None:
-            self._np_actor = NumpyActor(self.model)
-        out = self._np_actor(x)  # (B, act_dim): logits or means
+        x, single = as_batch(obs, self.spec)
+        if not self.model.plain:  # a feature extractor (CNN) or a shared trunk: the torch module acts
+            out, h = self._torch_actor(x)
+        else:
+            x = x.astype(np.float64)
+            if self._norm is not None:
+                x = self._norm(x)
+            if self._np_actor is None:
+                self._np_actor = NumpyActor(self.model)
+            out = self._np_actor(x)  # (B, act_dim): logits or means
         if self.spec["action"] == "discrete":
             if deterministic:
                 a = out.argmax(-1)
@@ -140,13 +162,28 @@ class Agent(_AgentCommon):
             a = a + self.spec["act_start"]
             return int(a[0]) if single else a
         if not deterministic and self.model.sde:  # gSDE marginal: N(μ, σ(s)²) (core.sde)
-            h = self._np_actor.features(x)[1]
+            h = self._np_actor.features(x)[1] if self.model.plain else h
             std = np.sqrt((h * h) @ np.exp(2.0 * self._log_std) + SDE_EPS)
             out = out + self._rng.standard_normal(out.shape) * std
         elif not deterministic:
             out = out + self._rng.standard_normal(out.shape) * np.exp(self._log_std)
         a = np.clip(out, self._low, self._high).astype(np.float32)
         return a[0].reshape(self.spec["act_shape"]) if single else a.reshape((-1, *self.spec["act_shape"]))
+
+    def _torch_actor(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(actor output, last hidden features) in float64, from the torch module; pixels go in as bytes."""
+        if x.dtype != np.uint8:
+            x = x.astype(np.float32)
+            if self._norm is not None:
+                x = self._norm(x).astype(np.float32)
+        with torch.inference_mode():
+            t = torch.from_numpy(np.require(x, requirements=["C", "W"])).to(self._device)
+            out, h = self.model.actor_features(t)
+            return out.double().cpu().numpy(), h.double().cpu().numpy()
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     # -- persistence ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -194,10 +231,8 @@ class OffPolicyAgent(_AgentCommon):
 
     def act(self, obs: Any, deterministic: bool = True) -> Any:
         """Action for one observation (or an array of actions for a batch of them)."""
-        x = np.asarray(obs)
-        d = self.spec["obs_dim"]
-        single = x.ndim <= 1 or (x.size == d and x.ndim != 2)
-        x = x.reshape(1 if single else x.shape[0], d).astype(np.dtype(self.spec.get("obs_dtype", "float32")))
+        x, single = as_batch(obs, self.spec)
+        x = x.astype(np.dtype(self.spec.get("obs_dtype", "float32")), copy=False)
         with torch.inference_mode():
             a = self.model.act(to_tensor(x, next(self.model.parameters()).device), deterministic, self._gen)
             a = a.cpu().numpy()

@@ -21,15 +21,17 @@ from typing import Any
 from ..config import BACKENDS, ConfigError, check_choice
 
 
-def resolve(algo: str, requested: str, *, fused: bool) -> str:
+def resolve(algo: str, requested: str, *, fused: bool, network: str | None = None) -> str:
     """The backend to run: ``requested`` unless it is "auto"; ``fused`` says whether the algorithm
-    has a fused update for this configuration."""
+    has a fused update for this configuration. ``network`` describes a network the fused updates do
+    not handle (they are MLPs on the flat observation only), for the error message."""
     check_choice("backend", requested, BACKENDS)
     if requested == "auto":
         return "fused" if fused else "autograd"
     if requested == "fused" and not fused:
-        raise ConfigError(f"backend='fused' is not available for {algo} with this configuration; "
-                          f"allowed: autograd, compile, auto")
+        why = (f"handles MLPs on the flat observation only; this {algo} network has {network}" if network
+               else f"is not available for {algo} with this configuration")
+        raise ConfigError(f"backend='fused' {why}: use backend auto, autograd or compile")
     return requested
 
 

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BACKENDS, ConfigError, check_choice, check_range
+from ..core import features
+from ..core.features import build_encoder
 from ..core.nets import ACTIVATIONS, NumpyActor, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
@@ -82,7 +84,11 @@ class DQNConfig:
     per_beta0: float = 0.4
     """PER importance-weight exponent β at the start, annealed linearly to 1 over the run"""
     hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes of the Q-network"""
+    """hidden layer sizes of the Q-network (after the feature extractor; [] = a linear head, as SB3's CnnPolicy)"""
+    features: str = "auto"
+    """feature extractor: auto (cnn for uint8 images of at least 36x36, else mlp), mlp (the flat
+    observation), cnn (Nature CNN, Mnih et al. 2015) or 'package.module:ClassName', your own nn.Module built
+    as ClassName(obs_shape) with an int features_dim (core/features.py, docs/deep-rl.md "Networks")"""
     activation: str = "relu"
     """hidden activation: relu or tanh"""
     backend: str = "auto"
@@ -105,8 +111,9 @@ class DQNConfig:
         check_range("per_beta0", self.per_beta0, 0, 1)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("backend", self.backend, BACKENDS)
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
+        features.check_network(self)
+        if self.dueling and not self.hidden:
+            raise ConfigError("dueling=True needs at least one hidden layer (the trunk both streams share)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,12 +122,16 @@ class DQNConfig:
 
 
 class QNetwork(nn.Module):
-    """MLP from observations to one Q-value per action; optionally dueling heads."""
+    """MLP from observations (or from an ``encoder``'s features, e.g. the Nature CNN's) to one Q-value per
+    action; optionally dueling heads."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...], activation: str, dueling: bool,
-                 eval_eps: float = 0.05) -> None:
+                 eval_eps: float = 0.05, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.n_actions, self.dueling, self.eval_eps = n_actions, dueling, eval_eps
+        self.encoder = encoder
+        if encoder is not None:
+            obs_dim = encoder.features_dim
         if dueling:  # shared trunk, then V(s) and A(s, ·) streams (Wang et al. 2016, Fig. 1)
             self.trunk = nn.Sequential(mlp(obs_dim, hidden[:-1], hidden[-1], activation=activation, ortho_init=False),
                                        ACTIVATIONS[activation]())
@@ -130,6 +141,8 @@ class QNetwork(nn.Module):
             self.q = mlp(obs_dim, hidden, n_actions, activation=activation, ortho_init=False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # (B, obs_dim) -> (B, n_actions)
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         if not self.dueling:
             return self.q(obs)
         h = self.trunk(obs)
@@ -154,7 +167,7 @@ class QNetwork(nn.Module):
 
 def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: DQNConfig) -> QNetwork:
     return QNetwork(spec["obs_dim"], spec["act_dim"], tuple(net["hidden"]), net["activation"], net["dueling"],
-                    eval_eps=cfg.exploration_final_eps)
+                    eval_eps=cfg.exploration_final_eps, encoder=build_encoder(net.get("features", "mlp"), spec))
 
 
 @dataclass
@@ -273,6 +286,10 @@ class EpsilonGreedy:
         rand = s.rng.integers(0, s.spec["act_dim"], size=N)
         if explore.all():
             return rand
+        if s.state.q.encoder is not None:  # a CNN: one batched torch forward
+            with torch.inference_mode():
+                greedy = s.state.q(offpolicy.to_tensor(obs, s.device)).argmax(-1).cpu().numpy()
+            return np.where(explore, rand, greedy)
         if self.greedy is None:
             self.greedy = NumpyActor(SimpleNamespace(actor=s.state.q.greedy_layers()))
         x = obs.astype(np.float64) / 255.0 if obs.dtype == np.uint8 else obs
@@ -302,10 +319,11 @@ def train(env_id: str, config: DQNConfig | None = None, *, total_steps: int, see
     s = offpolicy.build_session("dqn", env_id, cfg, seed=seed, total_steps=total_steps, device=device,
                                 action="discrete", act_dtype=np.int64)
     with offpolicy.closing(s):
-        s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation, "dueling": cfg.dueling}
+        kind = features.resolve(cfg.features, s.spec, s.env.name)
+        s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation, "dueling": cfg.dueling, "features": kind}
         with seeded_init(seed):
             s.state = build_state(s.spec, s.net, cfg, s.device)
-        s.backend = backends.resolve("dqn", cfg.backend, fused=True)
+        s.backend = backends.resolve("dqn", cfg.backend, fused=kind == "mlp", network=f"features={kind!r}")
         step = backends.choose(s.backend, update, fused.update)
         act = EpsilonGreedy()
 

@@ -23,9 +23,10 @@ import torch
 
 from .._version import __version__
 from ..config import ConfigError
+from ..core import features
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source
-from ..core.guards import NonFiniteError, check_array, check_module
+from ..core.guards import NonFiniteError, QGuard, check_array, check_module
 from ..core.optim import eager
 from ..core.replay import Batch as ReplayBatch
 from ..core.replay import ReplayBuffer
@@ -144,9 +145,15 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
     if kind == "box" and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         venv.close()
         raise ConfigError(f"{source.name}: Box action space {space} must have finite bounds for {algo}")
-    spec = space_spec(venv.single_observation_space, space)
-    obs_space = venv.single_observation_space
-    spec["obs_dtype"] = "uint8" if getattr(obs_space, "dtype", None) == np.uint8 else "float32"
+    spec = space_spec(venv.single_observation_space, space)  # obs_dtype: uint8 pixels are stored as bytes
+    if not hasattr(cfg, "features"):  # no image extractor (SAC, TD3): refused before the buffer is allocated
+        try:
+            features.refuse_images(spec, algo, source.name)
+        except ConfigError:
+            venv.close()
+            raise
+    if spec["obs_dtype"] == "uint8":
+        venv.obs_dtype = np.dtype(np.uint8)
     act_shape = () if kind == "discrete" else (spec["act_dim"],)
     buffer = ReplayBuffer(cfg.buffer_size, cfg.n_envs, (spec["obs_dim"],), obs_dtype=np.dtype(spec["obs_dtype"]),
                           act_shape=act_shape, act_dtype=act_dtype, n_step=getattr(cfg, "n_step", 1),
@@ -250,6 +257,7 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffP
     sps_steps, sps_time, sps_updates = 0, 0.0, 0
     metrics: Metrics = {}
     lengths: deque = deque(maxlen=s.recent.maxlen)  # the episode lengths beside s.recent's returns
+    guard = QGuard(s.algo, cfg.gamma)
     with StopSignals() as stop:
         while s.global_step < end:
             t0 = time.perf_counter()
@@ -259,6 +267,7 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffP
             s.global_step += N
             s.iteration += 1
             check_array("reward", rewards, f"from the environment at step {s.global_step}")
+            guard.rewards(rewards)
             nxt = _receive(s, raw)
             real_next = nxt
             done = term | trunc
@@ -290,6 +299,7 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffP
                     if k.startswith("losses/") and not math.isfinite(v):
                         raise NonFiniteError("loss", f"{k} = {v} at step {step}")
                 check_module("parameter", getattr(s.state, s.actor))
+                guard.check(step, out)
                 out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
                 out["charts/episodic_length"] = float(np.mean(lengths)) if lengths else float("nan")
                 out["perf/sps"] = sps_steps / max(sps_time, 1e-9)
@@ -309,6 +319,8 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffP
     agent = s.agent()
     agent.meta["train_seconds"] = train_time
     agent.meta["n_updates"] = s.n_updates
+    if guard.warned_at is not None:
+        agent.meta["q_diverged_at"] = guard.warned_at
     return agent
 
 

@@ -20,6 +20,7 @@ import torch
 
 from .._version import __version__
 from ..config import ConfigError
+from ..core import features
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source
 from ..core.guards import check_module
@@ -199,8 +200,16 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
         venv.close()
         raise
     spec = space_spec(venv.single_observation_space, venv.single_action_space)
-    net = {"hidden": list(cfg.hidden), "activation": cfg.activation, "layer_norm": cfg.layer_norm,
-           "ortho_init": cfg.ortho_init, "log_std_init": cfg.log_std_init, "critic": critic}
+    try:
+        net = network(cfg, spec, source.name, critic)
+        if cfg.norm_obs and net["features"] != "mlp":
+            raise ConfigError(f"norm_obs=True normalises flat vector observations; with features={net['features']!r} "
+                              "(images are scaled to [0, 1] instead) set norm_obs=false")
+    except ConfigError:
+        venv.close()
+        raise
+    if net["features"] != "mlp" and spec["obs_dtype"] == "uint8":
+        venv.obs_dtype = np.dtype(np.uint8)  # frames stay bytes until the extractor scales them on the device
     if getattr(cfg, "use_sde", False):
         if spec["action"] != "box":
             venv.close()
@@ -216,12 +225,24 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
                    np.random.default_rng(np_seed), env=source)
 
 
+def network(cfg: Any, spec: dict[str, Any], where: str, critic: bool) -> dict[str, Any]:
+    """How to build the actor-critic (saved with the agent; ``agent.build_model`` reads it): the config's
+    network fields, ``features`` resolved for this observation (``core.features``)."""
+    return {"hidden": list(cfg.hidden), "activation": cfg.activation, "layer_norm": cfg.layer_norm,
+            "ortho_init": cfg.ortho_init, "log_std_init": cfg.log_std_init, "critic": critic,
+            "actor_hidden": None if cfg.actor_hidden is None else list(cfg.actor_hidden),
+            "critic_hidden": None if cfg.critic_hidden is None else list(cfg.critic_hidden),
+            "shared_trunk": cfg.shared_trunk, "features": features.resolve(cfg.features, spec, where)}
+
+
 def set_backend(s: Session, requested: str, *, fused: bool, loss_fn: Callable[..., Any]) -> None:
     """Resolve the config's ``backend`` (``fused``: the algorithm has a fused update for this network) and
     set the (mini)batch loss the autograd update calls: ``loss_fn`` itself, or compiled for "compile".
     Shapes are static (``dynamic=False``): one graph per batch size, so at most two per run (full
     minibatches and a last, partial one)."""
-    s.backend = backends.resolve(s.algo, requested, fused=fused)
+    network = f"features={s.net['features']!r}, shared_trunk={s.net['shared_trunk']}"
+    s.backend = backends.resolve(s.algo, requested, fused=fused and s.model.plain,
+                                 network=None if s.model.plain else network)
     s.loss_fn = backends.CompiledUpdate(loss_fn, dynamic=False) if s.backend == "compile" else loss_fn
 
 
@@ -290,9 +311,9 @@ def run(s: Session, update: UpdateFn, ctx: RunContext | None = None) -> Agent:
         ctx.on_start(s)
     logger, log_every, checkpoint_dir = ctx.log, ctx.every(2048), ctx.checkpoint_dir
     cfg = s.config
-    # NumPy acting on CPU (fast for small MLPs); torch for other devices
+    # NumPy acting on CPU (fast for small MLPs); torch for other devices and for feature extractors (a CNN)
     freq = getattr(cfg, "sde_sample_freq", 0)
-    policy = (NumpyPolicy(s.model, s.rng, freq) if s.device.type == "cpu"
+    policy = (NumpyPolicy(s.model, s.rng, freq) if s.device.type == "cpu" and s.model.plain
               else TorchPolicy(s.model, s.generator, s.device, freq))
     end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
     train_time, last_logged = 0.0, s.global_step

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..config import BACKENDS, ConfigError, check_choice, check_range
-from ..core import fastgrad, optim
+from ..core import fastgrad, features, optim
 from ..core.guards import check_tensor
 from ..core.returns import gae
 from ..core.run import RunContext
@@ -67,7 +67,19 @@ class PPOConfig:
     target_kl: float = 0.0
     """stop the epoch loop early when the approximate KL exceeds this; 0 disables (SB3/Spinning Up)"""
     hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes of the actor and of the critic (separate networks)"""
+    """hidden layer sizes of the actor and of the critic (separate networks), or with shared_trunk of the trunk"""
+    actor_hidden: tuple[int, ...] | None = None
+    """hidden layer sizes of the actor alone (default: hidden; with shared_trunk: none, a linear head on the
+    trunk)"""
+    critic_hidden: tuple[int, ...] | None = None
+    """hidden layer sizes of the critic alone (default: hidden; with shared_trunk: none)"""
+    shared_trunk: bool = False
+    """one feature extractor followed by the hidden layers feeds both heads (SB3's CnnPolicy, CleanRL's
+    ppo_atari.py); False: the actor and the critic are separate networks"""
+    features: str = "auto"
+    """feature extractor: auto (cnn for uint8 images of at least 36x36, else mlp), mlp (the flat
+    observation), cnn (Nature CNN, Mnih et al. 2015) or 'package.module:ClassName', your own nn.Module built
+    as ClassName(obs_shape) with an int features_dim (core/features.py, docs/deep-rl.md "Networks")"""
     activation: str = "tanh"
     """hidden activation: tanh or relu (Andrychowicz et al. 2021 §3.4 favour tanh)"""
     layer_norm: bool = False
@@ -105,8 +117,7 @@ class PPOConfig:
         check_choice("activation", self.activation, ("tanh", "relu"))
         check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
         check_choice("backend", self.backend, BACKENDS)
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
+        features.check_network(self)
         if self.batch_size > self.n_envs * self.n_steps:
             raise ConfigError(f"batch_size={self.batch_size} is out of range: allowed [1, n_envs*n_steps="
                               f"{self.n_envs * self.n_steps}]")

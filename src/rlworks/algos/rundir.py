@@ -6,7 +6,7 @@
     tb/                  TensorBoard events
     learning_curve.png   training returns (every episode, smoothed) and evaluation returns
     checkpoints/         step-<N>/ and ``latest`` (core/checkpoint.py)
-    best/                the best evaluated policy, with ``eval_every``
+    best/                the best evaluated policy, with ``eval_every`` (the agent returned with keep="best")
 
 Nothing is written until the training session is built (env made, action space checked, device
 found), and a run that fails before it logged or checkpointed anything removes the folder it
@@ -43,12 +43,12 @@ def default_checkpoint_every(total_steps: int) -> int:
 
 def run_meta(algo: str, env_id: str, config: Any, *, seed: int, total_steps: int, preset: str | None, device: str,
              num_threads: int | None, matmul_precision: str | None, checkpoint_every: int, eval_every: int = 0,
-             eval_episodes: int = 10, keep_checkpoints: int | None = None) -> dict[str, Any]:
+             eval_episodes: int = 10, keep_checkpoints: int | None = None, keep: str = "last") -> dict[str, Any]:
     """The contents of a deep run's ``config.json`` (``commands.parsing.read_run`` reads it back)."""
     return {"kind": "deep", "algo": algo, "env_id": env_id, "seed": int(seed), "total_steps": int(total_steps),
             "preset": preset, "device": device, "num_threads": num_threads, "matmul_precision": matmul_precision,
             "checkpoint_every": int(checkpoint_every), "eval_every": int(eval_every),
-            "eval_episodes": int(eval_episodes), "keep_checkpoints": keep_checkpoints,
+            "eval_episodes": int(eval_episodes), "keep_checkpoints": keep_checkpoints, "keep": keep,
             "config": dataclasses.asdict(config)}
 
 
@@ -57,7 +57,10 @@ class RunFolder:
 
     ``meta`` is ``run_meta(...)``; with ``resume_from`` (a checkpoint of this folder) the run continues
     and its logs are cut back to that checkpoint's step. ``evaluator`` is the ``PeriodicEvaluator``
-    when ``meta["eval_every"]`` is set (its best return and step are there after training)."""
+    when ``meta["eval_every"]`` is set (its best return and step are there after training). With
+    ``meta["keep"] == "best"`` ``train`` returns the best evaluated policy (best/), else the final one;
+    checkpoints/ always hold the training state, so a resumed run continues from where it stopped and
+    still returns the best policy of the whole run (best/ keeps its score across the resume)."""
 
     def __init__(self, path: str | Path, meta: dict[str, Any], *, resume_from: str | Path | None = None) -> None:
         self.path, self.meta, self.resume_from = Path(path), meta, resume_from
@@ -94,12 +97,14 @@ class RunFolder:
         takes as its env when it is more than ``meta["env_id"]`` (an instance, a factory). ``display`` also
         receives every log line (a progress bar); ``on_start``, ``callback`` and ``hooks`` (``log_every``,
         ``stop_at``) are the ``RunContext`` fields a caller may add."""
-        from . import info
+        from . import info, kept_agent
 
         m = self.meta
+        keep = m.get("keep") or "last"  # runs written before keep existed returned the final policy
         if m["eval_every"]:
             self.evaluator = PeriodicEvaluator(m["eval_every"], m["eval_episodes"], logger=self,
-                                               best_dir=self.path / "best", then=callback, start=self.start)
+                                               best_dir=self.path / "best", then=callback, start=self.start,
+                                               keep_best=keep == "best")
 
         def started(session: Any) -> None:
             self._open()
@@ -111,8 +116,9 @@ class RunFolder:
                          callback=self.evaluator or callback, on_start=started, resume_from=self.resume_from,
                          on_episodes=self._episodes, **hooks)
         try:
-            return info(m["algo"]).train(_env_of(m) if env is None else env, config, total_steps=m["total_steps"],
-                                         seed=m["seed"], device=device, run=ctx)
+            agent = info(m["algo"]).train(_env_of(m) if env is None else env, config, total_steps=m["total_steps"],
+                                          seed=m["seed"], device=device, run=ctx)
+            return kept_agent(agent, self.evaluator, keep)
         except BaseException:
             self.close()
             if self._created is not None and not self._wrote and not (self.path / "checkpoints" / "latest").exists():

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import BACKENDS, ConfigError, check_choice, check_range
+from ..config import BACKENDS, check_choice, check_range
+from ..core import features
 from ..core.nets import ACTIVATIONS, TwinQ, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
@@ -67,6 +68,10 @@ class SACConfig:
     """Q-networks whose minimum enters the targets and the actor loss (2: clipped double Q)"""
     hidden: tuple[int, ...] = (256, 256)
     """hidden layer sizes of the actor and of each critic"""
+    actor_hidden: tuple[int, ...] | None = None
+    """hidden layer sizes of the actor alone (default: hidden)"""
+    critic_hidden: tuple[int, ...] | None = None
+    """hidden layer sizes of each critic alone (default: hidden)"""
     activation: str = "relu"
     """hidden activation: relu or tanh"""
     adam_eps: float = 1e-8
@@ -87,8 +92,8 @@ class SACConfig:
         check_range("adam_eps", self.adam_eps, 0, low_open=True)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("backend", self.backend, BACKENDS)
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
+        for name in ("hidden", "actor_hidden", "critic_hidden"):
+            features.check_sizes(name, getattr(self, name), empty=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,8 +243,9 @@ CONFIG, ACTOR = SACConfig, "actor"
 
 
 def build_state(spec: dict[str, Any], cfg: SACConfig, device: torch.device) -> SACState:
-    actor = build_actor(spec, {"hidden": cfg.hidden, "activation": cfg.activation}).to(device)
-    critic = TwinQ(spec["obs_dim"], spec["act_dim"], cfg.hidden, cfg.activation, n=cfg.n_critics).to(device)
+    actor = build_actor(spec, {"hidden": cfg.actor_hidden or cfg.hidden, "activation": cfg.activation}).to(device)
+    critic = TwinQ(spec["obs_dim"], spec["act_dim"], cfg.critic_hidden or cfg.hidden, cfg.activation,
+                   n=cfg.n_critics).to(device)
     log_alpha = Scalar(math.log(cfg.ent_coef)).to(device)
     lr, eps = cfg.learning_rate, cfg.adam_eps
     return SACState(actor, critic, copy.deepcopy(critic).requires_grad_(False), log_alpha,
@@ -258,7 +264,7 @@ def train(env_id: str, config: SACConfig | None = None, *, total_steps: int, see
     s = offpolicy.build_session("sac", env_id, cfg, seed=seed, total_steps=total_steps, device=device,
                                 action="box", act_dtype=np.float32)
     with offpolicy.closing(s):
-        s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation}
+        s.net = {"hidden": list(cfg.actor_hidden or cfg.hidden), "activation": cfg.activation}  # the actor's
         with seeded_init(seed):
             s.state = build_state(s.spec, cfg, s.device)
         s.backend = backends.resolve("sac", cfg.backend, fused=True)

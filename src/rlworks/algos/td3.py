@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import BACKENDS, ConfigError, check_choice, check_range
+from ..config import BACKENDS, check_choice, check_range
+from ..core import features
 from ..core.nets import ACTIVATIONS, TwinQ, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
@@ -61,6 +62,10 @@ class TD3Config:
     """std of the Gaussian exploration noise, in [-1, 1] action units (§6.1)"""
     hidden: tuple[int, ...] = (256, 256)
     """hidden layer sizes of the actor and of each critic"""
+    actor_hidden: tuple[int, ...] | None = None
+    """hidden layer sizes of the actor alone (default: hidden)"""
+    critic_hidden: tuple[int, ...] | None = None
+    """hidden layer sizes of each critic alone (default: hidden)"""
     activation: str = "relu"
     """hidden activation: relu or tanh"""
     adam_eps: float = 1e-8
@@ -81,8 +86,8 @@ class TD3Config:
         check_range("adam_eps", self.adam_eps, 0, low_open=True)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("backend", self.backend, BACKENDS)
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of positive layer sizes")
+        for name in ("hidden", "actor_hidden", "critic_hidden"):
+            features.check_sizes(name, getattr(self, name), empty=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,8 +202,8 @@ CONFIG, ACTOR = TD3Config, "actor"
 
 
 def build_state(spec: dict[str, Any], cfg: TD3Config, device: torch.device) -> TD3State:
-    actor = build_actor(spec, {"hidden": cfg.hidden, "activation": cfg.activation}, cfg).to(device)
-    critic = TwinQ(spec["obs_dim"], spec["act_dim"], cfg.hidden, cfg.activation).to(device)
+    actor = build_actor(spec, {"hidden": cfg.actor_hidden or cfg.hidden, "activation": cfg.activation}, cfg).to(device)
+    critic = TwinQ(spec["obs_dim"], spec["act_dim"], cfg.critic_hidden or cfg.hidden, cfg.activation).to(device)
     lr, eps = cfg.learning_rate, cfg.adam_eps
     return TD3State(actor, critic, copy.deepcopy(actor).requires_grad_(False),
                     copy.deepcopy(critic).requires_grad_(False),
@@ -215,7 +220,7 @@ def train(env_id: str, config: TD3Config | None = None, *, total_steps: int, see
     s = offpolicy.build_session("td3", env_id, cfg, seed=seed, total_steps=total_steps, device=device,
                                 action="box", act_dtype=np.float32)
     with offpolicy.closing(s):
-        s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation}
+        s.net = {"hidden": list(cfg.actor_hidden or cfg.hidden), "activation": cfg.activation}  # the actor's
         with seeded_init(seed):
             s.state = build_state(s.spec, cfg, s.device)
         s.backend = backends.resolve("td3", cfg.backend, fused=True)

@@ -17,7 +17,8 @@ from ..config import MATMUL_PRECISIONS, ConfigError, from_dict, suggest
 from . import options
 from .options import QUIET_HELP, at_least, choice_arg, device_arg
 from .parsing import Parser, is_checkpoint, is_step_dir, read_run
-from .resolve import DEFAULT_TOTAL_STEPS, help_text, print_config, resolve
+from .resolve import DEFAULT_TOTAL_STEPS, evaluation, help_text, print_config, resolve
+from .seeds import parse_seeds
 
 #: flags of the tabular learners, so that a deep algorithm can say whose they are
 TABULAR_FLAGS = {
@@ -48,7 +49,7 @@ def _runtime_options(group: Any) -> None:
 
 def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_STEPS, description: str = "") -> Parser:
     """``rlworks train ALGO``'s options; ``shown`` (a config) and ``total_steps`` are the defaults --help lists."""
-    from ..algos import config_class, info
+    from ..algos import KEEP, config_class, info
     from ..algos.rundir import default_checkpoint_every
 
     cls = config_class(algo)
@@ -66,6 +67,11 @@ def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_
                      help=f"environment steps (default: {total_steps})")
     run.add_argument("--seed", type=at_least(0), default=0, metavar="S", help="random seed (default: 0)")
     run.add_argument("--run-dir", metavar="DIR", help="where the run is written (default: runs/ALGO-ENV-SEED-TIME)")
+    run.add_argument("--seeds", type=parse_seeds, metavar="LIST",
+                     help="train one run per seed, each in its own process, e.g. 0-9, 0,3,5 or 0-2,7: the runs go to "
+                          "RUN_DIR/seed-S (default RUN_DIR: runs/ALGO-ENV-seeds-TIME); compare them with rlworks "
+                          "compare RUN_DIR")
+    run.add_argument("--jobs", type=at_least(1), metavar="N", help="with --seeds: seeds trained at a time (default: 1)")
     run.add_argument("--preset", metavar="NAME",
                      help="a shipped hyperparameter preset (default: the env's own, if there is one)")
     run.add_argument("--config", metavar="FILE.toml",
@@ -79,10 +85,14 @@ def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_
                           f"{default_checkpoint_every(total_steps)})")
     run.add_argument("--keep-checkpoints", type=at_least(1), metavar="N",
                      help="keep only the N newest checkpoints (default: all); Ctrl+C also writes one")
-    run.add_argument("--eval-every", type=at_least(0), default=0, metavar="N",
-                     help="evaluate every N steps and keep the best policy in RUN_DIR/best (default: 0, off)")
-    run.add_argument("--eval-episodes", type=at_least(1), default=10, metavar="K",
-                     help="deterministic episodes per evaluation (default: 10)")
+    run.add_argument("--eval-every", type=at_least(0), metavar="N",
+                     help="evaluate every N steps and keep the best policy in RUN_DIR/best (default: the preset's, "
+                          "else 0: off)")
+    run.add_argument("--eval-episodes", type=at_least(1), metavar="K",
+                     help="deterministic episodes per evaluation (default: the preset's, else 10)")
+    run.add_argument("--keep", type=choice_arg(KEEP), metavar="best|last",
+                     help="the policy the run ends with (RUN_DIR/best, or the final one; rlworks eval RUN_DIR reads "
+                          "it): best needs --eval-every (default: the preset's, else last)")
     _runtime_options(run)
     fields = p.add_argument_group(f"{cls.__name__} fields (saved in config.json; also settable in a --config file)")
     options.add_config_fields(fields, cls, shown if shown is not None else cls())
@@ -148,6 +158,10 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
     check_algo(algo)
     parser = train_parser(algo)
     ns, extras = parser.parse_known_args(argv)
+    if (ns.seeds is not None or ns.jobs is not None) and not ns.help:
+        from .seeds import check_args
+
+        check_args(argv, ns)  # --seed, --resume or --print-config with --seeds; --jobs without it
     _reject_unknown(extras, parser, algo)
     plan = resolve(algo, env_id, ns)
     if ns.help:  # parsed again so that the defaults listed are the resolved ones
@@ -156,8 +170,9 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
     if not plan.env_id:
         raise ConfigError("--env is required (a gymnasium id such as CartPole-v1)")
     check_env_id(plan.env_id)
+    ev, keep = evaluation(algo, plan, ns)
     if ns.print_config:
-        print_config(algo, plan, ns.seed, ns.print_config, ns.config)
+        print_config(algo, plan, ns.seed, ns.print_config, ns.config, ev, keep)
         return 0
     env_id, total, seed = plan.env_id, plan.total_steps, ns.seed
     # an env with kwargs or wrappers is recorded in config.json, from which resume rebuilds it
@@ -168,8 +183,13 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
                     num_threads=threads, matmul_precision=ns.matmul_precision,
                     checkpoint_every=default_checkpoint_every(total) if ns.checkpoint_every is None
                     else ns.checkpoint_every,
-                    eval_every=ns.eval_every, eval_episodes=ns.eval_episodes, keep_checkpoints=ns.keep_checkpoints)
+                    eval_every=ev.get("eval_every", 0), eval_episodes=ev.get("eval_episodes", 10),
+                    keep_checkpoints=ns.keep_checkpoints, keep=keep)
     meta["env"] = source.record()
+    if ns.seeds is not None:  # one child process per seed, each running this command line with --seed S
+        from .seeds import run_seed_set
+
+        return run_seed_set(algo, env_id, argv, ns)
     # nothing is written until the session is built: a run that cannot start leaves no folder (algos/rundir.py)
     folder = RunFolder(ns.run_dir or default_run_dir(algo, env_id, seed), meta)
     return _train_loop(folder, plan.config, device=device, threads=threads, precision=ns.matmul_precision,
@@ -246,6 +266,9 @@ def _reject_on_resume(tok: str, parser: Parser, algo: str, meta: dict[str, Any],
     allowed = f"--resume takes only {', '.join(RESUME_OPTIONS)}"
     if not tok.startswith("-"):
         raise ConfigError(f"unexpected argument {tok!r}; {allowed}")
+    if flag in ("--seeds", "--jobs"):
+        raise ConfigError(f"{flag} starts a new seed set and cannot be combined with --resume; resume each seed's "
+                          f"run on its own: rlworks train --resume SET/seed-S")
     name = flag.lstrip("-").removeprefix("no-").replace("-", "_")
     train_flags = set(train_parser(algo).option_names())
     if flag in train_flags:
@@ -307,11 +330,12 @@ def _train_loop(folder: Any, cfg: Any, *, device: str, threads: int, precision: 
             return 0
         res = agent.evaluate(5, seed=10_000 + seed)
     wall = time.time() - t0
-    steps = agent.meta["global_step"]
+    steps = agent.meta.get("final_step", agent.meta["global_step"])  # a kept best policy names the run's end
     sps = (steps - folder.start) / max(agent.meta.get("train_seconds", wall), 1e-9)
+    kept = f" of the best policy (step {agent.meta['global_step']}, --keep best)" if "final_step" in agent.meta else ""
     # plain print, not rich: a path or a summary must never be wrapped or read as markup when piped
     print(f"done: {algo} on {env_id}: {steps} steps in {wall:.1f} s ({sps:.0f} training steps/s); "
-          f"evaluation (5 episodes) {res.mean_return:.1f} ± {res.std_return:.1f}")
+          f"evaluation (5 episodes){kept} {res.mean_return:.1f} ± {res.std_return:.1f}")
     evaluator = folder.evaluator
     if evaluator is not None and evaluator.best_step is not None:
         print(f"best evaluation: {evaluator.best_return:.1f} at step {evaluator.best_step} "
@@ -332,6 +356,8 @@ def evaluate(args: argparse.Namespace) -> int:
         if is_checkpoint(path):
             raise ConfigError(f"--checkpoint: {path} already names a checkpoint; pass the run directory instead")
         path = _named_checkpoint(path, args.checkpoint, allow_best=True)
+    elif (path / "best" / "latest").is_file() and read_run(path).get("keep") == "best":
+        path = path / "best"  # the policy the run kept (--keep best); --checkpoint step-N reads the others
     episodes = args.episodes or 10
     with tuned(args.num_threads or 1, retain_freed_memory=True):
         try:

@@ -14,7 +14,7 @@ class Rollout:
     """T steps from N envs. ``next_values[t]`` is V(s_{t+1}) of the true next state (the final
     observation on a truncation); see ``core.returns`` for how the masks are used."""
 
-    obs: np.ndarray  # (T, N, obs_dim) float32, normalised if obs normalisation is on
+    obs: np.ndarray  # (T, N, obs_dim) float32 (normalised if obs normalisation is on), or uint8 pixels
     actions: np.ndarray  # (T, N) int64 or (T, N, act_dim) float32
     logprobs: np.ndarray  # (T, N)
     rewards: np.ndarray  # (T, N) float32, scaled if reward scaling is on
@@ -25,10 +25,11 @@ class Rollout:
     episodes: list[tuple[float, int]] = field(default_factory=list)  # raw (return, length) of finished episodes
 
     @classmethod
-    def allocate(cls, n_steps: int, n_envs: int, obs_dim: int, act_dim: int, continuous: bool) -> Rollout:
+    def allocate(cls, n_steps: int, n_envs: int, obs_dim: int, act_dim: int, continuous: bool,
+                 obs_dtype: np.dtype | type = np.float32) -> Rollout:
         z = lambda *s, dt=np.float32: np.zeros(s, dtype=dt)  # noqa: E731
         return cls(
-            obs=z(n_steps, n_envs, obs_dim),
+            obs=z(n_steps, n_envs, obs_dim, dt=obs_dtype),
             actions=z(n_steps, n_envs, act_dim) if continuous else z(n_steps, n_envs, dt=np.int64),
             logprobs=z(n_steps, n_envs), rewards=z(n_steps, n_envs),
             terminations=z(n_steps, n_envs, dt=bool), truncations=z(n_steps, n_envs, dt=bool),

@@ -10,6 +10,7 @@ pickled: it is recorded by its spec where it has one, else as not rebuildable.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 
 from ..config import ConfigError, suggest, tomllib
+from .atari import AtariPreprocessing
 
 Wrapper = tuple[str | None, Callable[[gym.Env], gym.Env]]
 """(name a record can rebuild it from — a ``gymnasium.wrappers`` class name — or None, the wrapper)"""
@@ -28,6 +30,9 @@ FLATTENED = (gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.Discrete, gym.spaces.
 
 
 def check_env_id(env_id: str) -> None:
+    if env_id not in gym.registry and not _register_atari() and ("NoFrameskip" in env_id or env_id.startswith("ALE/")):
+        raise ConfigError(f"{env_id!r} is an Atari id and ale-py is not installed: pip install 'rlworks[envs]' "
+                          "(or ale-py; its wheel carries the ROMs)")
     if env_id not in gym.registry:
         raise ConfigError(f"unknown environment {env_id!r}{suggest(env_id, gym.registry.keys())}; "
                           "see gymnasium.registry for the ids installed")
@@ -43,8 +48,37 @@ def flatten_obs(env: gym.Env, name: str) -> gym.Env:
     return env
 
 
+def _register_atari() -> bool:
+    """Register the Atari ids (ale-py, extra ``envs``) on first need: importing ale_py costs ~0.2 s.
+    False where ale-py is not installed."""
+    try:
+        import ale_py
+    except ImportError:
+        return False
+    gym.register_envs(ale_py)
+    return True
+
+
+OWN_WRAPPERS: dict[str, Callable[..., gym.Env]] = {"atari": AtariPreprocessing}
+"""rlworks' own wrappers, by the name ``wrappers``/``--wrapper`` and records use"""
+EVALUATION_FORMS: dict[str, Callable[..., gym.Env]] = {"atari": functools.partial(AtariPreprocessing, training=False)}
+"""what evaluation plays instead of a wrapper that changes the game for the learner (Atari's life-loss ends and
+reward clipping): ``EnvSource.for_evaluation``"""
+AUTO_WRAPPERS = (("NoFrameskip-v4", "atari"),)
+"""(id suffix, wrapper): applied first, automatically, to an env id that ends so (pass a factory to opt out)"""
+
+
 def wrapper_names() -> list[str]:
-    return [n for n in gym.wrappers.__all__ if n[:1].isupper()]
+    return [*OWN_WRAPPERS, *(n for n in gym.wrappers.__all__ if n[:1].isupper())]
+
+
+def _wrapper_name(w: Any) -> str | None:
+    """The name a wrapper callable is rebuildable by: one of ours, or a gymnasium wrapper class."""
+    for name, own in OWN_WRAPPERS.items():
+        if w is own:
+            return name
+    named = isinstance(w, type) and getattr(gym.wrappers, w.__name__, None) is w
+    return w.__name__ if named else None
 
 
 def resolve_wrappers(wrappers: Iterable[Any] | None) -> tuple[Wrapper, ...]:
@@ -53,13 +87,12 @@ def resolve_wrappers(wrappers: Iterable[Any] | None) -> tuple[Wrapper, ...]:
     for w in wrappers or ():
         if isinstance(w, str):
             if w not in wrapper_names():
-                raise ConfigError(f"unknown wrapper {w!r}{suggest(w, wrapper_names())}; allowed: a class name from "
-                                  "gymnasium.wrappers (e.g. ClipAction, NormalizeReward) or a callable env -> env")
-            out.append((w, getattr(gym.wrappers, w)))
+                raise ConfigError(f"unknown wrapper {w!r}{suggest(w, wrapper_names())}; allowed: atari, a class name "
+                                  "from gymnasium.wrappers (e.g. ClipAction, NormalizeReward) or a callable env -> env")
+            out.append((w, OWN_WRAPPERS.get(w) or getattr(gym.wrappers, w)))
         elif callable(w):
-            # a gymnasium wrapper class given as an object is as rebuildable as its name
-            named = isinstance(w, type) and getattr(gym.wrappers, w.__name__, None) is w
-            out.append((w.__name__ if named else None, w))
+            # a gymnasium wrapper class (or one of ours) given as an object is as rebuildable as its name
+            out.append((_wrapper_name(w), w))
         else:
             raise ConfigError(f"wrappers: {w!r} ({type(w).__name__}) is neither a gymnasium.wrappers class name "
                               "nor a callable env -> env")
@@ -130,6 +163,12 @@ class EnvSource:
     def copyable(self) -> bool:
         """Whether a new env can be made besides ``first`` (for ``n_envs > 1`` and evaluation)."""
         return self.form in ("id", "factory") or self.spec is not None
+
+    def for_evaluation(self) -> EnvSource:
+        """This source with each wrapper that has an evaluation form (``EVALUATION_FORMS``) swapped for it."""
+        if not any(n in EVALUATION_FORMS for n, _ in self.wrappers):
+            return self
+        return dataclasses.replace(self, wrappers=tuple((n, EVALUATION_FORMS.get(n, w)) for n, w in self.wrappers))
 
     def make(self, render_mode: str | None = None, *, reuse: bool = False) -> gym.Env:
         """A wrapped, flattened env; with ``reuse`` the user's instance (``first``) if not handed out yet."""
@@ -250,7 +289,9 @@ def env_source(env: Any, env_kwargs: dict[str, Any] | None = None, wrappers: Ite
         raise ConfigError(f"env_kwargs={env_kwargs!r} must be a dict of keyword arguments")
     if isinstance(env, str):
         check_env_id(env)
-        return EnvSource("id", env, dict(env_kwargs or {}), ws, what=env)
+        auto = tuple((name, OWN_WRAPPERS[name]) for suffix, name in AUTO_WRAPPERS
+                     if env.endswith(suffix) and name not in (n for n, _ in ws))
+        return EnvSource("id", env, dict(env_kwargs or {}), auto + ws, what=env)
     if env_kwargs:
         raise ConfigError(f"env_kwargs apply to a registered env id; {type(env).__name__} is already built: "
                           "pass its arguments where you make it")

@@ -101,11 +101,13 @@ class PeriodicEvaluator:
     ``best_dir`` (the previous best is replaced; ``agent.meta`` records ``eval_mean_return`` and
     ``eval_step``). A selected policy's own evaluation is biased upward: measure it again on fresh
     seeds before quoting it. ``start``: the step a resumed run starts from (the next evaluation is
-    at the first multiple of ``every`` after it)."""
+    at the first multiple of ``every`` after it). ``keep_best``: also hold a copy of the best policy in
+    memory as ``best_agent`` (``rlworks.train(..., keep="best")``; a resumed run whose best came before
+    the resume has it only in ``best_dir``)."""
 
     def __init__(self, every: int, episodes: int = 10, *, seed: int = 1_000_000, logger: Any = None,
                  best_dir: str | Path | None = None, then: Callable[[Any], bool] | None = None,
-                 start: int = 0) -> None:
+                 start: int = 0, keep_best: bool = False) -> None:
         if int(every) < 1:
             raise ConfigError(f"eval_every={every} is out of range: allowed [1, inf)")
         if int(episodes) < 1:
@@ -115,6 +117,7 @@ class PeriodicEvaluator:
         self.best_dir = Path(best_dir) if best_dir is not None else None
         self.history: list[tuple[int, float, float]] = []  # (step, mean, std)
         self.best_return, self.best_step = float("-inf"), None
+        self.keep_best, self.best_agent = bool(keep_best), None
         self._next = (int(start) // self.every + 1) * self.every
         if self.best_dir is not None and (self.best_dir / "latest").is_file():  # a resumed run keeps its best
             from .checkpoint import CheckpointError, read_state
@@ -139,7 +142,22 @@ class PeriodicEvaluator:
             self.logger.log(step, {"eval/mean_return": res.mean_return, "eval/std_return": res.std_return})
         if res.mean_return > self.best_return:
             self.best_return, self.best_step = res.mean_return, step
+            agent.meta.update(eval_mean_return=res.mean_return, eval_step=step)
             if self.best_dir is not None:
-                agent.meta.update(eval_mean_return=res.mean_return, eval_step=step)
                 agent.save(self.best_dir, keep=1)
+            if self.keep_best:
+                self.best_agent = _snapshot(agent)
         return res
+
+
+def _snapshot(agent: Any) -> Any:
+    """A copy of ``agent`` that training no longer changes: its own network (the live one is trained on),
+    meta and acting caches; the env binding and config are shared, as they do not change."""
+    import copy
+
+    out = copy.copy(agent)
+    out.model = copy.deepcopy(agent.model)
+    out.meta = dict(agent.meta)
+    if hasattr(out, "_np_actor"):
+        out._np_actor = None  # rebuilt from the copied network on the first act
+    return out

@@ -6,7 +6,8 @@ of a gradient step. A policy-gradient loss only needs, per sample, three scalars
 loss; this module back-propagates them through the distribution and the two MLPs by hand (measured
 in docs/benchmarks.md). ``tests/unit/test_fastgrad.py`` checks it against autograd.
 
-Supported: Linear/Tanh/ReLU stacks (no LayerNorm), Categorical, DiagGaussian and gSDE
+Supported: Linear/Tanh/ReLU stacks on the flat observation (no LayerNorm, no feature extractor or
+shared trunk), Categorical, DiagGaussian and gSDE
 (``core.sde``, detached features) heads; anything else falls back to autograd (``supported(model)``
 is False). ``mlp_forward``/``mlp_backward``/``activation_backward`` are the building blocks, also
 used by DQN's and SAC's hand-written updates.
@@ -22,6 +23,8 @@ from .sde import EPS as SDE_EPS
 
 
 def supported(model: ActorCritic) -> bool:
+    if not getattr(model, "plain", True):  # a feature extractor or a shared trunk: autograd's job
+        return False
     mods = list(model.actor) + (list(model.critic) if model.critic is not None else [])
     return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in mods)
 

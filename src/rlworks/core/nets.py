@@ -8,7 +8,7 @@ Andrychowicz et al. 2021 (§3, "What Matters in On-Policy RL": small policy-outp
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,7 +52,14 @@ def mlp(
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs (no shared trunk, as SB3's MlpPolicy and CleanRL's ppo.py).
+    """An actor and a critic on the observation's features, separate (as SB3's MlpPolicy and CleanRL's
+    ppo.py) or sharing a trunk (as SB3's CnnPolicy and CleanRL's ppo_atari.py).
+
+    ``make_encoder`` builds the feature extractor (``core.features``; None: the flat observation). Separate
+    (``shared_trunk=False``): each of actor and critic has its own extractor and hidden layers
+    (``actor_hidden``, ``critic_hidden``, default ``hidden``). Shared: one extractor followed by the
+    ``hidden`` layers (``trunk``) feeds both heads, each with its own layers on top (``actor_hidden``,
+    ``critic_hidden``, default none: a linear head).
 
     Discrete actions: the actor outputs logits. Continuous: it outputs the mean and ``log_std`` is a
     free parameter vector, or with ``sde`` a (last hidden size, act_dim) matrix of gSDE noise scales
@@ -72,6 +79,10 @@ class ActorCritic(nn.Module):
         log_std_init: float = 0.0,
         critic: bool = True,
         sde: bool = False,
+        actor_hidden: Sequence[int] | None = None,
+        critic_hidden: Sequence[int] | None = None,
+        shared_trunk: bool = False,
+        make_encoder: Callable[[], nn.Module | None] | None = None,
     ) -> None:
         super().__init__()
         if sde and not continuous:
@@ -79,42 +90,91 @@ class ActorCritic(nn.Module):
         self.continuous, self.sde = continuous, sde
         self.dist = StateDependentGaussian if sde else DiagGaussian if continuous else Categorical
         kw = dict(activation=activation, layer_norm=layer_norm, ortho_init=ortho_init)
-        self.actor = mlp(obs_dim, hidden, act_dim, out_gain=0.01, **kw)
-        self.critic = mlp(obs_dim, hidden, 1, out_gain=1.0, **kw) if critic else None
+        make_encoder = make_encoder or (lambda: None)
+        self.trunk = self.actor_encoder = self.critic_encoder = None
+        if shared_trunk:
+            enc = make_encoder()
+            d = enc.features_dim if enc is not None else obs_dim
+            layers = [enc] if enc is not None else []
+            if hidden:  # the hidden stack without an output layer: mlp's layers up to its last activation
+                trunk = mlp(d, hidden[:-1], hidden[-1], out_gain=math.sqrt(2.0), **kw)
+                layers += list(trunk) + _norm_act(hidden[-1], layer_norm, activation)
+                d = hidden[-1]
+            self.trunk = nn.Sequential(*layers)
+            a_hidden = tuple(actor_hidden or ())
+            c_hidden = tuple(critic_hidden or ())
+            a_in = c_in = d
+        else:
+            self.actor_encoder = make_encoder()
+            self.critic_encoder = make_encoder() if critic else None
+            a_in = self.actor_encoder.features_dim if self.actor_encoder is not None else obs_dim
+            c_in = self.critic_encoder.features_dim if self.critic_encoder is not None else obs_dim
+            a_hidden = tuple(hidden if actor_hidden is None else actor_hidden)
+            c_hidden = tuple(hidden if critic_hidden is None else critic_hidden)
+        self.actor = mlp(a_in, a_hidden, act_dim, out_gain=0.01, **kw)
+        self.critic = mlp(c_in, c_hidden, 1, out_gain=1.0, **kw) if critic else None
         if continuous:
-            shape = (int(hidden[-1]), act_dim) if sde else (act_dim,)  # gSDE: σ per (feature, action)
+            feat = a_hidden[-1] if a_hidden else a_in
+            shape = (int(feat), act_dim) if sde else (act_dim,)  # gSDE: σ per (feature, action)
             self.log_std = nn.Parameter(torch.full(shape, float(log_std_init)))
 
-    def actor_features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def plain(self) -> bool:
+        """Flat observation → two MLPs: what the NumPy acting path and the fused backends handle."""
+        return self.trunk is None and self.actor_encoder is None and self.critic_encoder is None
+
+    def encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actor input, critic input): the shared trunk's output once, or each extractor's features."""
+        if self.trunk is not None:
+            h = self.trunk(obs)
+            return h, h
+        return self._actor_in(obs), (self.critic_encoder(obs) if self.critic_encoder is not None else obs)
+
+    def _actor_in(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.trunk is not None:
+            return self.trunk(obs)
+        return self.actor_encoder(obs) if self.actor_encoder is not None else obs
+
+    def actor_features(self, obs: torch.Tensor, *, encoded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(actor output, last hidden features) — the features drive gSDE's noise."""
-        h = obs
+        h = obs if encoded else self._actor_in(obs)
         for layer in self.actor[:-1]:
             h = layer(h)
         return self.actor[-1](h), h
 
     # -- distribution helpers: the same call works for every action kind ---------------------------
-    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def dist_params(self, obs: torch.Tensor, *, encoded: bool = False) -> tuple[torch.Tensor, ...]:
         if self.sde:  # features detached: SB3's default learn_features=False (Raffin et al. 2021)
-            out, h = self.actor_features(obs)
+            out, h = self.actor_features(obs, encoded=encoded)
             return out, self.log_std, h.detach()
-        out = self.actor(obs)
+        out = self.actor(obs if encoded else self._actor_in(obs))
         return (out, self.log_std) if self.continuous else (out,)
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: torch.Tensor, *, encoded: bool = False) -> torch.Tensor:
         if self.critic is None:
-            return torch.zeros(obs.shape[0], device=obs.device, dtype=obs.dtype)
+            return torch.zeros(obs.shape[0], device=obs.device,
+                               dtype=obs.dtype if obs.dtype.is_floating_point else torch.float32)
+        if not encoded:
+            obs = self.trunk(obs) if self.trunk is not None else (
+                self.critic_encoder(obs) if self.critic_encoder is not None else obs)
         return self.critic(obs).squeeze(-1)
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None):
         """(actions, logprobs, values) for a batch of observations."""
-        params = self.dist_params(obs)
+        xa, xc = self.encode(obs)
+        params = self.dist_params(xa, encoded=True)
         actions = self.dist.sample(*params, generator)
-        return actions, self.dist.log_prob(*params, actions), self.value(obs)
+        return actions, self.dist.log_prob(*params, actions), self.value(xc, encoded=True)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
         """(logprobs, entropy, values) of given actions: what every policy-gradient loss needs."""
-        params = self.dist_params(obs)
-        return self.dist.log_prob(*params, actions), self.dist.entropy(*params), self.value(obs)
+        xa, xc = self.encode(obs)
+        params = self.dist_params(xa, encoded=True)
+        return self.dist.log_prob(*params, actions), self.dist.entropy(*params), self.value(xc, encoded=True)
+
+
+def _norm_act(width: int, layer_norm: bool, activation: str) -> list[nn.Module]:
+    return ([nn.LayerNorm(width)] if layer_norm else []) + [ACTIVATIONS[activation]()]
 
 
 def numpy_layers(seq: nn.Sequential, *, copy: bool = True) -> list[tuple[str, tuple]]:

@@ -65,7 +65,9 @@ class LocalSampler:
     def collect(self, policy: Policy, n_steps: int) -> Rollout:
         N = self.venv.num_envs
         if self._buf is None or self._buf.obs.shape[0] != n_steps:
-            self._buf = Rollout.allocate(n_steps, N, self.venv.obs_dim, self.spec["act_dim"], self.continuous)
+            # pixels stay bytes (uint8) in the rollout; everything else is stored as float32
+            dtype = np.uint8 if self.venv.obs_dtype == np.uint8 else np.float32
+            self._buf = Rollout.allocate(n_steps, N, self.venv.obs_dim, self.spec["act_dim"], self.continuous, dtype)
         b = self._buf
         b.episodes = []
         final_values = np.zeros((n_steps, N), dtype=np.float32)
@@ -86,12 +88,12 @@ class LocalSampler:
                 f = final[idx]
                 if self.obs_norm is not None:
                     f = self.obs_norm(f)
-                final_values[t, idx] = policy.values(f.astype(np.float32))
+                final_values[t, idx] = policy.values(f.astype(b.obs.dtype))
             b.rewards[t] = self.reward_scaler(rewards, term | trunc) if self.reward_scaler is not None else rewards
             b.terminations[t] = term
             b.truncations[t] = trunc
             self._obs = self._receive(raw)
-        last_values = policy.values(self._obs.astype(np.float32))
+        last_values = policy.values(self._obs.astype(b.obs.dtype))
         b.next_values[:] = next_values_from(b.values, last_values.astype(np.float32), b.dones, final_values)
         return b
 

@@ -21,6 +21,8 @@ import numpy as np
 from ..config import ConfigError, check_choice
 from .envs import FLATTENED, env_source
 from .envs import check_env_id as check_env_id  # re-exported: the CLI checks --env with it
+from .features import image_layout
+from .snapshot import env_restore, env_snapshot
 
 # ---------------------------------------------------------------------------------------------
 # making and checking single envs
@@ -41,8 +43,12 @@ def check_action_space(env_id: str, space: gym.Space, algo: str) -> None:
 
 
 def space_spec(obs_space: gym.Space, act_space: gym.Space) -> dict[str, Any]:
-    """A JSON description of the (flattened) spaces, saved with the model."""
-    spec: dict[str, Any] = {"obs_dim": int(np.prod(obs_space.shape))}
+    """A JSON description of the (flattened) spaces, saved with the model: ``obs_dim`` (the stored flat
+    size), ``obs_shape`` and ``obs_dtype`` (uint8 or float32), ``layout`` of an image-shaped observation
+    (``core.features.image_layout``; None otherwise), and the action space."""
+    spec: dict[str, Any] = {"obs_dim": int(np.prod(obs_space.shape)), "obs_shape": [int(d) for d in obs_space.shape],
+                            "obs_dtype": "uint8" if getattr(obs_space, "dtype", None) == np.uint8 else "float32",
+                            "layout": image_layout(obs_space.shape)}
     if isinstance(act_space, gym.spaces.Discrete):
         spec.update(action="discrete", act_dim=int(act_space.n), act_start=int(act_space.start))
     else:
@@ -53,74 +59,29 @@ def space_spec(obs_space: gym.Space, act_space: gym.Space) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# env snapshots: exact resume where the env's state is plain data (classic control, toy text)
-# ---------------------------------------------------------------------------------------------
-
-_SCALARS = (bool, int, float, str, type(None), np.integer, np.floating, np.bool_)
-_IGNORED = (gym.Space, gym.envs.registration.EnvSpec)
-# wrapper links, constructor kwargs and the passive checker's cache are not episode state
-_SKIP = {"env", "_env", "metadata", "render_mode", "spec", "_saved_kwargs", "_previous_data"}
-
-
-def _encode(v: Any) -> Any:
-    if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
-        return {"__nd__": str(v.dtype), "shape": list(v.shape), "data": v.ravel().tolist()}
-    if isinstance(v, np.random.Generator):
-        return {"__rng__": v.bit_generator.state}
-    if isinstance(v, (np.integer, np.floating, np.bool_)):
-        return v.item()
-    if isinstance(v, _SCALARS):
-        return v
-    if isinstance(v, (tuple, list)) and all(isinstance(x, _SCALARS) for x in v):
-        return {"__seq__": [x.item() if hasattr(x, "item") else x for x in v], "tuple": isinstance(v, tuple)}
-    raise TypeError
-
-
-def _decode(v: Any, current: Any) -> Any:
-    if isinstance(v, dict) and "__nd__" in v:
-        return np.asarray(v["data"], dtype=v["__nd__"]).reshape(v["shape"])
-    if isinstance(v, dict) and "__rng__" in v:
-        rng = current if isinstance(current, np.random.Generator) else np.random.default_rng()
-        rng.bit_generator.state = v["__rng__"]
-        return rng
-    if isinstance(v, dict) and "__seq__" in v:
-        return tuple(v["__seq__"]) if v["tuple"] else list(v["__seq__"])
-    return v
-
-
-def env_snapshot(env: gym.Env) -> tuple[list[dict[str, Any]], bool]:
-    """Plain-data state of every layer of ``env`` and whether that state is complete."""
-    layers, exact, e = [], True, env
-    while True:
-        snap = {}
-        for k, v in vars(e).items():
-            if k in _SKIP or isinstance(v, _IGNORED):
-                continue
-            try:
-                snap[k] = _encode(v)
-            except TypeError:
-                if not (callable(v) or k in ("screen", "clock", "viewer", "mujoco_renderer")):
-                    exact = False  # e.g. a Box2D world or MuJoCo data: not plain data
-        layers.append(snap)
-        if not isinstance(e, gym.Wrapper):
-            break
-        e = e.env
-    return layers, exact
-
-
-def env_restore(env: gym.Env, layers: list[dict[str, Any]]) -> None:
-    e = env
-    for snap in layers:
-        for k, v in snap.items():
-            setattr(e, k, _decode(v, getattr(e, k, None)))
-        if not isinstance(e, gym.Wrapper):
-            break
-        e = e.env
-
-
-# ---------------------------------------------------------------------------------------------
 # vector envs
 # ---------------------------------------------------------------------------------------------
+
+
+def _keeps_record(env: gym.Env) -> bool:
+    """Whether ``env`` logs its episodes itself, also where they do not end with the learner's: a wrapper
+    says so with ``keeps_episode_record = True`` (the atari wrapper: a game over several lives)."""
+    try:
+        return bool(env.get_wrapper_attr("keeps_episode_record"))
+    except AttributeError:
+        return False
+
+
+def _log_episode(venv: Any, episodes: list, i: int, record: dict[str, Any] | None) -> None:
+    """Append env ``i``'s finished episode to ``episodes``: the env's own record where it keeps one
+    (gymnasium's ``info["episode"]``, as RecordEpisodeStatistics writes it, and as the atari wrapper does
+    at the end of a game, with the true score); an env that keeps one is logged only by it (a lost life
+    ends the learner's episode, not the game); else the return and length counted here."""
+    if record is not None:
+        venv.reports[i] = True
+        episodes.append((float(record["r"]), int(record["l"])))
+    elif not venv.reports[i]:
+        episodes.append((float(venv.ep_returns[i]), int(venv.ep_lengths[i])))
 
 
 class LeanVecEnv:
@@ -133,11 +94,15 @@ class LeanVecEnv:
         self.single_action_space = self.envs[0].action_space
         self.seeds = list(seeds)
         self.obs_dim = int(np.prod(self.single_observation_space.shape))
-        self._obs = np.zeros((self.num_envs, self.obs_dim), dtype=np.float64)
+        self.obs_dtype = np.dtype(np.float64)
+        """observations are returned as float64, or as uint8 where the caller sets it (pixels kept as bytes)"""
+        self._obs = np.zeros((self.num_envs, self.obs_dim), dtype=self.obs_dtype)
         self.ep_returns = np.zeros(self.num_envs)
         self.ep_lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self.reports = np.array([_keeps_record(e) for e in self.envs], dtype=bool)  # (_log_episode)
 
     def reset(self) -> np.ndarray:
+        self._obs = np.zeros((self.num_envs, self.obs_dim), dtype=self.obs_dtype)
         for i, env in enumerate(self.envs):
             o, _ = env.reset(seed=self.seeds[i])
             self._obs[i] = np.ravel(o)
@@ -149,21 +114,21 @@ class LeanVecEnv:
         """``(obs, rewards, terminations, truncations, final_obs, episodes)``; ``final_obs[i]`` is
         meaningful where the episode ended; ``episodes`` lists ``(return, length)`` of finished ones."""
         n = self.num_envs
-        obs = np.empty((n, self.obs_dim))
-        final = np.zeros((n, self.obs_dim))
+        obs = np.empty((n, self.obs_dim), self.obs_dtype)
+        final = np.zeros((n, self.obs_dim), self.obs_dtype)
         rew = np.empty(n)
         term = np.zeros(n, dtype=bool)
         trunc = np.zeros(n, dtype=bool)
         episodes = []
         for i, env in enumerate(self.envs):
-            o, r, te, tr, _ = env.step(actions[i])
+            o, r, te, tr, info = env.step(actions[i])
             rew[i] = r
             self.ep_returns[i] += r
             self.ep_lengths[i] += 1
             if te or tr:
                 term[i], trunc[i] = te, tr and not te
                 final[i] = np.ravel(o)
-                episodes.append((float(self.ep_returns[i]), int(self.ep_lengths[i])))
+                _log_episode(self, episodes, i, info.get("episode"))
                 self.ep_returns[i] = 0.0
                 self.ep_lengths[i] = 0
                 o, _ = env.reset()
@@ -173,7 +138,9 @@ class LeanVecEnv:
 
     def get_state(self) -> dict[str, Any]:
         snaps = [env_snapshot(e) for e in self.envs]
-        return {"envs": [s[0] for s in snaps], "exact": all(s[1] for s in snaps), "obs": self._obs.tolist(),
+        exact = all(s[1] for s in snaps)  # the envs' state and observations are needed (and stored) only then
+        return {"envs": [s[0] for s in snaps] if exact else None, "exact": exact,
+                "obs": self._obs.tolist() if exact else None,
                 "ep_returns": self.ep_returns.tolist(), "ep_lengths": self.ep_lengths.tolist()}
 
     def set_state(self, state: dict[str, Any], reseed: int | None = None) -> np.ndarray:
@@ -182,7 +149,7 @@ class LeanVecEnv:
         if state.get("exact") and reseed is None:
             for env, layers in zip(self.envs, state["envs"]):
                 env_restore(env, layers)
-            self._obs = np.asarray(state["obs"], dtype=np.float64)
+            self._obs = np.asarray(state["obs"], dtype=self.obs_dtype)
             self.ep_returns = np.asarray(state["ep_returns"], dtype=np.float64)
             self.ep_lengths = np.asarray(state["ep_lengths"], dtype=np.int64)
             return self._obs.copy()
@@ -251,8 +218,12 @@ class GymVecEnv:
         self.single_action_space = self.venv.single_action_space
         self.seeds = list(seeds)
         self.obs_dim = int(np.prod(self.single_observation_space.shape))
+        self.obs_dtype = np.dtype(np.float64)  # as LeanVecEnv's
         self.ep_returns = np.zeros(self.num_envs)
         self.ep_lengths = np.zeros(self.num_envs, dtype=np.int64)
+        # (_log_episode; an async env's workers are not asked: the first record it returns marks it)
+        self.reports = np.array([_keeps_record(e) for e in getattr(self.venv, "envs", ())] or [False] * self.num_envs,
+                                dtype=bool)
 
     def reset(self) -> np.ndarray:
         # the seeds are consecutive (seed + i), which is what every VectorEnv makes of one int seed
@@ -264,7 +235,7 @@ class GymVecEnv:
     def _batch(self, obs: Any) -> np.ndarray:
         if self._structured is not None:
             obs = [self._flat(o) for o in gym.vector.utils.iterate(self.venv.observation_space, obs)]
-        return np.asarray(obs, dtype=np.float64).reshape(self.num_envs, -1)
+        return np.asarray(obs, dtype=self.obs_dtype).reshape(self.num_envs, -1)
 
     def _flat(self, one: Any) -> np.ndarray:
         return np.ravel(one if self._structured is None else gym.spaces.flatten(self._structured, one))
@@ -289,8 +260,16 @@ class GymVecEnv:
                 mask = info.get("_final_obs", done)
                 for i in np.flatnonzero(done & mask):
                     final[i] = self._flat(info["final_obs"][i])
+            # an env's own record of its episodes: per env (in final_info) or from a vector wrapper
+            fin = info.get("final_info") if self.mode == gym.vector.AutoresetMode.SAME_STEP else info
+            for where in (fin or {}, info):
+                if "episode" in where and "_episode" in where:
+                    rec, has = where["episode"], where["_episode"]
+                    break
+            else:
+                rec, has = None, np.zeros(self.num_envs, dtype=bool)
             for i in np.flatnonzero(done):
-                episodes.append((float(self.ep_returns[i]), int(self.ep_lengths[i])))
+                _log_episode(self, episodes, i, {"r": rec["r"][i], "l": rec["l"][i]} if has[i] else None)
             self.ep_returns[done] = 0.0
             self.ep_lengths[done] = 0
         return obs, rew, term, trunc, final, episodes
