@@ -127,7 +127,16 @@ def overlay(cls: type, base: Any, given: dict[str, Any]) -> Any:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring written under each dataclass field (the CleanRL/tyro convention)."""
+    """The docstring written under each dataclass field (the CleanRL/tyro convention), the inherited
+    fields' included (e.g. ``core.nets.ActorCriticOptions``)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from ..config import BACKENDS, check_choice, check_range
-from ..core import fastgrad, features, optim
+from ..core import fastgrad, optim
 from ..core.guards import check_tensor
+from ..core.nets import ActorCriticOptions
 from ..core.returns import gae
 from ..core.run import RunContext
 from . import onpolicy
@@ -26,7 +27,7 @@ from .fused import policy_gradient as fused
 
 
 @dataclass(frozen=True)
-class A2CConfig:
+class A2CConfig(ActorCriticOptions):
     n_envs: int = 8
     """number of parallel environments"""
     n_steps: int = 5
@@ -59,28 +60,6 @@ class A2CConfig:
     """RMSprop smoothing constant"""
     optim_eps: float = 1e-5
     """optimizer epsilon"""
-    hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes of the actor and of the critic (separate networks), or with shared_trunk of the trunk"""
-    actor_hidden: tuple[int, ...] | None = None
-    """hidden layer sizes of the actor alone (default: hidden; with shared_trunk: none, a linear head on the
-    trunk)"""
-    critic_hidden: tuple[int, ...] | None = None
-    """hidden layer sizes of the critic alone (default: hidden; with shared_trunk: none)"""
-    shared_trunk: bool = False
-    """one feature extractor followed by the hidden layers feeds both heads (SB3's CnnPolicy, CleanRL's
-    ppo_atari.py); False: the actor and the critic are separate networks"""
-    features: str = "auto"
-    """feature extractor: auto (cnn for uint8 images of at least 36x36, else mlp), mlp (the flat
-    observation), cnn (Nature CNN, Mnih et al. 2015) or 'package.module:ClassName', your own nn.Module built
-    as ClassName(obs_shape) with an int features_dim (core/features.py, docs/deep-rl.md "Networks")"""
-    activation: str = "tanh"
-    """hidden activation: tanh or relu"""
-    layer_norm: bool = False
-    """LayerNorm after each hidden layer"""
-    ortho_init: bool = True
-    """orthogonal init, gains √2 / 0.01 (policy) / 1 (value) (Huang et al. 2022 #2)"""
-    log_std_init: float = 0.0
-    """initial log standard deviation of Gaussian policies (Box actions)"""
     vec_env: str = "lean"
     """vector env: lean (plain loop), sync or async (gymnasium.vector)"""
     backend: str = "auto"
@@ -96,12 +75,10 @@ class A2CConfig:
             check_range(name, getattr(self, name), 0)
         check_range("rms_alpha", self.rms_alpha, 0, 1, low_open=True, high_open=True)
         check_range("optim_eps", self.optim_eps, 0, low_open=True)
-        check_range("log_std_init", self.log_std_init, -20, 5)
         check_choice("optimizer", self.optimizer, ("rmsprop", "adam"))
-        check_choice("activation", self.activation, ("tanh", "relu"))
         check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
         check_choice("backend", self.backend, BACKENDS)
-        features.check_network(self)
+        self.check_network()  # the network fields (core/nets.py ActorCriticOptions)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from ..config import BACKENDS, ConfigError, check_choice, check_range
-from ..core import fastgrad, features, optim
+from ..core import fastgrad, optim
 from ..core.guards import check_tensor
+from ..core.nets import ActorCriticOptions
 from ..core.returns import gae
 from ..core.run import RunContext
 from . import onpolicy
@@ -28,7 +29,7 @@ from .fused import policy_gradient as fused
 
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(ActorCriticOptions):
     n_envs: int = 8
     """number of parallel environments"""
     n_steps: int = 128
@@ -66,28 +67,6 @@ class PPOConfig:
     """scale rewards by the running std of the discounted return (Engstrom et al. 2020)"""
     target_kl: float = 0.0
     """stop the epoch loop early when the approximate KL exceeds this; 0 disables (SB3/Spinning Up)"""
-    hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes of the actor and of the critic (separate networks), or with shared_trunk of the trunk"""
-    actor_hidden: tuple[int, ...] | None = None
-    """hidden layer sizes of the actor alone (default: hidden; with shared_trunk: none, a linear head on the
-    trunk)"""
-    critic_hidden: tuple[int, ...] | None = None
-    """hidden layer sizes of the critic alone (default: hidden; with shared_trunk: none)"""
-    shared_trunk: bool = False
-    """one feature extractor followed by the hidden layers feeds both heads (SB3's CnnPolicy, CleanRL's
-    ppo_atari.py); False: the actor and the critic are separate networks"""
-    features: str = "auto"
-    """feature extractor: auto (cnn for uint8 images of at least 36x36, else mlp), mlp (the flat
-    observation), cnn (Nature CNN, Mnih et al. 2015) or 'package.module:ClassName', your own nn.Module built
-    as ClassName(obs_shape) with an int features_dim (core/features.py, docs/deep-rl.md "Networks")"""
-    activation: str = "tanh"
-    """hidden activation: tanh or relu (Andrychowicz et al. 2021 §3.4 favour tanh)"""
-    layer_norm: bool = False
-    """LayerNorm after each hidden layer"""
-    ortho_init: bool = True
-    """orthogonal init, gains √2 / 0.01 (policy) / 1 (value) (Huang et al. 2022 #2)"""
-    log_std_init: float = 0.0
-    """initial log standard deviation of Gaussian policies (Box actions); with use_sde, of every gSDE weight"""
     use_sde: bool = False
     """generalized State-Dependent Exploration for Box actions: noise z(s)·θ_ε, z = last actor hidden
     features, θ_ε ~ N(0, σ²) learned per (feature, action) (Raffin, Kober & Stulp 2021, "Smooth
@@ -113,11 +92,9 @@ class PPOConfig:
         for name in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl"):
             check_range(name, getattr(self, name), 0)
         check_range("adam_eps", self.adam_eps, 0, low_open=True)
-        check_range("log_std_init", self.log_std_init, -20, 5)
-        check_choice("activation", self.activation, ("tanh", "relu"))
         check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
         check_choice("backend", self.backend, BACKENDS)
-        features.check_network(self)
+        self.check_network()  # the network fields (core/nets.py ActorCriticOptions)
         if self.batch_size > self.n_envs * self.n_steps:
             raise ConfigError(f"batch_size={self.batch_size} is out of range: allowed [1, n_envs*n_steps="
                               f"{self.n_envs * self.n_steps}]")

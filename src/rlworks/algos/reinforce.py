@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from ..config import BACKENDS, check_choice, check_range
-from ..core import features, optim
+from ..core import optim
 from ..core.guards import check_tensor
+from ..core.nets import ActorCriticOptions
 from ..core.returns import discounted_returns
 from ..core.run import RunContext
 from . import onpolicy
@@ -26,7 +27,7 @@ from .agent import Agent
 
 
 @dataclass(frozen=True)
-class ReinforceConfig:
+class ReinforceConfig(ActorCriticOptions):
     n_envs: int = 4
     """number of parallel environments"""
     n_steps: int = 512
@@ -51,28 +52,6 @@ class ReinforceConfig:
     """running observation normalisation, statistics saved with the model"""
     norm_reward: bool = False
     """scale rewards by the running std of the discounted return (Engstrom et al. 2020)"""
-    hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes of the policy (and baseline) networks, or with shared_trunk of the trunk"""
-    actor_hidden: tuple[int, ...] | None = None
-    """hidden layer sizes of the policy alone (default: hidden; with shared_trunk: none, a linear head on the
-    trunk)"""
-    critic_hidden: tuple[int, ...] | None = None
-    """hidden layer sizes of the baseline alone (default: hidden; with shared_trunk: none)"""
-    shared_trunk: bool = False
-    """one feature extractor followed by the hidden layers feeds both heads (SB3's CnnPolicy, CleanRL's
-    ppo_atari.py); False: the policy and the baseline are separate networks"""
-    features: str = "auto"
-    """feature extractor: auto (cnn for uint8 images of at least 36x36, else mlp), mlp (the flat
-    observation), cnn (Nature CNN, Mnih et al. 2015) or 'package.module:ClassName', your own nn.Module built
-    as ClassName(obs_shape) with an int features_dim (core/features.py, docs/deep-rl.md "Networks")"""
-    activation: str = "tanh"
-    """hidden activation: tanh or relu"""
-    layer_norm: bool = False
-    """LayerNorm after each hidden layer"""
-    ortho_init: bool = True
-    """orthogonal init, gains √2 / 0.01 (policy) / 1 (value)"""
-    log_std_init: float = 0.0
-    """initial log standard deviation of Gaussian policies (Box actions)"""
     adam_eps: float = 1e-5
     """Adam epsilon"""
     vec_env: str = "lean"
@@ -88,11 +67,9 @@ class ReinforceConfig:
         for name in ("ent_coef", "vf_coef", "max_grad_norm"):
             check_range(name, getattr(self, name), 0)
         check_range("adam_eps", self.adam_eps, 0, low_open=True)
-        check_range("log_std_init", self.log_std_init, -20, 5)
-        check_choice("activation", self.activation, ("tanh", "relu"))
         check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
         check_choice("backend", self.backend, BACKENDS)
-        features.check_network(self)
+        self.check_network()  # the network fields (core/nets.py ActorCriticOptions)
 
 
 # ---------------------------------------------------------------------------------------------

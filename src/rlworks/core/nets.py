@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..config import check_choice, check_range
+from . import features
 from .distributions import Categorical, DiagGaussian
 from .sde import StateDependentGaussian
 
@@ -49,6 +52,41 @@ def mlp(
         nn.init.zeros_(out.bias)
     layers.append(out)
     return nn.Sequential(*layers)
+
+
+@dataclass(frozen=True)
+class ActorCriticOptions:
+    """The network fields of the actor-critic algorithms (PPO, A2C, REINFORCE), written once: their
+    config dataclasses inherit them, and ``check_network`` validates them."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of the actor and of the critic (separate networks), or with shared_trunk of the trunk"""
+    actor_hidden: tuple[int, ...] | None = None
+    """hidden layer sizes of the actor alone (default: hidden; with shared_trunk: none, a linear head on the
+    trunk)"""
+    critic_hidden: tuple[int, ...] | None = None
+    """hidden layer sizes of the critic alone (default: hidden; with shared_trunk: none)"""
+    shared_trunk: bool = False
+    """one feature extractor followed by the hidden layers feeds both heads (SB3's CnnPolicy, CleanRL's
+    ppo_atari.py); False: the actor and the critic are separate networks"""
+    features: str = "auto"
+    """feature extractor: auto (cnn for uint8 images of at least 36x36, else mlp), mlp (the flat
+    observation), cnn (Nature CNN, Mnih et al. 2015) or 'package.module:ClassName', your own nn.Module built
+    as ClassName(obs_shape) with an int features_dim (core/features.py, docs/deep-rl.md "Networks")"""
+    activation: str = "tanh"
+    """hidden activation: tanh or relu (Andrychowicz et al. 2021 §3.4 favour tanh)"""
+    layer_norm: bool = False
+    """LayerNorm after each hidden layer"""
+    ortho_init: bool = True
+    """orthogonal init, gains √2 / 0.01 (policy) / 1 (value) (Huang et al. 2022 #2)"""
+    log_std_init: float = 0.0
+    """initial log standard deviation of Gaussian policies (Box actions); with PPO's use_sde, of every gSDE
+    weight"""
+
+    def check_network(self) -> None:
+        check_range("log_std_init", self.log_std_init, -20, 5)
+        check_choice("activation", self.activation, ("tanh", "relu"))
+        features.check_network(self)
 
 
 class ActorCritic(nn.Module):
