@@ -336,8 +336,9 @@ def run(s: Session, update: UpdateFn, ctx: RunContext | None = None) -> Agent:
             sps_steps += s.global_step - prev
             sps_time += dt
             step = s.global_step
-            if ctx.on_episodes is not None and rollout.episodes:  # the rollout does not say when in it each ended
-                ctx.on_episodes(step, list(rollout.episodes))
+            if ctx.on_episodes is not None:  # each episode at the step it ended, not at the rollout's end
+                for end in sorted(set(rollout.episode_ends)):
+                    ctx.on_episodes(end, [e for e, at in zip(rollout.episodes, rollout.episode_ends) if at == end])
             if step - last_logged >= log_every or step >= end:
                 check_module("parameter", s.model)
                 metrics["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")

@@ -23,6 +23,7 @@ class Rollout:
     values: np.ndarray  # (T, N)
     next_values: np.ndarray  # (T, N)
     episodes: list[tuple[float, int]] = field(default_factory=list)  # raw (return, length) of finished episodes
+    episode_ends: list[int] = field(default_factory=list)  # the env step at which each of them ended
 
     @classmethod
     def allocate(cls, n_steps: int, n_envs: int, obs_dim: int, act_dim: int, continuous: bool,

@@ -69,7 +69,7 @@ class LocalSampler:
             dtype = np.uint8 if self.venv.obs_dtype == np.uint8 else np.float32
             self._buf = Rollout.allocate(n_steps, N, self.venv.obs_dim, self.spec["act_dim"], self.continuous, dtype)
         b = self._buf
-        b.episodes = []
+        b.episodes, b.episode_ends = [], []
         final_values = np.zeros((n_steps, N), dtype=np.float32)
         for t in range(n_steps):
             obs = self._obs
@@ -82,6 +82,7 @@ class LocalSampler:
             self.global_step += N
             check_array("reward", rewards, f"from the environment at step {self.global_step}")
             b.episodes.extend(episodes)
+            b.episode_ends.extend([self.global_step] * len(episodes))
             if trunc.any():  # bootstrap truncations from V(final obs); terminations need no value
                 idx = np.flatnonzero(trunc)
                 check_array("observation", final[idx], f"(final) from the environment at step {self.global_step}")
