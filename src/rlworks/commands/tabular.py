@@ -19,7 +19,7 @@ from rlworks.commands.options import QUIET_HELP, int_arg
 from rlworks.commands.parsing import Parser
 from rlworks.config import ConfigError, check_range
 from rlworks.tabular import planning, rundir, td
-from rlworks.tabular.learner import ALGORITHMS, TIE_BREAKS
+from rlworks.tabular.learner import ALGORITHMS, BONUSES, TIE_BREAKS
 from rlworks.tabular.mdp import TabularModel, has_model, require_discrete
 from rlworks.tabular.schedules import KINDS, Schedule
 
@@ -74,6 +74,10 @@ def train_parser(algo: str) -> Parser:
     p.add_argument("--q-init", type=float, default=0.0, help="initial Q (> 0: optimistic; default 0)")
     p.add_argument("--tie-break", choices=TIE_BREAKS, default="random",
                    help="greedy ties: random (default) or first index")
+    p.add_argument("--bonus", choices=BONUSES, default="none",
+                   help="count-based exploration bonus: ucb adds bonus_c/sqrt(N(s,a)) to each target and tries "
+                        "untried actions first (default none)")
+    p.add_argument("--bonus-c", type=float, default=1.0, help="bonus coefficient, >= 0 (default %(default)s)")
     p.add_argument("--path", choices=td.PATHS, default="auto",
                    help="compiled model kernel, python, or generic env.step loop")
     p.add_argument("--run-dir", help="where to write the run (default runs/<algo>-<env>-<seed>-<time>)")
@@ -150,7 +154,9 @@ def train(algo: str, argv: list[str], console: Console) -> int:
         "episodes": args.episodes, "alpha": alpha, "gamma": args.gamma, "epsilon": eps, "seed": args.seed,
         "q_init": args.q_init, "tie_break": args.tie_break, "path": args.path,
         "planning_steps": getattr(args, "planning_steps", 0), "max_episode_steps": args.max_episode_steps,
+        "bonus": args.bonus, "bonus_c": args.bonus_c,
     }  # fmt: skip
+    check_range("bonus_c", args.bonus_c, 0.0, None)
     td.check_args(args.episodes, alpha, args.gamma, eps, kw["planning_steps"])  # before the progress bar
     if args.quiet:
         result = td.learn(algo, env, **kw)
@@ -329,6 +335,7 @@ TABULAR_ENVS = (
     ("FrozenLake8x8-v1", "8×8 ice"),
     ("CliffWalking-v1", "Sutton & Barto's cliff (Example 6.6)"),
     ("Taxi-v4", "Dietterich's taxi, 500 states"),
+    ("rlworks/DeepSeaIndex-v0", "bsuite's DeepSea, N = 10, index observations (other N: from Python, size=N)"),
 )
 
 

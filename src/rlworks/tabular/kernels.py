@@ -13,6 +13,8 @@ missing, and ``kernel.py_func``), and from the generic path that steps a real Gy
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 try:  # numba is a dependency; the plain-Python fallback keeps rlworks usable without it.
@@ -125,6 +127,26 @@ def select_action(q, s, epsilon, rng, tie_first=False):
 
 
 @njit(cache=True, inline="always")
+def select_action_counted(q, counts, s, epsilon, rng, tie_first=False):
+    """With a count bonus: an action never taken in s first (ties at random), as UCB1 plays each
+    arm once (Auer et al. 2002); then epsilon-greedy on Q, which carries the bonus."""
+    n_actions = q.shape[1]
+    n_untried = 0
+    for a in range(n_actions):
+        if counts[s, a] == 0:
+            n_untried += 1
+    if n_untried == 0:
+        return select_action(q, s, epsilon, rng, tie_first)
+    k = randint(rng, n_untried)
+    for a in range(n_actions):
+        if counts[s, a] == 0:
+            if k == 0:
+                return a
+            k -= 1
+    return 0
+
+
+@njit(cache=True, inline="always")
 def state_value(q, s, algo, epsilon):
     """The bootstrap value of s: max_a Q (Q-learning, Dyna-Q) or E_pi[Q] under
     epsilon-greedy with random tie-breaking (Expected SARSA, van Seijen et al. 2009)."""
@@ -200,6 +222,7 @@ def plan(q, gamma, alpha, n, m_next, m_reward, m_done, seen_list, n_seen, rng):
 def run_kernel(
     next_states, cum_probs, rewards, dones, n_outcomes, start_cum,  # the model
     q, algo, gamma, alphas, epsilons, max_steps, tie_first,  # the learner
+    bonus_c, counts,  # count bonus coefficient (0: off) and visit counts N(s, a)
     planning_steps, m_next, m_reward, m_done, seen_list, seen_count,  # Dyna-Q's learned model
     carry, carry_return, rng,  # state carried between calls
     max_episodes, max_total_steps, out_returns, out_lengths,
@@ -208,7 +231,9 @@ def run_kernel(
 
     ``alphas[i]``/``epsilons[i]`` apply to the i-th episode started in this call (the last
     value holds beyond the array). Episodes are capped at ``max_steps`` and the cap is a
-    truncation: its target bootstraps from the next state. Returns (episodes, steps).
+    truncation: its target bootstraps from the next state. With ``bonus_c > 0``, ``counts[s, a]``
+    counts the updates of (s, a), the target gains ``bonus_c / sqrt(counts[s, a])`` and untried
+    actions are taken first (``learner.py`` explains the bonus). Returns (episodes, steps).
     """
     n_actions = q.shape[1]
     episodes = 0
@@ -232,7 +257,10 @@ def run_kernel(
             ret = 0.0
         while True:  # the steps of one episode
             if a < 0:
-                a = select_action(q, s, eps, rng, tie_first)
+                if bonus_c > 0.0:
+                    a = select_action_counted(q, counts, s, eps, rng, tie_first)
+                else:
+                    a = select_action(q, s, eps, rng, tie_first)
             k = sample_outcome(cum_probs, n_outcomes, s, a, rng)
             s2 = next_states[s, a, k]
             r = rewards[s, a, k]
@@ -240,10 +268,16 @@ def run_kernel(
             t += 1
             truncated = (not terminated) and t >= max_steps
             target = r
+            if bonus_c > 0.0:  # counted only with the bonus, so the default loop stays as lean as it was
+                counts[s, a] += 1
+                target += bonus_c / math.sqrt(counts[s, a])
             a2 = -1
             if algo == SARSA:
                 # SARSA bootstraps from the action it will actually take (or would, at a truncation).
-                a2 = select_action(q, s2, eps, rng, tie_first)
+                if bonus_c > 0.0:
+                    a2 = select_action_counted(q, counts, s2, eps, rng, tie_first)
+                else:
+                    a2 = select_action(q, s2, eps, rng, tie_first)
                 if not terminated:
                     target += gamma * q[s2, a2]
             elif not terminated:

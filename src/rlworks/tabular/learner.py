@@ -16,6 +16,14 @@ from rlworks.tabular.mdp import TabularModel
 #: as ``Q[s].argmax()`` does in the reference snippet (kept to show why that fails).
 TIE_BREAKS = ("random", "first")
 
+#: Exploration bonuses. ``"ucb"``: every real update's target gains ``bonus_c / sqrt(N(s, a))``,
+#: N counting the updates of (s, a), and an action never tried in s is taken before any other.
+#: This is the count bonus of MBIE-EB (Strehl & Littman 2008) and of Q-learning with UCB-Hoeffding
+#: (Jin et al. 2018): the bonus is bootstrapped like a reward, so optimism about rarely visited
+#: states flows back to the actions that lead there (deep exploration, not only a local tie-break).
+#: Dyna-Q's planning backups use the remembered rewards without it.
+BONUSES = ("none", "ucb")
+
 
 class TabularLearner:
     """State of one tabular agent: Q, its RNG, its position in the current episode and, for
@@ -34,6 +42,8 @@ class TabularLearner:
         seed: int = 0,
         q_init: float = 0.0,
         tie_break: str = "random",
+        bonus: str = "none",
+        bonus_c: float = 1.0,
     ) -> None:
         check_choice("algorithm", algo, ALGORITHMS)
         self.algo = algo
@@ -42,6 +52,7 @@ class TabularLearner:
         self.max_episode_steps = int(max_episode_steps)
         self.q_init = float(q_init)
         self.tie_break = tie_break
+        self.bonus, self.bonus_c = bonus, bonus_c
         self.validate()
         self.rng = kernels.seed_rng(seed)
         self.episodes = 0
@@ -67,6 +78,8 @@ class TabularLearner:
         check_range("planning_steps", self.planning_steps, 0, 10_000)
         check_range("max_episode_steps", self.max_episode_steps, 1, None)
         check_choice("tie_break", self.tie_break, TIE_BREAKS)
+        check_choice("bonus", self.bonus, BONUSES)
+        check_range("bonus_c", self.bonus_c, 0.0, None)
 
     def _set_model(self, model: TabularModel) -> None:
         self.model = model
@@ -94,8 +107,13 @@ class TabularLearner:
     def episode_return(self) -> float:
         return float(self.carry_return[0])
 
+    @property
+    def effective_bonus_c(self) -> float:
+        """The bonus coefficient the kernel uses: ``bonus_c`` with ``bonus="ucb"``, else 0."""
+        return float(self.bonus_c) if self.bonus == "ucb" else 0.0
+
     def reset_q(self) -> None:
-        """Forget everything learned (Q, Dyna's model, the episode in progress)."""
+        """Forget everything learned (Q, visit counts, Dyna's model, the episode in progress)."""
         S, A = self.n_states, self.n_actions
         self.q = np.full((S, A), self.q_init, dtype=np.float64)
         self.q[self.model.terminal] = 0.0
@@ -104,6 +122,7 @@ class TabularLearner:
         self.m_done = np.zeros((S, A), dtype=bool)
         self.seen_list = np.zeros(S * A, dtype=np.int64)
         self.seen_count = np.zeros(1, dtype=np.int64)
+        self.counts = np.zeros((S, A), dtype=np.int64)  # N(s, a): real updates of each pair, with a bonus
         self.new_episode()
 
     def new_episode(self) -> None:
@@ -152,7 +171,7 @@ class TabularLearner:
         n_ep, n_steps = fn(
             m.next_states, m.cum_probs, m.rewards, m.dones, m.n_outcomes, self._start_cum,
             self.q, kernels.ALGO_CODES[self.algo], float(self.gamma), alphas, epsilons, self.max_episode_steps,
-            self.tie_break == "first",
+            self.tie_break == "first", self.effective_bonus_c, self.counts,
             self.planning_steps, self.m_next, self.m_reward, self.m_done, self.seen_list, self.seen_count,
             self.carry, self.carry_return, self.rng,
             max_episodes, max_steps, out_returns, out_lengths,

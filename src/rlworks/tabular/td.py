@@ -14,6 +14,7 @@ truncations: their last target bootstraps from the next state (only termination 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class TabularResult:
     path: str = "compiled"
     loop_seconds: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    counts: np.ndarray | None = None  # (n_states, n_actions) updates N(s, a), kept with bonus="ucb"
 
     @property
     def policy(self) -> np.ndarray:
@@ -90,6 +92,8 @@ def learn(
     q_init: float = 0.0,
     tie_break: str = "random",
     path: str = "auto",
+    bonus: str = "none",
+    bonus_c: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> TabularResult:
     """Run a tabular TD algorithm for ``episodes`` episodes. See ``q_learning`` for the arguments."""
@@ -114,6 +118,7 @@ def learn(
     learner = TabularLearner(
         model, algo, alpha=alpha_s.start, gamma=gamma, epsilon=eps_s.start,
         planning_steps=planning_steps, max_episode_steps=cap, seed=seed, q_init=q_init, tie_break=tie_break,
+        bonus=bonus, bonus_c=bonus_c,
     )  # fmt: skip
     alphas, epsilons = alpha_s.values(episodes), eps_s.values(episodes)
     if path == "compiled":
@@ -147,10 +152,12 @@ def learn(
         algo=algo, env=describe(env), episodes=int(episodes), alpha=_sched_json(alpha_s), gamma=float(gamma),
         epsilon=_sched_json(eps_s), seed=int(seed), planning_steps=int(learner.planning_steps),
         max_episode_steps=int(cap), q_init=float(q_init), tie_break=tie_break, path=path,
+        bonus=bonus, bonus_c=float(bonus_c),
     )  # fmt: skip
     return TabularResult(
         q=learner.q, episode_returns=returns, episode_lengths=lengths, steps=learner.steps,
         algo=algo, path=path, loop_seconds=seconds, config=config,
+        counts=learner.counts if learner.effective_bonus_c > 0 else None,
     )  # fmt: skip
 
 
@@ -197,12 +204,19 @@ def run_generic(
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     k = learner.planning_steps
+    counts, bonus_c = learner.counts, learner.effective_bonus_c
+
+    def choose(state: int) -> int:
+        if bonus_c > 0.0:
+            return kernels.select_action_counted(q, counts, state, eps, rng, first)
+        return kernels.select_action(q, state, eps, rng, first)
+
     for ep in range(episodes):
         j = min(ep, len(alphas) - 1)
         alpha, eps = float(alphas[j]), float(epsilons[j])
         s, _ = env.reset(seed=seed if ep == 0 else None)
         s = int(s)
-        a = kernels.select_action(q, s, eps, rng, first)
+        a = choose(s)
         t, total = 0, 0.0
         while True:
             s2, r, terminated, truncated, _ = env.step(a)
@@ -210,9 +224,12 @@ def run_generic(
             t += 1
             truncated = bool(truncated or t >= learner.max_episode_steps) and not terminated
             target = r
+            if bonus_c > 0.0:
+                counts[s, a] += 1
+                target += bonus_c / math.sqrt(counts[s, a])
             a2 = -1
             if code == kernels.SARSA:
-                a2 = kernels.select_action(q, s2, eps, rng, first)
+                a2 = choose(s2)
                 if not terminated:
                     target += gamma * q[s2, a2]
             elif not terminated:
@@ -230,7 +247,7 @@ def run_generic(
             if terminated or truncated:
                 break
             s = s2
-            a = a2 if a2 >= 0 else kernels.select_action(q, s, eps, rng, first)
+            a = a2 if a2 >= 0 else choose(s)
         returns[ep], lengths[ep] = total, t
         learner.episodes += 1
     return returns, lengths
@@ -253,6 +270,10 @@ _DOC_ARGS = """
         progress: optional ``progress(episodes_done, episodes)`` callback (same result).
         path: ``"auto"`` (compiled when the env exposes its model), ``"compiled"``,
             ``"python"`` (the same kernel uncompiled) or ``"generic"`` (``env.step``).
+        bonus: ``"none"`` (default) or ``"ucb"``, a count-based exploration bonus: each update's
+            target gains ``bonus_c / sqrt(N(s, a))`` and untried actions go first
+            (``rlworks.tabular.learner.BONUSES``); ``result.counts`` then holds N(s, a).
+        bonus_c: the bonus coefficient (>= 0; used with ``bonus="ucb"``).
 """
 
 
