@@ -182,8 +182,9 @@ def test_run_dir_writes_the_cli_run_folder_with_each_algorithms_own_columns(tmp_
         assert len(episodes) > len(_rows(run / "metrics.csv"))
         ends = [int(r["step"]) for r in episodes]
         assert ends == sorted(ends)
-    # each episode at the step it ended, not at the end of its 8 x 128-step rollout
+    # each episode at the step it ended, not at the end of its 8 x 128-step rollout; and the run goes on to its end
     assert any(int(r["step"]) % 1024 for r in _rows(ppo_run / "episodes.csv"))
+    assert _rows(ppo_run / "metrics.csv")[-1]["step"] == "4096" and (ppo_run / "checkpoints" / "step-4096").is_dir()
     ppo_cols, dqn_cols = _header(ppo_run), _header(dqn_run)
     assert "losses/clipfrac" in ppo_cols and not {"losses/q_loss", "charts/epsilon", "eval/mean_return"} & set(ppo_cols)
     # DQN's losses first appear once learning starts: the file widened, earlier rows kept

@@ -337,8 +337,8 @@ def run(s: Session, update: UpdateFn, ctx: RunContext | None = None) -> Agent:
             sps_time += dt
             step = s.global_step
             if ctx.on_episodes is not None:  # each episode at the step it ended, not at the rollout's end
-                for end in sorted(set(rollout.episode_ends)):
-                    ctx.on_episodes(end, [e for e, at in zip(rollout.episodes, rollout.episode_ends) if at == end])
+                for ended in sorted(set(rollout.episode_ends)):
+                    ctx.on_episodes(ended, [e for e, at in zip(rollout.episodes, rollout.episode_ends) if at == ended])
             if step - last_logged >= log_every or step >= end:
                 check_module("parameter", s.model)
                 metrics["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
