@@ -1,12 +1,12 @@
-"""rlworks vs Stable-Baselines3, off-policy: DQN on CartPole-v1, SAC and TD3 on Pendulum-v1 with the RL
+"""rlworks vs Stable-Baselines3, off-policy: DQN on CartPole-v1, SAC, TD3 and DDPG on Pendulum-v1 with the RL
 Zoo's hyperparameters, side by side in one run (fresh subprocess per run, alternating A B A B).
 
-    python benchmarks/offpolicy_vs_sb3.py --algo dqn|sac|td3 [--seeds 3] [--total-steps N] [--threads 1]
+    python benchmarks/offpolicy_vs_sb3.py --algo dqn|sac|td3|ddpg [--seeds 3] [--total-steps N] [--threads 1]
                                           [--eval-every K] [--threshold T] [--config zoo|best]
                                           [--device cpu|cuda] [--matmul-precision highest|high|medium]
 
 Prints per-run figures and the medians, with the ratio rlworks / SB3 for training speed (DQN: env steps
-per second; SAC, TD3: gradient (critic) updates per second; both clocks start once the agent is
+per second; SAC, TD3, DDPG: gradient (critic) updates per second; both clocks start once the agent is
 built, and evaluation time is excluded) and the seconds to the first deterministic 10-episode
 evaluation at or above the threshold. ``--lib`` runs one side only (a child). ``--matmul-precision`` sets
 torch's float32 matrix-product precision in both libraries' processes (``medium``: bfloat16 products on CPUs with AMX).
@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-ZOO = {  # rl-baselines3-zoo hyperparams/dqn.yml (CartPole-v1), sac.yml and td3.yml (Pendulum-v1)
+ZOO = {  # rl-baselines3-zoo hyperparams/dqn.yml (CartPole-v1), sac.yml, td3.yml and ddpg.yml (Pendulum-v1)
     "dqn": ("CartPole-v1", dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
                                 gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
                                 exploration_fraction=0.16, exploration_final_eps=0.04), [256, 256]),
@@ -34,9 +34,13 @@ ZOO = {  # rl-baselines3-zoo hyperparams/dqn.yml (CartPole-v1), sac.yml and td3.
     # exploration noise N(0, TD3_NOISE) (rlworks' exploration_noise, SB3's NormalActionNoise below)
     "td3": ("Pendulum-v1", dict(learning_rate=1e-3, gamma=0.98, buffer_size=200_000, learning_starts=10_000,
                                 train_freq=200, gradient_steps=200), [400, 300]),
+    # ddpg.yml's Pendulum entry is td3.yml's (the same once-per-episode training and N(0, 0.1) noise)
+    "ddpg": ("Pendulum-v1", dict(learning_rate=1e-3, gamma=0.98, buffer_size=200_000, learning_starts=10_000,
+                                 train_freq=200, gradient_steps=200), [400, 300]),
 }
-DEFAULTS = {"dqn": (50_000, 2000, 475.0), "sac": (20_000, 1000, -200.0), "td3": (20_000, 1000, -200.0)}
-TD3_NOISE = 0.1  # the Zoo's noise_type normal, noise_std 0.1 (Pendulum-v1)
+DEFAULTS = {"dqn": (50_000, 2000, 475.0), "sac": (20_000, 1000, -200.0), "td3": (20_000, 1000, -200.0),
+            "ddpg": (20_000, 1000, -200.0)}
+TD3_NOISE = 0.1  # the Zoo's noise_type normal, noise_std 0.1 (Pendulum-v1), for TD3 and DDPG
 ALGOS = tuple(ZOO)
 
 
@@ -81,11 +85,11 @@ def child(a) -> dict:
     env_id, hp, arch = ZOO[a.algo]
     clock = Clock()
     if a.lib == "rlworks":
-        from rlworks.algos import dqn, sac, td3
+        from rlworks.algos import ddpg, dqn, sac, td3
         from rlworks.core.run import RunContext
         from rlworks.core.runtime import tuned
 
-        mod = {"dqn": dqn, "sac": sac, "td3": td3}[a.algo]
+        mod = {"dqn": dqn, "sac": sac, "td3": td3, "ddpg": ddpg}[a.algo]
         if a.config == "best":  # rlworks' own preset for the env
             from rlworks.config import PRESET_DIR, from_dict, load_toml
 
@@ -94,7 +98,7 @@ def child(a) -> dict:
 
             cfg = from_dict(mod.CONFIG, {k: v for k, v in table.items() if k not in RUN_KEYS})
         else:
-            noise = {"exploration_noise": TD3_NOISE} if a.algo == "td3" else {}
+            noise = {"exploration_noise": TD3_NOISE} if a.algo in ("td3", "ddpg") else {}
             cfg = mod.CONFIG(**hp, **noise, hidden=tuple(arch))
         cfg = dataclasses.replace(cfg, backend=a.backend)
         holder = {}
@@ -117,12 +121,12 @@ def child(a) -> dict:
         compile_seconds = agent.meta.get("compile_seconds")
     else:
         import numpy as np
-        from stable_baselines3 import DQN, SAC, TD3
+        from stable_baselines3 import DDPG, DQN, SAC, TD3
         from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.noise import NormalActionNoise
 
-        cls = {"dqn": DQN, "sac": SAC, "td3": TD3}[a.algo]
-        if a.algo == "td3":
+        cls = {"dqn": DQN, "sac": SAC, "td3": TD3, "ddpg": DDPG}[a.algo]
+        if a.algo in ("td3", "ddpg"):
             hp = {**hp, "action_noise": NormalActionNoise(np.zeros(1), TD3_NOISE * np.ones(1))}
 
         class CB(BaseCallback):

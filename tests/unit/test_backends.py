@@ -1,4 +1,4 @@
-"""Every non-autograd backend of DQN, SAC and TD3 computes the autograd update in the algorithm's file:
+"""Every non-autograd backend of DQN, SAC, TD3 and DDPG computes the autograd update in the algorithm's file:
 the same networks after 50 updates on the same batches and the same random draws."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import rlworks
-from rlworks.algos import backends, dqn, sac, td3
+from rlworks.algos import backends, ddpg, dqn, sac, td3
 from rlworks.algos.fused import dqn as fused_dqn
 from rlworks.algos.fused import sac as fused_sac
 from rlworks.algos.fused import td3 as fused_td3
@@ -107,6 +107,17 @@ def test_td3_fused_matches_autograd(activation, policy_delay):
     _assert_same(a, b, start)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_ddpg_fused_matches_autograd(activation):
+    """DDPG's configuration of TD3's fused update: one critic, the actor every step, no smoothing."""
+    cfg = ddpg.DDPGConfig(hidden=(32, 16), learning_rate=1e-3, tau=0.05, activation=activation)
+    batches = _batches(STEPS)
+    a, _, start = _run(ddpg, fused_td3.update, cfg, "fused", batches)
+    b, _, _ = _run(ddpg, fused_td3.update, cfg, "autograd", batches)
+    assert a.critic.n == 1 and a.n_updates == STEPS
+    _assert_same(a, b, start)
+
+
 def _dqn_run(cfg, backend: str, weighted: bool):
     torch.manual_seed(0)
     net = {"hidden": cfg.hidden, "activation": cfg.activation, "dueling": cfg.dueling}
@@ -190,7 +201,8 @@ def test_compile_backend_trains_sac_and_reports_compile_time():
     assert agent.meta["n_updates"] == 200
 
 
-@pytest.mark.parametrize("algo,env", [("dqn", "CartPole-v1"), ("sac", "Pendulum-v1"), ("td3", "Pendulum-v1")])
+@pytest.mark.parametrize("algo,env", [("dqn", "CartPole-v1"), ("sac", "Pendulum-v1"), ("td3", "Pendulum-v1"),
+                                      ("ddpg", "Pendulum-v1")])
 def test_auto_backend_is_fused_on_cpu_and_autograd_trains(algo, env):
     kw = {"learning_starts": 50, "batch_size": 16, "hidden": (8, 8)}
     assert rlworks.train(algo, env, total_steps=80, seed=0, **kw).meta["backend"] == "fused"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlworks.algos import dqn, offpolicy, sac, td3
+from rlworks.algos import ddpg, dqn, offpolicy, sac, td3
 from rlworks.core.nets import TwinQ
 from rlworks.core.run import RunContext
 
@@ -188,28 +188,29 @@ def test_td3_targets_take_min_of_twin_critics():
                                        ("sac", ["Pendulum-v1", "LunarLanderContinuous-v3", "HalfCheetah-v5",
                                                 "Hopper-v5"]),
                                        ("td3", ["Pendulum-v1", "LunarLanderContinuous-v3", "HalfCheetah-v5",
-                                                "Hopper-v5"])])
+                                                "Hopper-v5"]),
+                                       ("ddpg", ["Pendulum-v1"])])
 def test_presets_cover_the_envs_and_build_valid_configs(algo, envs):
     from rlworks.algos import RUN_KEYS  # env, total_steps, eval_every, eval_episodes, keep: run defaults
     from rlworks.config import PRESET_DIR, from_dict, load_toml
 
-    mod = {"dqn": dqn, "sac": sac, "td3": td3}[algo]
+    mod = {"dqn": dqn, "sac": sac, "td3": td3, "ddpg": ddpg}[algo]
     table = load_toml(PRESET_DIR / f"{algo}.toml")
     assert set(envs) <= set(table)
     for name, t in table.items():
         cfg = from_dict(mod.CONFIG, {k: v for k, v in t.items() if k not in RUN_KEYS})
         assert t["env"] == name or name == "rlzoo"
         assert t["total_steps"] > 0 and cfg is not None
-    if algo in ("dqn", "sac"):
+    if algo in ("dqn", "sac", "ddpg"):
         assert "rlzoo" in table
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg"])
 def test_trained_networks_can_be_fine_tuned_with_autograd(algo):
     """The fused updates run in inference mode; the networks a run returns must still take an autograd
     backward (no inference-tensor gradients left behind in ``.grad``)."""
     torch.set_num_threads(1)
-    mod = {"sac": sac, "td3": td3}[algo]
+    mod = {"sac": sac, "td3": td3, "ddpg": ddpg}[algo]
     agent = mod.train("Pendulum-v1", mod.CONFIG(learning_starts=50, batch_size=16, hidden=(8, 8)), total_steps=60,
                       seed=0)
     assert all(p.grad is None for p in agent.model.parameters())

@@ -222,21 +222,25 @@ ActFn = Callable[[Session, np.ndarray], np.ndarray]
 #: what a round reports: its metrics, or a function computing them, called only when a line is logged
 Metrics = dict[str, torch.Tensor] | Callable[[], dict[str, torch.Tensor]]
 TrainFn = Callable[[Session, int], Metrics]
+#: called with the done mask (N,) after a step where episodes ended (DDPG restarts its OU noise there)
+DoneFn = Callable[[Session, np.ndarray], None]
 
 
-def run(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, *, compiled: Any = None) -> OffPolicyAgent:
+def run(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, *, compiled: Any = None,
+        on_done: DoneFn | None = None) -> OffPolicyAgent:
     """Resume if asked, then act → store → (every ``train_freq`` vector steps after ``learning_starts``)
     ``train_round(s, gradient_steps)``, until ``total_steps`` (or ``ctx.stop_at``) env steps. Metrics stay
     tensors until a log line is written (no per-step sync); losses are checked for NaN/inf there and
     before every checkpoint. ``ctx.callback(s)`` runs after each step, excluded from ``perf/sps``, and
     may stop the run. SIGINT/SIGTERM end the current step, write a checkpoint and raise
-    ``TrainingInterrupted``. ``compiled``: the update, to report its compile time when it was compiled."""
+    ``TrainingInterrupted``. ``compiled``: the update, to report its compile time when it was compiled.
+    ``on_done(s, done)`` runs after each step where an episode ended."""
     if ctx.resume_from is not None:
         restore_session(s, ctx.resume_from)
     if ctx.on_start is not None:
         ctx.on_start(s)
     try:
-        agent = _loop(s, act, train_round, ctx)
+        agent = _loop(s, act, train_round, ctx, on_done)
     finally:
         # the fused rounds run in inference mode, so the gradients they leave in ``.grad`` are inference
         # tensors, which a later autograd ``backward`` on these modules could not add to
@@ -248,7 +252,7 @@ def run(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, *, compil
     return agent
 
 
-def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffPolicyAgent:
+def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, on_done: DoneFn | None) -> OffPolicyAgent:
     cfg = s.config
     N = s.venv.num_envs
     logger, log_every = ctx.log, ctx.every(1000)
@@ -275,6 +279,8 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext) -> OffP
                 check_array("observation", final[done], f"(final) from the environment at step {s.global_step}")
                 real_next = nxt.copy()
                 real_next[done] = final[done]
+                if on_done is not None:
+                    on_done(s, done)
             s.buffer.add(s.obs, actions, rewards, real_next, term, trunc)
             s.obs = nxt
             for ret, length in episodes:

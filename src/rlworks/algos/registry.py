@@ -49,6 +49,8 @@ REGISTRY: dict[str, AlgoInfo] = {a.name: a for a in (
     AlgoInfo("sac", "rlworks.algos.sac", "Soft Actor-Critic (Haarnoja et al. 2018), twin Q, automatic temperature",
              ("box",), "off-policy"),
     AlgoInfo("td3", "rlworks.algos.td3", "Twin Delayed DDPG (Fujimoto et al. 2018)", ("box",), "off-policy"),
+    AlgoInfo("ddpg", "rlworks.algos.ddpg", "Deep Deterministic Policy Gradient (Lillicrap et al. 2015), OU or Gaussian "
+             "noise", ("box",), "off-policy"),
 )}
 ALGOS: tuple[str, ...] = tuple(REGISTRY)
 OFFPOLICY_ALGOS: tuple[str, ...] = tuple(n for n, a in REGISTRY.items() if a.family == "off-policy")

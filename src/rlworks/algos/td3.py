@@ -10,12 +10,14 @@ Methods"): a deterministic actor with
 Actions live in [-1, 1] (buffer, networks) and are rescaled to the Box bounds for the env.
 
 Reads top to bottom: config → networks → pure loss functions → ``update`` (autograd) → ``train``.
+With one critic, ``policy_delay`` 1 and no smoothing the same code is DDPG (``algos/ddpg.py``).
 The ``fused`` backend (``algos/fused/td3.py``) computes the same update with hand-written gradients.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +90,11 @@ class TD3Config:
         check_choice("backend", self.backend, BACKENDS)
         for name in ("hidden", "actor_hidden", "critic_hidden"):
             features.check_sizes(name, getattr(self, name), empty=False)
+
+    @property
+    def n_critics(self) -> int:
+        """critics in the clipped double-Q target: two (§4.2); DDPG's config has one"""
+        return 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +210,8 @@ CONFIG, ACTOR = TD3Config, "actor"
 
 def build_state(spec: dict[str, Any], cfg: TD3Config, device: torch.device) -> TD3State:
     actor = build_actor(spec, {"hidden": cfg.actor_hidden or cfg.hidden, "activation": cfg.activation}, cfg).to(device)
-    critic = TwinQ(spec["obs_dim"], spec["act_dim"], cfg.critic_hidden or cfg.hidden, cfg.activation).to(device)
+    critic = TwinQ(spec["obs_dim"], spec["act_dim"], cfg.critic_hidden or cfg.hidden, cfg.activation,
+                   n=cfg.n_critics).to(device)
     lr, eps = cfg.learning_rate, cfg.adam_eps
     return TD3State(actor, critic, copy.deepcopy(actor).requires_grad_(False),
                     copy.deepcopy(critic).requires_grad_(False),
@@ -214,16 +222,26 @@ def train(env_id: str, config: TD3Config | None = None, *, total_steps: int, see
           run: RunContext | None = None) -> offpolicy.OffPolicyAgent:
     """Train TD3 on ``env_id`` (Box actions) for ``total_steps`` environment steps and return the agent.
     With ``run.resume_from`` (a training checkpoint) continue that run exactly where it stopped."""
+    return train_deterministic("td3", env_id, config or TD3Config(), build_state, total_steps=total_steps, seed=seed,
+                               device=device, run=run)
+
+
+def train_deterministic(algo: str, env_id: str, cfg: Any, build: Callable[..., TD3State], *, total_steps: int,
+                        seed: int, device: str, run: RunContext | None,
+                        act: offpolicy.ActFn = offpolicy.act_with_module,
+                        on_done: offpolicy.DoneFn | None = None) -> offpolicy.OffPolicyAgent:
+    """The training of a deterministic actor-critic (TD3, and DDPG: ``algos/ddpg.py``) with ``update``:
+    ``build(spec, cfg, device)`` makes its state, ``act`` draws exploration actions, ``on_done(s, done)``
+    runs after a step where episodes ended."""
     from .fused import td3 as fused
 
-    cfg = config or TD3Config()
-    s = offpolicy.build_session("td3", env_id, cfg, seed=seed, total_steps=total_steps, device=device,
+    s = offpolicy.build_session(algo, env_id, cfg, seed=seed, total_steps=total_steps, device=device,
                                 action="box", act_dtype=np.float32)
     with offpolicy.closing(s):
         s.net = {"hidden": list(cfg.actor_hidden or cfg.hidden), "activation": cfg.activation}  # the actor's
         with seeded_init(seed):
-            s.state = build_state(s.spec, cfg, s.device)
-        s.backend = backends.resolve("td3", cfg.backend, fused=True)
+            s.state = build(s.spec, cfg, s.device)
+        s.backend = backends.resolve(algo, cfg.backend, fused=True)
         step = backends.choose(s.backend, update, fused.update)
 
         def train_round(s: offpolicy.Session, gradient_steps: int) -> offpolicy.Metrics:
@@ -231,4 +249,4 @@ def train(env_id: str, config: TD3Config | None = None, *, total_steps: int, see
                 metrics = step(s.state, cfg, offpolicy.sample_batch(s, cfg.batch_size), s.generator)
             return metrics
 
-        return offpolicy.run(s, offpolicy.act_with_module, train_round, run or RunContext(), compiled=step)
+        return offpolicy.run(s, act, train_round, run or RunContext(), compiled=step, on_done=on_done)

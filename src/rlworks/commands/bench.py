@@ -1,13 +1,13 @@
 """``rlworks bench``: rlworks vs Stable-Baselines3, side by side in one run (CartPole-v1, Pendulum-v1).
 
-    rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac|td3] [--config zoo|best] [--seeds 5] [--total-steps N]
+    rlworks bench [--vs sb3] [--algo ppo|a2c|dqn|sac|td3|ddpg] [--config zoo|best] [--seeds 5] [--total-steps N]
                   [--threads 1] [--device cpu|cuda] [--markdown FILE] [--json FILE]
                   [--backends auto,autograd,compile]  (rlworks backends, each run beside SB3 with its own ratio)
                   [--matmul-precision highest|high|medium]  (dqn/sac/td3: float32 product precision, both)
     rlworks bench tabular [--repeats N] [--seeds N]     (the seed's Q-learning snippet vs rlworks)
 
-DQN (CartPole-v1), SAC and TD3 (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the
-same alternating protocol; it reports updates/s for SAC and TD3).
+DQN (CartPole-v1), SAC, TD3 and DDPG (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the
+same alternating protocol; it reports updates/s for SAC, TD3 and DDPG).
 
 Each (library, seed) run is a fresh subprocess of ``benchmarks/deep_vs_sb3.py`` (so peak RSS is
 per run), alternating A B A B. ``--config zoo`` gives both libraries the RL Zoo hyperparameters;
