@@ -24,7 +24,20 @@ def test_config_is_td3_with_the_tricks_off():
     assert td3.TD3Config().n_critics == 2
     st = ddpg.build_state({"obs_dim": OBS, "act_dim": ACT}, cfg, torch.device("cpu"))
     assert st.critic.n == st.critic_target.n == 1 and st.noise is None
-    assert ddpg.update is td3.update  # shared, not copied
+    # DDPG's own update is TD3's with the three tricks off, step for step
+    a = ddpg.build_state({"obs_dim": OBS, "act_dim": ACT}, cfg, torch.device("cpu"))
+    b = ddpg.build_state({"obs_dim": OBS, "act_dim": ACT}, cfg, torch.device("cpu"))
+    for name in ("actor", "critic", "actor_target", "critic_target"):
+        getattr(b, name).load_state_dict(getattr(a, name).state_dict())
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        batch = {"obs": torch.randn(8, OBS, generator=g), "next_obs": torch.randn(8, OBS, generator=g),
+                 "actions": torch.rand(8, ACT, generator=g) * 2 - 1, "returns": torch.randn(8, generator=g),
+                 "discounts": torch.full((8,), 0.99)}
+        ddpg.update(a, cfg, batch, None), td3.update(b, cfg, batch, torch.Generator().manual_seed(1))
+    for x, y in zip([*a.actor.parameters(), *a.critic.parameters()], [*b.actor.parameters(), *b.critic.parameters()]):
+        torch.testing.assert_close(x, y)
+    assert a.n_updates == b.n_updates == 3
     ou = ddpg.build_state({"obs_dim": OBS, "act_dim": ACT}, ddpg.DDPGConfig(action_noise="ou", n_envs=2),
                           torch.device("cpu"))
     assert ou.noise.x.shape == (2, ACT) and ou.noise.theta == 0.15 and ou.noise.dt == 1e-2

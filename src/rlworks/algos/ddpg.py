@@ -10,8 +10,9 @@ replay buffer,
 TD3 (Fujimoto et al. 2018) is this algorithm plus three tricks — twin critics, delayed policy updates,
 target-policy smoothing. So DDPG here *is* TD3's code with the three switched off: ``DDPGConfig`` answers
 ``n_critics = 1``, ``policy_delay = 1``, ``target_policy_noise = 0`` where TD3's update reads them, and the
-networks, the losses, the update (autograd and fused backends) and the loop are ``algos/td3.py``'s. This file
-adds only what DDPG has and TD3 has not: the choice of action noise. Actions live in [-1, 1].
+networks, the losses, the fused backend and the loop are ``algos/td3.py``'s. This file writes Algorithm 1's
+update out with autograd (the reference the fused TD3 update is tested against for this configuration) and
+adds what DDPG has and TD3 has not: the choice of action noise. Actions live in [-1, 1].
 
 The defaults are TD3's (Fujimoto et al.'s re-tuned "our DDPG" and SB3's DDPG: one learning rate, batch 256,
 τ = 0.005, no weight decay), not the 2015 paper's (actor 1e-4 / critic 1e-3, batch 64, τ = 0.001, L2 1e-2).
@@ -121,14 +122,35 @@ class DDPGConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# networks, state and update: TD3's
+# networks and state: TD3's; the update: Algorithm 1
 # ---------------------------------------------------------------------------------------------
 
 DeterministicActor, build_actor = td3.DeterministicActor, td3.build_actor
 #: the critic loss, actor loss and target of Algorithm 1, as TD3 writes them with n_critics = 1
 critic_loss, actor_loss, targets = td3.critic_loss, td3.actor_loss, td3.td3_targets
-#: Algorithm 1's update: one critic step toward y, one actor step along ∇_a Q ∇_θ μ, Polyak targets
-update = td3.update
+
+
+def update(st: td3.TD3State, cfg: DDPGConfig, batch: dict[str, torch.Tensor], generator: torch.Generator | None
+           ) -> dict[str, torch.Tensor]:
+    """Algorithm 1's update: one critic step toward y = r + γ Q'(s', μ'(s')), one actor step along
+    ∇_a Q(s, a)|_{a=μ(s)} ∇_θ μ(s), then the Polyak averages of both targets. (``td3.update`` with
+    ``n_critics`` 1, ``policy_delay`` 1 and no smoothing computes the same; the fused backend is TD3's.)"""
+    with torch.no_grad():
+        y = targets(batch["returns"], batch["discounts"], st.critic_target(batch["next_obs"],
+                                                                           st.actor_target(batch["next_obs"])))
+    q = st.critic(batch["obs"], batch["actions"])
+    q_loss = critic_loss(q, y)
+    st.critic_opt.zero_grad()
+    q_loss.backward()
+    st.critic_opt.step()
+    pi_loss = actor_loss(st.critic(batch["obs"], st.actor(batch["obs"]))[0])
+    st.actor_opt.zero_grad()
+    pi_loss.backward()  # also into the critic's .grad, cleared before its next step
+    st.actor_opt.step()
+    offpolicy.count_update(st, 1)
+    offpolicy.polyak_update(*st.polyak, cfg.tau)
+    return {"losses/q_loss": q_loss.detach(), "losses/q_values": q.detach().mean(),
+            "losses/actor_loss": pi_loss.detach()}
 
 
 @dataclass
@@ -173,4 +195,4 @@ def train(env_id: str, config: DDPGConfig | None = None, *, total_steps: int, se
     ou = cfg.action_noise == "ou"  # Gaussian noise is the actor's own (DeterministicActor.act)
     return td3.train_deterministic("ddpg", env_id, cfg, build_state, total_steps=total_steps, seed=seed,
                                    device=device, run=run, act=act_with_ou if ou else offpolicy.act_with_module,
-                                   on_done=restart_noise if ou else None)
+                                   on_done=restart_noise if ou else None, update=update)

@@ -229,10 +229,11 @@ def train(env_id: str, config: TD3Config | None = None, *, total_steps: int, see
 def train_deterministic(algo: str, env_id: str, cfg: Any, build: Callable[..., TD3State], *, total_steps: int,
                         seed: int, device: str, run: RunContext | None,
                         act: offpolicy.ActFn = offpolicy.act_with_module,
-                        on_done: offpolicy.DoneFn | None = None) -> offpolicy.OffPolicyAgent:
+                        on_done: offpolicy.DoneFn | None = None,
+                        update: Callable[..., Any] = update) -> offpolicy.OffPolicyAgent:
     """The training of a deterministic actor-critic (TD3, and DDPG: ``algos/ddpg.py``) with ``update``:
     ``build(spec, cfg, device)`` makes its state, ``act`` draws exploration actions, ``on_done(s, done)``
-    runs after a step where episodes ended."""
+    runs after a step where episodes ended, ``update`` is the autograd update (the fused one is TD3's)."""
     from .fused import td3 as fused
 
     s = offpolicy.build_session(algo, env_id, cfg, seed=seed, total_steps=total_steps, device=device,
