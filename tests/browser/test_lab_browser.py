@@ -247,3 +247,138 @@ def test_presets_sizes_and_algorithms(page):
         page.get_by_test_id("export").click()
     with open(download.value.path(), "rb") as fh:
         assert fh.read(4) == b"\x89PNG"
+
+
+UNVISITED_RGB = (243, 244, 246)  # lab.js UNVISITED: cells never visited and cells out of reach
+
+
+def cell_pixels(pg, n: int) -> np.ndarray:
+    """(n, n, 3): the canvas colour of each cell, sampled left of the arrow and above the text."""
+    rgb = pg.evaluate(
+        """(n) => {
+        const cv = document.getElementById('grid-canvas'), ctx = cv.getContext('2d');
+        const cell = cv.width / n, out = [];
+        for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) {
+          const d = ctx.getImageData(Math.floor((c + 0.1) * cell), Math.floor((r + 0.62) * cell), 1, 1).data;
+          out.push([d[0], d[1], d[2]]);
+        }
+        return out;
+      }""",
+        n,
+    )
+    return np.array(rgb).reshape(n, n, 3)
+
+
+def pause(pg) -> None:
+    pg.get_by_test_id("pause").click()
+    pg.wait_for_function("() => !document.querySelector('[data-testid=run]').disabled")  # the server paused
+    pg.wait_for_timeout(200)  # the last frame in flight
+
+
+def open_sea(pg, preset: str, size: int) -> None:
+    """Paused, the DeepSea preset at this size, visit colours on."""
+    pause(pg)
+    pg.get_by_test_id("preset").select_option(preset)
+    pg.get_by_test_id("sea-size").wait_for(state="visible")
+    pg.get_by_test_id("sea-size").select_option(str(size))
+    pg.wait_for_function(f"() => document.querySelector('[data-testid=grid]').dataset.rows === '{size}'")
+    pg.get_by_test_id("show-visits").check()
+    pg.wait_for_function("() => document.querySelector('[data-testid=grid]').dataset.view === 'visits'")
+
+
+def run_episodes(pg, episodes: int) -> None:
+    speed(pg, "1k")
+    pg.get_by_test_id("run").click()
+    assert wait_until(pg, lambda: episode(pg) >= episodes, timeout=20)
+    pause(pg)
+    e = episode(pg)
+    pg.wait_for_timeout(300)
+    assert episode(pg) == e  # paused: what we read next stays put
+
+
+def test_deepsea_visit_count_view_colours_the_cells_the_agent_visits(page):
+    n = 8
+    open_sea(page, "deepsea-ucb", n)
+    assert page.get_by_test_id("visit-scale").is_visible() and page.get_by_test_id("map-rows").is_hidden()
+    assert page.get_by_test_id("bonus").input_value() == "ucb" and page.get_by_test_id("q-init").input_value() == "1"
+    assert (cell_pixels(page, n) == UNVISITED_RGB).all()  # nothing visited yet: every cell grey
+    page.get_by_test_id("step").click()  # one step, from the start
+    page.wait_for_function("() => document.querySelector('[data-testid=grid]').dataset.visits.startsWith('1,')")
+    page.wait_for_timeout(100)
+    first = cell_pixels(page, n)
+    assert (first[0, 0] != UNVISITED_RGB).any() and (first.reshape(-1, 3)[1:] == UNVISITED_RGB).all()
+    run_episodes(page, 100)  # the count bonus sweeps a size-8 sea in under 90 episodes
+    data = grid_data(page)
+    visits = np.array([int(v) for v in data["visits"].split(",")]).reshape(n, n)
+    reachable = np.tril(np.ones((n, n), dtype=bool))
+    assert (visits[reachable] > 0).all() and (visits[~reachable] == 0).all(), visits
+    px = cell_pixels(page, n)
+    assert all((px[r, c] != UNVISITED_RGB).any() for r, c in zip(*np.nonzero(reachable))), px
+    assert (px[~reachable] == UNVISITED_RGB).all()
+    # log scale, YlGnBu: the start (visited every episode) is darker than the least-visited cell
+    lum = px.sum(axis=2)
+    r, c = np.unravel_index(np.where(reachable, visits, visits.max() + 1).argmin(), visits.shape)
+    assert lum[0, 0] < lum[r, c] - 100, (lum[0, 0], lum[r, c])
+    # hover text carries the count; switching the view off goes back to max-Q colours
+    box = page.get_by_test_id("grid").bounding_box()
+    cell = box["width"] / n
+    page.mouse.move(box["x"] + 0.5 * cell, box["y"] + (n - 0.5) * cell)
+    page.wait_for_timeout(200)
+    assert f"visits N(s) = {visits[n - 1, 0]:,}" in page.get_by_test_id("tooltip").text_content()
+    page.get_by_test_id("show-visits").uncheck()
+    page.wait_for_function("() => document.querySelector('[data-testid=grid]').dataset.view === 'q'")
+    page.wait_for_timeout(200)
+    assert (cell_pixels(page, n)[0, 0] != px[0, 0]).any()
+    assert page.get_by_test_id("visit-scale").is_hidden()
+
+
+def test_deepsea_epsilon_greedy_against_the_count_bonus(browser, lab_url):
+    """The lab's DeepSea story, two tabs side by side: epsilon-greedy stays near the left edge, the
+    count bonus with optimistic Q sweeps the sea. Saves the picture docs/lab.md shows."""
+    n, episodes, shots = 10, 160, []
+    for preset in ("deepsea", "deepsea-ucb"):
+        pg = browser.new_page(viewport={"width": 1366, "height": 900})
+        try:
+            pg.goto(lab_url)
+            pg.wait_for_function("() => document.querySelector('[data-testid=grid]').dataset.maxq !== undefined")
+            open_sea(pg, preset, n)
+            run_episodes(pg, episodes)
+            visits = np.array([int(v) for v in grid_data(pg)["visits"].split(",")]).reshape(n, n)
+            box = pg.get_by_test_id("grid").bounding_box()
+            cell = box["width"] / n
+            pg.mouse.move(box["x"] + 3.5 * cell, box["y"] + 6.5 * cell)
+            pg.wait_for_timeout(200)
+            shots.append((preset, visits, pg.locator(".stage").screenshot()))
+        finally:
+            pg.close()
+    (_, greedy, _), (_, ucb, _) = shots
+    reachable = np.tril(np.ones((n, n), dtype=bool))
+    assert greedy[-1, -1] == 0 and (greedy[reachable] == 0).any()
+    assert (ucb[reachable] > 0).all()
+    out = ROOT / "test-artifacts" / "lab-deepsea.png"
+    out.parent.mkdir(exist_ok=True)
+    _side_by_side(out, [(s[2], t) for s, t in zip(shots, (
+        f"ε-greedy (ε = 0.2): {int((greedy[reachable] > 0).sum())} of {int(reachable.sum())} cells visited",
+        f"count bonus + optimistic Q: all {int(reachable.sum())} cells visited",
+    ))])  # fmt: skip
+    assert out.stat().st_size > 10_000
+    if os.environ.get("RLWORKS_UPDATE_DOCS") == "1":
+        shutil.copy(out, ROOT / "docs" / "lab-deepsea.png")
+
+
+def _side_by_side(path: Path, images: list[tuple[bytes, str]]) -> None:
+    import io
+
+    import imageio.v3 as iio
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pics = [iio.imread(io.BytesIO(png))[:, :, :3] for png, _ in images]
+    h, w = max(p.shape[0] for p in pics), sum(p.shape[1] for p in pics)
+    fig = Figure(figsize=(w / 100, h / 100 + 0.4), dpi=100)
+    for i, (pic, (_, title)) in enumerate(zip(pics, images)):
+        ax = fig.add_axes((i / len(pics), 0, 1 / len(pics), h / (h + 40)))
+        ax.imshow(pic)
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=13, color="#1f2937")
+    FigureCanvasAgg(fig).print_png(str(path))

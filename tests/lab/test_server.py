@@ -164,6 +164,31 @@ def test_engine_throughput_at_max_speed(client):
         assert steps > 0 and f["episode"] > f0["episode"] and frames > 1
 
 
+def test_deepsea_and_visit_counts_over_the_socket(client):
+    """The DeepSea preset, the visit view and the refusals that only make sense on a fixed map."""
+    with client.websocket_connect("/ws") as ws:
+        until(ws, "state")
+        ws.send_text('{"type": "preset", "name": "deepsea-ucb", "size": 40}')
+        assert "size=40 is out of range" in until(ws, "error")["message"]
+        ws.send_text('{"type": "preset", "name": "deepsea-ucb", "size": 9}')
+        state = until(ws, "state")
+        assert state["rows"] == 9 and state["settings"]["bonus"] == "ucb" and state["settings"]["q_init"] == 1.0
+        ws.send_text('{"type": "visits", "show": true}')
+        assert until(ws, "state")["show_visits"] is True
+        ws.send_text('{"type": "set", "speed": "1k"}')
+        until(ws, "state")
+        time.sleep(0.3)
+        frame = until(ws, "frame")
+        assert len(frame["visits"]) == 81 and len(frame["q"]) == 162
+        assert sum(frame["visits"]) == frame["steps"] > 0
+        ws.send_text('{"type": "edit", "row": 1, "col": 0}')
+        assert "map is fixed" in until(ws, "error")["message"]
+        ws.send_text('{"type": "export", "episodes": 5}')
+        assert "grid-world maps only" in until(ws, "error")["message"]
+        later = until(ws, "frame")
+        assert later["steps"] > frame["steps"]  # the session lives on
+
+
 def test_export_downloads_a_png(client):
     with client.websocket_connect("/ws") as ws:
         until(ws, "state")

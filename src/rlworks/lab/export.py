@@ -40,7 +40,8 @@ def value_scale(env: GridWorld, gamma: float) -> float:
 def session_kwargs(session: Any, episodes: int) -> dict[str, Any]:
     """The export arguments that reproduce a lab session's map and settings."""
     s = session.settings
-    keys = ("algorithm", "alpha", "gamma", "epsilon", "slip", "tie_break", "planning_steps", "max_episode_steps")
+    keys = ("algorithm", "alpha", "gamma", "epsilon", "slip", "tie_break", "planning_steps", "max_episode_steps",
+            "bonus", "bonus_c", "q_init")
     return {"layout": list(session.layout), "rewards": dict(session.rewards), "episodes": int(episodes),
             **{k: s[k] for k in keys}}  # fmt: skip
 
@@ -49,12 +50,14 @@ def snapshots(
     layout: list[str], rewards: dict, *, episodes: int, algorithm: str = "q-learning", alpha: float = 0.1,
     gamma: float = 0.95, epsilon: float = 0.2, slip: float = 0.0, tie_break: str = "random",
     planning_steps: int = 5, max_episode_steps: int = 100, seed: int = 0, n_frames: int = MAX_FRAMES,
+    bonus: str = "none", bonus_c: float = 0.1, q_init: float = 0.0,
 ) -> tuple[GridWorld, list[tuple[int, np.ndarray]]]:
     """Train from a fresh Q; return the env and (episode, Q copy) at up to ``n_frames`` points."""
     env = GridWorld(list(layout), slip=slip, **rewards)
     learner = TabularLearner(
         env.model, algorithm, alpha=alpha, gamma=gamma, epsilon=epsilon, planning_steps=planning_steps,
-        max_episode_steps=max_episode_steps, seed=seed, tie_break=tie_break,
+        max_episode_steps=max_episode_steps, seed=seed, tie_break=tie_break, bonus=bonus, bonus_c=bonus_c,
+        q_init=q_init,
     )  # fmt: skip
     marks = np.unique(np.round(np.geomspace(1, max(episodes, 1), n_frames - 1)).astype(int))
     shots = [(0, learner.q.copy())]
@@ -174,6 +177,8 @@ def write(path: str | Path, *, preset: str = "default", layout: list[str] | None
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not one of: {', '.join(PRESETS)}")
     p = PRESETS[preset]
+    if p.world != "gridworld" and layout is None:
+        raise ConfigError(f"--preset {preset}: the export draws grid-world maps; {p.title} is not one")
     rewards = p.env_kwargs()
     data = render_bytes(fmt, layout=layout or list(p.layout), rewards=rewards, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)

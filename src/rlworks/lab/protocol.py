@@ -8,13 +8,22 @@ frame and the session keeps running.
 Inbound types (fields in brackets are optional):
     run, pause, reset                           no fields
     step [n]                                    n: 1..1000 steps, then pause
-    set  [epsilon alpha gamma slip speed algorithm planning_steps tie_break max_episode_steps]
+    set  [epsilon alpha gamma slip speed algorithm planning_steps tie_break max_episode_steps
+          bonus bonus_c q_init]                 q_init: Q's initial value; changing it resets Q
     map  layout                                 list of rows, e.g. ["S..", ".W.", "..G"]
     size rows cols                              a fresh empty map of that size
-    preset name                                 one of presets.PRESETS
+    preset name [size]                          one of presets.PRESETS; size for DeepSea (4..30)
     edit row col                                cycle the cell floor -> wall -> goal -> start
     optimal show                                overlay value iteration's V* and policy
-    export [episodes format]                    render the Q-value flood as GIF/PNG
+    visits show                                 colour cells by visit count: frames carry "visits"
+    export [episodes format]                    render the Q-value flood as GIF/PNG (grid worlds)
+
+Outbound: ``state`` (settings, the world: ``layout`` one character per cell, ``rows``, ``cols``,
+``world`` {kind, editable, slip, size}, ``actions`` (n_actions) and ``action_dirs`` (per cell and
+action, an index into ``directions``), choices, the optimal overlay); ``frame`` (``q`` for the
+``rows * cols`` cells, row-major, ``n_actions`` per cell; the agent's cell; counters; the episodes
+finished since the last frame; ``visits``, the number of times the agent acted in each cell, or
+null while the visit view is off); ``error`` (one line); ``export`` (a download URL).
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ import json
 import math
 from typing import Any
 
-from rlworks.lab.presets import PRESETS
-from rlworks.tabular.learner import ALGORITHMS, TIE_BREAKS
+from rlworks.lab.presets import DEEPSEA_SIZES, PRESETS
+from rlworks.tabular.learner import ALGORITHMS, BONUSES, TIE_BREAKS
 
 MAX_MESSAGE_BYTES = 64 * 1024
 #: The largest map the lab accepts (the issue asks for at least 12x12).
@@ -107,6 +116,9 @@ SETTINGS = {
     "planning_steps": _integer("planning_steps", 0, 200),
     "tie_break": _choice("tie_break", TIE_BREAKS),
     "max_episode_steps": _integer("max_episode_steps", 1, 10_000),
+    "bonus": _choice("bonus", BONUSES),
+    "bonus_c": _number("bonus_c", 0.0, 10.0),
+    "q_init": _number("q_init", -100.0, 100.0),
 }
 
 #: type -> (required fields, optional fields), each field -> checker
@@ -118,9 +130,10 @@ MESSAGES: dict[str, tuple[dict, dict]] = {
     "set": ({}, SETTINGS),
     "map": ({"layout": _layout}, {}),
     "size": ({"rows": _integer("rows", MIN_SIDE, MAX_SIDE), "cols": _integer("cols", MIN_SIDE, MAX_SIDE)}, {}),
-    "preset": ({"name": _choice("name", tuple(PRESETS))}, {}),
+    "preset": ({"name": _choice("name", tuple(PRESETS))}, {"size": _integer("size", *DEEPSEA_SIZES)}),
     "edit": ({"row": _integer("row", 0, MAX_SIDE - 1), "col": _integer("col", 0, MAX_SIDE - 1)}, {}),
     "optimal": ({"show": _boolean("show")}, {}),
+    "visits": ({"show": _boolean("show")}, {}),
     "export": (
         {},
         {"episodes": _integer("episodes", 1, MAX_EXPORT_EPISODES), "format": _choice("format", EXPORT_FORMATS)},

@@ -128,6 +128,8 @@ async def lab_socket(ws: WebSocket) -> None:
             try:
                 msg = protocol.parse(raw)
                 if msg["type"] == "export":
+                    if session.world.kind != "gridworld":
+                        raise protocol.ProtocolError("export draws grid-world maps only: pick a grid-world preset")
                     if any(not t.done() for t in exporting):
                         raise protocol.ProtocolError("an export is already running: wait for its download")
                     exporting[:] = [asyncio.create_task(_export(state, session, msg, send))]

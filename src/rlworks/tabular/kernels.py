@@ -222,7 +222,7 @@ def plan(q, gamma, alpha, n, m_next, m_reward, m_done, seen_list, n_seen, rng):
 def run_kernel(
     next_states, cum_probs, rewards, dones, n_outcomes, start_cum,  # the model
     q, algo, gamma, alphas, epsilons, max_steps, tie_first,  # the learner
-    bonus_c, counts,  # count bonus coefficient (0: off) and visit counts N(s, a)
+    bonus_c, counts,  # count bonus coefficient (0: off) and visit counts N(s, a) ((0, A): not counted)
     planning_steps, m_next, m_reward, m_done, seen_list, seen_count,  # Dyna-Q's learned model
     carry, carry_return, rng,  # state carried between calls
     max_episodes, max_total_steps, out_returns, out_lengths,
@@ -231,9 +231,10 @@ def run_kernel(
 
     ``alphas[i]``/``epsilons[i]`` apply to the i-th episode started in this call (the last
     value holds beyond the array). Episodes are capped at ``max_steps`` and the cap is a
-    truncation: its target bootstraps from the next state. With ``bonus_c > 0``, ``counts[s, a]``
-    counts the updates of (s, a), the target gains ``bonus_c / sqrt(counts[s, a])`` and untried
-    actions are taken first (``learner.py`` explains the bonus). Returns (episodes, steps).
+    truncation: its target bootstraps from the next state. Unless ``counts`` is empty (0 rows),
+    ``counts[s, a]`` counts the updates of (s, a); with ``bonus_c > 0`` (which needs the counts) the
+    target gains ``bonus_c / sqrt(counts[s, a])`` and untried actions are taken first
+    (``learner.py`` explains the bonus). Returns (episodes, steps).
     """
     n_actions = q.shape[1]
     episodes = 0
@@ -241,6 +242,8 @@ def run_kernel(
     n_sched = alphas.shape[0]
     # Found once per call, not once per episode.
     start0 = start_index(start_cum)
+    # An (S, A) table counts every real update of (s, a); an empty (0, A) one counts nothing.
+    counting = counts.shape[0] > 0
     # The episode in progress lives in locals; the carry arrays are read once and written once.
     s = carry[C_STATE]
     a = carry[C_ACTION]
@@ -268,9 +271,10 @@ def run_kernel(
             t += 1
             truncated = (not terminated) and t >= max_steps
             target = r
-            if bonus_c > 0.0:  # counted only with the bonus, so the default loop stays as lean as it was
+            if counting:  # only when asked (the bonus, the lab's visit view): the default loop stays lean
                 counts[s, a] += 1
-                target += bonus_c / math.sqrt(counts[s, a])
+                if bonus_c > 0.0:
+                    target += bonus_c / math.sqrt(counts[s, a])
             a2 = -1
             if algo == SARSA:
                 # SARSA bootstraps from the action it will actually take (or would, at a truncation).

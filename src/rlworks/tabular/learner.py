@@ -44,6 +44,7 @@ class TabularLearner:
         tie_break: str = "random",
         bonus: str = "none",
         bonus_c: float = 1.0,
+        count_visits: bool = False,
     ) -> None:
         check_choice("algorithm", algo, ALGORITHMS)
         self.algo = algo
@@ -53,6 +54,8 @@ class TabularLearner:
         self.q_init = float(q_init)
         self.tie_break = tie_break
         self.bonus, self.bonus_c = bonus, bonus_c
+        #: keep ``counts`` without a bonus too (the lab's visit-count view); the bonus always counts
+        self.count_visits = bool(count_visits)
         self.validate()
         self.rng = kernels.seed_rng(seed)
         self.episodes = 0
@@ -85,6 +88,7 @@ class TabularLearner:
         self.model = model
         self._start_cum = np.cumsum(model.start)
         self._start_cum[-1] = 1.0
+        self._no_counts = np.zeros((0, model.n_actions), dtype=np.int64)  # tells the kernel not to count
 
     @property
     def n_states(self) -> int:
@@ -122,7 +126,7 @@ class TabularLearner:
         self.m_done = np.zeros((S, A), dtype=bool)
         self.seen_list = np.zeros(S * A, dtype=np.int64)
         self.seen_count = np.zeros(1, dtype=np.int64)
-        self.counts = np.zeros((S, A), dtype=np.int64)  # N(s, a): real updates of each pair, with a bonus
+        self.counts = np.zeros((S, A), dtype=np.int64)  # N(s, a): real updates of each pair, if counted
         self.new_episode()
 
     def new_episode(self) -> None:
@@ -167,11 +171,12 @@ class TabularLearner:
             self._out_lengths = np.zeros(max_episodes, dtype=np.int64)
         out_returns, out_lengths = self._out_returns, self._out_lengths
         m = self.model
+        counted = self.count_visits or self.effective_bonus_c > 0
         fn = kernels.run_kernel if compiled else kernels.run_kernel.py_func
         n_ep, n_steps = fn(
             m.next_states, m.cum_probs, m.rewards, m.dones, m.n_outcomes, self._start_cum,
             self.q, kernels.ALGO_CODES[self.algo], float(self.gamma), alphas, epsilons, self.max_episode_steps,
-            self.tie_break == "first", self.effective_bonus_c, self.counts,
+            self.tie_break == "first", self.effective_bonus_c, self.counts if counted else self._no_counts,
             self.planning_steps, self.m_next, self.m_reward, self.m_done, self.seen_list, self.seen_count,
             self.carry, self.carry_return, self.rng,
             max_episodes, max_steps, out_returns, out_lengths,

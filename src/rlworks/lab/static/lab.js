@@ -6,11 +6,14 @@
   const { fmt, line } = window.rlworksDraw; // chart.js, loaded first
   const SPEED_LABEL = { "1": "1 step/s", "3": "3 steps/s", "10": "10 steps/s", "30": "30 steps/s",
     "100": "100 steps/s", "1k": "1,000 steps/s", "10k": "10,000 steps/s", max: "as fast as it goes" };
-  const ARROWS = [[0, -1], [1, 0], [0, 1], [-1, 0]]; // up, right, down, left
-  const ACTION_NAMES = ["↑ up", "→ right", "↓ down", "← left"];
   // ColorBrewer RdBu reversed: negative blue, zero near-white, positive red (colour-blind safe)
+  const rgb = (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
   const RDBU = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d", "#b2182b"]
-    .map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
+    .map(rgb);
+  // ColorBrewer YlGnBu for visit counts (sequential, colour-blind safe); never-visited cells stay grey
+  const YLGNBU = ["#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#253494", "#081d58"]
+    .map(rgb);
+  const UNVISITED = "#f3f4f6";
   const HISTORY = 300;
 
   let ws = null;
@@ -22,6 +25,7 @@
   let cell = 64;
   let drawQueued = false;
   let errorTimer = null;
+  let shownKind = "gridworld";
 
   // ------------------------------------------------------------------ socket
   function connect() {
@@ -59,6 +63,7 @@
     if (st.epoch !== hist.epoch) hist = { epoch: st.epoch, returns: [], lengths: [], last: 0 };
     syncControls(st);
     document.body.classList.toggle("optimal", !!st.show_optimal);
+    document.body.classList.toggle("deepsea", st.world.kind === "deepsea");
     if (st.optimal && st.optimal.error) showError(`value iteration: ${st.optimal.error}`);
     sizeCanvas();
     queueDraw();
@@ -95,6 +100,8 @@
     for (const [k, title] of Object.entries(ch.presets)) preset.add(new Option(title, k));
     preset.add(new Option("custom map", "custom"));
     for (const id of ["rows", "cols"]) for (let n = 2; n <= ch.max_side; n++) $(id).add(new Option(String(n), String(n)));
+    const sizes = Object.values(ch.preset_sizes)[0];
+    if (sizes) for (let n = sizes[0]; n <= sizes[1]; n++) $("sea-size").add(new Option(String(n), String(n)));
     $("speed").max = String(ch.speeds.length - 1);
   }
 
@@ -115,11 +122,33 @@
     $("algorithm").value = s.algorithm;
     $("planning-row").hidden = s.algorithm !== "dyna-q";
     $("tie-break").value = s.tie_break;
+    $("bonus").value = s.bonus;
+    $("bonus-c-row").hidden = s.bonus !== "ucb";
+    setIfIdle($("bonus-c"), s.bonus_c); $("bonus-c-out").textContent = s.bonus_c.toFixed(2);
+    if (document.activeElement !== $("q-init")) $("q-init").value = String(s.q_init);
     if (document.activeElement !== $("cap")) $("cap").value = String(s.max_episode_steps);
     $("preset").value = st.preset;
     $("preset-note").textContent = st.preset_note;
     $("rows").value = String(st.rows); $("cols").value = String(st.cols);
+    const w = st.world;
+    $("map-size-row").hidden = !w.editable;
+    $("sea-size-row").hidden = w.size === null;
+    if (w.size !== null) $("sea-size").value = String(w.size);
+    $("slip-row").hidden = !w.slip;
+    if (w.kind !== shownKind) { // the export draws grid-world maps only (checked once per world kind,
+      shownKind = w.kind;      // so that a state message does not undo "Rendering…")
+      $("export").disabled = !w.editable;
+      $("export-note").textContent = w.editable
+        ? "Trains a fresh agent with these settings and renders the flood." : "The export draws grid-world maps only.";
+    }
+    $("hint").textContent = w.editable
+      ? "Click a cell (or arrow keys + Enter) to cycle floor → wall → goal → start. Hover a cell for its Q-values."
+      : "This map is fixed: every step goes one row down and one column left or right (which action is which " +
+        "differs per cell). Hover a cell for its Q-values and visit count.";
     $("show-optimal").checked = !!st.show_optimal;
+    $("show-visits").checked = !!st.show_visits;
+    $("scale-q").hidden = !!st.show_visits;
+    $("scale-visits").hidden = !st.show_visits;
     setRunning(st.running);
     const sc = st.scale;
     $("scale-lo").textContent = `−${fmt(sc)}`; $("scale-hi").textContent = `+${fmt(sc)}`;
@@ -144,6 +173,14 @@
     slider("gamma", "gamma", Number, (v) => v.toFixed(2));
     slider("slip", "slip", Number, (v) => v.toFixed(2));
     slider("planning", "planning_steps", (v) => parseInt(v, 10), String);
+    slider("bonus-c", "bonus_c", Number, (v) => v.toFixed(2));
+    $("bonus").onchange = () => send({ type: "set", bonus: $("bonus").value });
+    $("q-init").onchange = () => {
+      const v = Number($("q-init").value);
+      if ($("q-init").value !== "" && Number.isFinite(v)) send({ type: "set", q_init: v });
+    };
+    $("sea-size").onchange = () => send({ type: "preset", name: $("preset").value, size: Number($("sea-size").value) });
+    $("show-visits").onchange = () => send({ type: "visits", show: $("show-visits").checked });
     $("speed").addEventListener("input", () => {
       const key = state ? state.choices.speeds[Number($("speed").value)] : "30";
       $("speed-out").textContent = SPEED_LABEL[key] || key;
@@ -167,14 +204,15 @@
     const canvas = $("grid-canvas");
     canvas.addEventListener("mousemove", (ev) => { hover = cellAt(ev); queueDraw(); });
     canvas.addEventListener("mouseleave", () => { hover = null; $("tip").hidden = true; queueDraw(); });
-    canvas.addEventListener("click", (ev) => { const h = cellAt(ev); if (h) send({ type: "edit", row: h.r, col: h.c }); });
+    const edit = (h) => { if (h && state.world.editable) send({ type: "edit", row: h.r, col: h.c }); };
+    canvas.addEventListener("click", (ev) => edit(cellAt(ev)));
     // keyboard: arrows move the highlighted cell, Enter or Space cycles it
     canvas.addEventListener("keydown", (ev) => {
       if (!state) return;
       const d = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[ev.key];
       const h = hover || { r: 0, c: 0 };
       if (d) hover = { r: Math.max(0, Math.min(state.rows - 1, h.r + d[0])), c: Math.max(0, Math.min(state.cols - 1, h.c + d[1])) };
-      else if (ev.key === "Enter" || ev.key === " ") send({ type: "edit", row: h.r, col: h.c });
+      else if (ev.key === "Enter" || ev.key === " ") edit(h);
       else return;
       ev.preventDefault();
       queueDraw();
@@ -192,19 +230,33 @@
   }
 
   // ------------------------------------------------------------------ drawing
-  function colour(t) {
-    const p = (Math.max(-1, Math.min(1, t)) + 1) / 2 * (RDBU.length - 1);
-    const i = Math.min(RDBU.length - 2, Math.floor(p));
+  function ramp(stops, u) { // u in [0, 1] along the colour stops
+    const p = Math.max(0, Math.min(1, u)) * (stops.length - 1);
+    const i = Math.min(stops.length - 2, Math.floor(p));
     const f = p - i;
-    const c = RDBU[i].map((x, k) => Math.round(x + (RDBU[i + 1][k] - x) * f));
+    const c = stops[i].map((x, k) => Math.round(x + (stops[i + 1][k] - x) * f));
     return `rgb(${c[0]},${c[1]},${c[2]})`;
+  }
+  function colour(t) { return ramp(RDBU, (t + 1) / 2); }
+  // log scale: one visit is the palest colour, the most-visited cell the darkest
+  function visitShade(n, most) { return n > 0 ? Math.log1p(n) / Math.log1p(Math.max(most, 1)) : 0; }
+  function compact(n) {
+    if (n < 1000) return String(n);
+    const [d, s] = n < 1e6 ? [1e3, "k"] : n < 1e9 ? [1e6, "M"] : [1e9, "G"];
+    return `${(n / d).toFixed(n / d < 10 ? 1 : 0)}${s}`;
+  }
+  // action a in cell s as a unit (dx, dy) on screen, from the world's direction table
+  function dirOf(s, a) {
+    const [dx, dy] = state.choices.directions[state.action_dirs[s * state.actions + a]];
+    const n = Math.hypot(dx, dy);
+    return [dx / n, dy / n];
   }
 
   function sizeCanvas() {
     if (!state) return;
     const avail = Math.min($("grid").parentElement.clientWidth - 32, 760);
     const tall = Math.max(300, Math.min(540, window.innerHeight - 250)); // keep the legend in view on a laptop
-    cell = Math.max(30, Math.min(110, Math.floor(Math.min(avail / state.cols, tall / state.rows))));
+    cell = Math.max(state.rows > 16 ? 16 : 30, Math.min(110, Math.floor(Math.min(avail / state.cols, tall / state.rows))));
     const canvas = $("grid-canvas");
     const dpr = window.devicePixelRatio || 1;
     canvas.width = state.cols * cell * dpr; canvas.height = state.rows * cell * dpr;
@@ -219,17 +271,17 @@
   }
 
   // greedy actions of one cell: what the agent would pick (all tied bests, or argmax's first)
-  function greedy(q4, tieFirst) {
-    const m = Math.max(...q4);
-    const best = [0, 1, 2, 3].filter((a) => q4[a] >= m - 1e-12);
+  function greedy(qs, tieFirst) {
+    const m = Math.max(...qs);
+    const best = qs.map((_, a) => a).filter((a) => qs[a] >= m - 1e-12);
     if (tieFirst) return [best[0]];
-    return best.length === 4 ? [] : best;
+    return best.length === qs.length ? [] : best;
   }
 
   function draw() {
     if (!state || !frame) return;
     const n = state.rows * state.cols;
-    if (frame.q.length !== n * 4) return; // a frame from before a resize
+    if (frame.q.length !== n * state.actions || frame.epoch !== state.epoch) return; // from before a change
     drawGrid();
     drawChart();
     $("episode").textContent = frame.episode.toLocaleString("en-US");
@@ -249,29 +301,45 @@
     const { rows, cols, layout, scale } = state;
     const tieFirst = state.settings.tie_break === "first";
     const opt = state.show_optimal && state.optimal && !state.optimal.error ? state.optimal : null;
-    const maxq = [], greedyOut = [];
+    const A = state.actions;
+    const visits = state.show_visits && frame.visits && frame.visits.length === rows * cols ? frame.visits : null;
+    const most = visits ? Math.max(1, ...visits) : 1;
+    const maxq = [], greedyOut = [], shades = [];
     ctx.clearRect(0, 0, cols * cell, rows * cell);
     ctx.textAlign = "center"; ctx.textBaseline = "middle";
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
       const s = r * cols + c, ch = layout[r][c], x = c * cell, y = r * cell;
-      const q4 = frame.q.slice(4 * s, 4 * s + 4), m = Math.max(...q4);
+      const qs = frame.q.slice(A * s, A * s + A), m = Math.max(...qs);
       maxq.push(m.toFixed(4));
-      const g = ch === "W" || ch === "G" ? [] : greedy(q4, tieFirst);
+      const g = ch === "W" || ch === "G" || ch === "x" ? [] : greedy(qs, tieFirst);
       greedyOut.push(g.length ? g[0] : -1);
+      const u = visits ? visitShade(visits[s], most) : 0;
+      shades.push(visits ? u.toFixed(3) : "");
       if (ch === "W") { drawWall(ctx, x, y); continue; }
       if (ch === "G") { drawGoal(ctx, x, y); continue; }
+      if (ch === "x") { drawOutOfReach(ctx, x, y); continue; }
       const t = m / scale;
-      ctx.fillStyle = colour(t); ctx.fillRect(x, y, cell, cell);
-      const ink = Math.abs(t) > 0.55 ? "#ffffff" : "#1f2937";
-      const small = cell < 56;
+      let ink;
+      if (visits) {
+        ctx.fillStyle = visits[s] > 0 ? ramp(YLGNBU, u) : UNVISITED;
+        ink = u > 0.55 ? "#ffffff" : "#1f2937";
+      } else {
+        ctx.fillStyle = colour(t);
+        ink = Math.abs(t) > 0.55 ? "#ffffff" : "#1f2937";
+      }
+      ctx.fillRect(x, y, cell, cell);
+      const small = cell < 56, tiny = cell < 28;
       ctx.fillStyle = ink;
       ctx.font = `${Math.max(9, Math.round(cell * (opt ? 0.16 : 0.19)))}px system-ui, sans-serif`;
+      const text = visits ? compact(visits[s]) : fmt(m);
       // with the overlay on, the learned value moves left to make room for V* on the right
-      if (opt && !small) { ctx.textAlign = "left"; ctx.fillText(fmt(m), x + cell * 0.07, y + cell * 0.84); ctx.textAlign = "center"; }
-      else ctx.fillText(fmt(m), x + cell / 2, y + cell * 0.84);
-      for (const a of g) arrow(ctx, x + cell / 2, y + cell * 0.42, ARROWS[a], cell * 0.22, ink);
+      if (tiny) { /* no room for numbers: colours and arrows only */ }
+      else if (opt && !small) { ctx.textAlign = "left"; ctx.fillText(text, x + cell * 0.07, y + cell * 0.84); ctx.textAlign = "center"; }
+      else ctx.fillText(text, x + cell / 2, y + cell * 0.84);
+      for (const a of g) arrow(ctx, x + cell / 2, y + cell * 0.42, dirOf(s, a), cell * 0.22, ink);
       if (ch === "S" && !small) { ctx.font = `600 ${Math.round(cell * 0.16)}px system-ui`; ctx.fillText("S", x + cell * 0.12, y + cell * 0.14); }
-      if (opt) drawOptimal(ctx, x, y, s, opt, ink, small);
+      if (ch === "T") drawTreasure(ctx, x, y);
+      if (opt) drawOptimal(ctx, x, y, s, opt, ink, small || tiny);
     }
     ctx.strokeStyle = "#ffffff"; ctx.lineWidth = 2;
     for (let c = 1; c < cols; c++) line(ctx, c * cell, 0, c * cell, rows * cell);
@@ -289,6 +357,10 @@
     grid.dataset.layout = layout.join("/");
     grid.dataset.maxq = maxq.join(",");
     grid.dataset.greedy = greedyOut.join(",");
+    grid.dataset.visits = visits ? visits.join(",") : "";
+    grid.dataset.shade = shades.join(",");
+    grid.dataset.view = visits ? "visits" : "q";
+    if (visits) $("visits-hi").textContent = compact(most);
     grid.dataset.agent = String(frame.agent);
     grid.dataset.epoch = String(frame.epoch);
   }
@@ -311,6 +383,21 @@
     ctx.restore();
   }
 
+  function drawOutOfReach(ctx, x, y) {
+    ctx.fillStyle = UNVISITED; ctx.fillRect(x, y, cell, cell);
+    ctx.fillStyle = "#d1d5db"; ctx.beginPath(); ctx.arc(x + cell / 2, y + cell / 2, Math.max(1.5, cell * 0.04), 0, 2 * Math.PI); ctx.fill();
+  }
+
+  function drawTreasure(ctx, x, y) { // DeepSea's bottom-right cell: an orange frame and the +1
+    const w = Math.max(2, cell * 0.07);
+    ctx.strokeStyle = "#f97316"; ctx.lineWidth = w; ctx.strokeRect(x + w / 2 + 1, y + w / 2 + 1, cell - w - 2, cell - w - 2);
+    if (cell >= 28) {
+      ctx.fillStyle = "#c2410c"; ctx.font = `700 ${Math.round(cell * 0.16)}px system-ui`;
+      ctx.textAlign = "right"; ctx.fillText(`+${fmt(state.rewards.goal_reward).replace(/\.00$/, "")}`, x + cell * 0.9, y + cell * 0.17);
+      ctx.textAlign = "center";
+    }
+  }
+
   function drawGoal(ctx, x, y) {
     ctx.fillStyle = "#fff7ed"; ctx.fillRect(x, y, cell, cell);
     const p = cell * 0.12;
@@ -330,9 +417,9 @@
     }
     ctx.fillStyle = "#0f766e";
     const w = cell * 0.09, cx = x + cell / 2, cy = y + cell / 2;
-    for (let a = 0; a < 4; a++) {
+    for (let a = 0; a < state.actions; a++) {
       if (!(opt.actions[s] >> a & 1)) continue;
-      const [dx, dy] = ARROWS[a];
+      const [dx, dy] = dirOf(s, a);
       const ex = cx + dx * cell * 0.5, ey = cy + dy * cell * 0.5;
       ctx.beginPath(); ctx.moveTo(ex, ey);
       ctx.lineTo(ex - dx * w * 1.3 - dy * w, ey - dy * w * 1.3 + dx * w);
@@ -347,16 +434,20 @@
     const kind = {
       W: `wall: ${rw.wall_reward} when stepped on${rw.wall_terminal ? ", ends the episode" : ", bumps back"}`,
       G: `goal: ${rw.goal_reward >= 0 ? "+" : ""}${rw.goal_reward}, ends the episode`,
+      T: `treasure: +${rw.goal_reward} for moving right here on the last step`,
+      x: "out of reach: column > row, no episode gets here",
       S: "start", ".": "floor",
     }[ch];
-    const q4 = frame.q.slice(4 * s, 4 * s + 4), m = Math.max(...q4);
+    const A = state.actions, qs = frame.q.slice(A * s, A * s + A), m = Math.max(...qs);
     let html = `<div class="hd">row ${h.r}, col ${h.c} · ${kind}</div>`;
-    if (ch !== "W" && ch !== "G") {
-      html += q4.map((v, a) => {
-        const txt = `Q(${ACTION_NAMES[a]}) = ${v.toFixed(4)}`;
+    if (ch !== "W" && ch !== "G" && ch !== "x") {
+      html += qs.map((v, a) => {
+        const name = state.choices.directions[state.action_dirs[s * A + a]][2];
+        const txt = `Q(${A === 4 ? name : `${name}, action ${a}`}) = ${v.toFixed(4)}`;
         return v >= m - 1e-12 ? `<b>${txt}</b>` : txt;
       }).join("<br>");
       if (opt) html += `<br>V* = ${opt.v[s].toFixed(4)}`;
+      if (frame.visits) html += `<br>visits N(s) = ${frame.visits[s].toLocaleString("en-US")}`;
     }
     tip.innerHTML = html;
     tip.hidden = false;
