@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from ..core.features import build_encoder
 from ..core.nets import ActorCritic, NumpyActor
 from ..core.sde import EPS as SDE_EPS
 from ..core.vec import ObsNormalizer
-from . import OFFPOLICY_ALGOS
+from . import OFFPOLICY_ALGOS, REGISTRY
 
 AGENT_FORMAT = "rlworks.agent/1"
 OFFPOLICY_AGENT_FORMAT = "rlworks.offpolicy-agent/1"
@@ -253,7 +252,7 @@ def offpolicy_agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dic
     a = state.get("agent")
     if not isinstance(a, dict) or a.get("format") != OFFPOLICY_AGENT_FORMAT or a.get("algo") not in OFFPOLICY_ALGOS:
         raise CheckpointError(f"{ckpt / 'state.json'}: not an rlworks off-policy agent checkpoint")
-    mod = importlib.import_module(f"rlworks.algos.{a['algo']}")
+    mod = REGISTRY[a["algo"]].load_module()  # the registry maps a name (bootstrapped-dqn) to its file
     cfg = from_dict(mod.CONFIG, a["config"])
     model = mod.build_actor(a["spec"], a["net"], cfg).to(device)
     # a training checkpoint names the actor module after its role (q, actor); an agent save uses "actor/"

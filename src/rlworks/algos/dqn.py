@@ -230,19 +230,26 @@ def update(st: DQNState, cfg: DQNConfig, obs: torch.Tensor, actions: torch.Tenso
     return loss.detach(), q_taken.detach()
 
 
-def train_round(s: offpolicy.Session, gradient_steps: int, step=update) -> dict[str, torch.Tensor]:
-    """Target sync (counted in env steps), then ``gradient_steps`` updates with ``step`` (the backend)."""
-    cfg: DQNConfig = s.config
-    st: DQNState = s.state
+def start_round(s: offpolicy.Session) -> None:
+    """What happens before a round's gradient steps: the target sync (counted in env steps) and the
+    learning-rate schedule. (Bootstrapped DQN's rounds start the same way.)"""
+    cfg, st = s.config, s.state
     # a crossing of the target interval during collection is applied here, before the next gradient
     # step, which is when it first matters (the online net has not changed since)
     interval = cfg.target_update_interval
     if s.global_step // interval > st.synced_at // interval:
         offpolicy.polyak_update(list(st.q_target.parameters()), list(st.q.parameters()), cfg.tau)
         st.synced_at = s.global_step
-    beta = cfg.per_beta0 + (1.0 - cfg.per_beta0) * min(1.0, s.global_step / s.total_steps)
     if cfg.anneal_lr:  # a function of the step count alone, so resume needs no extra state
         st.q_opt.param_groups[0]["lr"] = cfg.learning_rate * max(1.0 - s.global_step / s.total_steps, 0.0)
+
+
+def train_round(s: offpolicy.Session, gradient_steps: int, step=update) -> dict[str, torch.Tensor]:
+    """Target sync, then ``gradient_steps`` updates with ``step`` (the backend)."""
+    cfg: DQNConfig = s.config
+    st: DQNState = s.state
+    start_round(s)
+    beta = cfg.per_beta0 + (1.0 - cfg.per_beta0) * min(1.0, s.global_step / s.total_steps)
     B = cfg.batch_size
     if not cfg.prioritized:
         # the buffer and the target network do not change during a round (as in SB3, targets move

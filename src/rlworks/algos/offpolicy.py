@@ -63,7 +63,8 @@ def tensor_batch(b: ReplayBatch, device: torch.device) -> dict[str, torch.Tensor
     """A sampled ``Batch`` as tensors (one ``from_numpy`` per field, no copies on CPU)."""
     return {"obs": to_tensor(b.obs, device), "actions": torch.from_numpy(b.actions).to(device),
             "returns": torch.from_numpy(b.returns).to(device), "discounts": torch.from_numpy(b.discounts).to(device),
-            "next_obs": to_tensor(b.next_obs, device), "weights": torch.from_numpy(b.weights).to(device)}
+            "next_obs": to_tensor(b.next_obs, device), "weights": torch.from_numpy(b.weights).to(device),
+            **{k: torch.from_numpy(v).to(device) for k, v in b.extras.items()}}
 
 
 def sample_batch(s: Session, n: int) -> dict[str, torch.Tensor]:
@@ -118,10 +119,11 @@ class Session:
 
 
 def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int, device: str, action: str,
-                  act_dtype: Any) -> Session:
+                  act_dtype: Any, extras: dict[str, tuple[tuple[int, ...], Any]] | None = None) -> Session:
     """Envs, replay buffer and RNGs for ``cfg`` (which has n_envs, buffer_size, gamma, n_step?,
     prioritized?, per_alpha?); ``action`` is the action space the algorithm needs. ``env``: any form
-    ``core.envs.env_source`` takes (an id, an instance, a factory, a VectorEnv)."""
+    ``core.envs.env_source`` takes (an id, an instance, a factory, a VectorEnv). ``extras``: further
+    per-transition fields the buffer stores (name -> (shape, dtype)), filled by ``run``'s ``on_store``."""
     if total_steps < 1:
         raise ConfigError(f"total_steps={total_steps} is out of range: allowed [1, inf)")
     dev = torch.device(device)
@@ -158,7 +160,7 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
     buffer = ReplayBuffer(cfg.buffer_size, cfg.n_envs, (spec["obs_dim"],), obs_dtype=np.dtype(spec["obs_dtype"]),
                           act_shape=act_shape, act_dtype=act_dtype, n_step=getattr(cfg, "n_step", 1),
                           gamma=cfg.gamma, prioritized=getattr(cfg, "prioritized", False),
-                          alpha=getattr(cfg, "per_alpha", 0.6))
+                          alpha=getattr(cfg, "per_alpha", 0.6), extras=extras)
     s = Session(algo, source.env_id, cfg, int(seed), int(total_steps), dev, spec, {}, venv, buffer,
                 np.random.default_rng(np_seed), torch_generator(torch_seed, dev), actor=_actor_field(algo),
                 env=source)
@@ -224,23 +226,26 @@ Metrics = dict[str, torch.Tensor] | Callable[[], dict[str, torch.Tensor]]
 TrainFn = Callable[[Session, int], Metrics]
 #: called with the done mask (N,) after a step where episodes ended (DDPG restarts its OU noise there)
 DoneFn = Callable[[Session, np.ndarray], None]
+#: the extra per-transition fields of one vector step, stored with it (Bootstrapped DQN's masks)
+StoreFn = Callable[[Session], dict[str, np.ndarray]]
 
 
 def run(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, *, compiled: Any = None,
-        on_done: DoneFn | None = None) -> OffPolicyAgent:
+        on_done: DoneFn | None = None, on_store: StoreFn | None = None) -> OffPolicyAgent:
     """Resume if asked, then act → store → (every ``train_freq`` vector steps after ``learning_starts``)
     ``train_round(s, gradient_steps)``, until ``total_steps`` (or ``ctx.stop_at``) env steps. Metrics stay
     tensors until a log line is written (no per-step sync); losses are checked for NaN/inf there and
     before every checkpoint. ``ctx.callback(s)`` runs after each step, excluded from ``perf/sps``, and
     may stop the run. SIGINT/SIGTERM end the current step, write a checkpoint and raise
     ``TrainingInterrupted``. ``compiled``: the update, to report its compile time when it was compiled.
-    ``on_done(s, done)`` runs after each step where an episode ended."""
+    ``on_done(s, done)`` runs after each step where an episode ended; ``on_store(s)`` gives the extra
+    fields stored with each step's transitions."""
     if ctx.resume_from is not None:
         restore_session(s, ctx.resume_from)
     if ctx.on_start is not None:
         ctx.on_start(s)
     try:
-        agent = _loop(s, act, train_round, ctx, on_done)
+        agent = _loop(s, act, train_round, ctx, on_done, on_store)
     finally:
         # the fused rounds run in inference mode, so the gradients they leave in ``.grad`` are inference
         # tensors, which a later autograd ``backward`` on these modules could not add to
@@ -252,7 +257,8 @@ def run(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, *, compil
     return agent
 
 
-def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, on_done: DoneFn | None) -> OffPolicyAgent:
+def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, on_done: DoneFn | None,
+          on_store: StoreFn | None) -> OffPolicyAgent:
     cfg = s.config
     N = s.venv.num_envs
     logger, log_every = ctx.log, ctx.every(1000)
@@ -275,13 +281,14 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, on_done
             nxt = _receive(s, raw)
             real_next = nxt
             done = term | trunc
+            extras = on_store(s) if on_store is not None else None  # drawn before on_done touches the RNG
             if done.any():  # the buffer needs the true final observation of each finished episode
                 check_array("observation", final[done], f"(final) from the environment at step {s.global_step}")
                 real_next = nxt.copy()
                 real_next[done] = final[done]
                 if on_done is not None:
                     on_done(s, done)
-            s.buffer.add(s.obs, actions, rewards, real_next, term, trunc)
+            s.buffer.add(s.obs, actions, rewards, real_next, term, trunc, extras)
             s.obs = nxt
             for ret, length in episodes:
                 s.recent.append(ret)

@@ -46,6 +46,8 @@ REGISTRY: dict[str, AlgoInfo] = {a.name: a for a in (
              ("discrete", "box"), "on-policy"),
     AlgoInfo("dqn", "rlworks.algos.dqn", "Deep Q-Network (Mnih et al. 2015); Double, Dueling, n-step, prioritized",
              ("discrete",), "off-policy"),
+    AlgoInfo("bootstrapped-dqn", "rlworks.algos.bootstrapped_dqn", "Bootstrapped DQN (Osband et al. 2016): K heads, "
+             "bootstrap masks, randomized priors, one head per episode", ("discrete",), "off-policy"),
     AlgoInfo("sac", "rlworks.algos.sac", "Soft Actor-Critic (Haarnoja et al. 2018), twin Q, automatic temperature",
              ("box",), "off-policy"),
     AlgoInfo("td3", "rlworks.algos.td3", "Twin Delayed DDPG (Fujimoto et al. 2018)", ("box",), "off-policy"),

@@ -64,7 +64,9 @@ class QGuard:
     rewards allow. A discounted return sums rewards weighted γ^t, so |Q| ≤ R / (1 − γ), where R is the
     largest |reward| observed so far in this run (plus, for SAC's soft values, the largest entropy bonus
     α·|H| logged so far, which the targets add each step); the warning fires above ``Q_MARGIN`` times
-    that. No bound exists for γ = 1 or before any non-zero reward, so nothing is checked then."""
+    that, plus a logged ``losses/prior_values`` (Bootstrapped DQN's fixed prior functions, the mean
+    β·|p(s, a)|, which Q carries by design and which is not divergence). No bound exists for γ = 1 or
+    before any non-zero reward, so nothing is checked then."""
 
     def __init__(self, algo: str, gamma: float) -> None:
         self.algo, self.gamma = algo, float(gamma)
@@ -84,7 +86,8 @@ class QGuard:
         if self.warned_at is not None or q is None or self.gamma >= 1.0 or scale <= 0.0:
             return
         bound = scale / (1.0 - self.gamma)
-        if not (abs(q) <= Q_MARGIN * bound):  # NaN counts as diverged too
+        offset = abs(out.get("losses/prior_values", 0.0))
+        if not (abs(q) <= Q_MARGIN * bound + offset):  # NaN counts as diverged too
             self.warned_at = step
             warnings.warn(f"{self.algo}: the mean Q-value is {q:.4g} at step {step}, beyond what the rewards allow "
                           f"(|Q| <= max|r| / (1 - gamma) = {scale:.4g} / {1 - self.gamma:.4g} = {bound:.4g}, warned "

@@ -28,11 +28,14 @@ P(i) = p_i^α / Σ_k p_k^α, new transitions get the largest priority seen so fa
 drawn stratified (one uniform draw in each of B equal segments of the total, §3.3 / App. B.2.1),
 and the importance weights w_i = (N·P(i))^{-β} are normalised by the batch's largest weight so
 they only scale updates down (§3.4; the batch-max variant as in Dopamine).
+
+Extra per-transition fields (``extras``, e.g. Bootstrapped DQN's bootstrap masks, Osband et al. 2016)
+are stored beside the actions, one row per step, and sampled with the transition they belong to.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -111,6 +114,7 @@ class Batch:
     next_obs: np.ndarray  # (B, *obs_shape): s_{t+m}, the true final observation at an episode end
     weights: np.ndarray  # (B,) float32 importance weights (ones without prioritised replay)
     indices: np.ndarray  # (B,) int64 leaf indices, for ``update_priorities``
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # (B, *shape) per extra field
 
 
 class ReplayBuffer:
@@ -124,7 +128,10 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, n_envs: int, obs_shape: tuple[int, ...], *, obs_dtype: Any = np.float32,
                  act_shape: tuple[int, ...] = (), act_dtype: Any = np.int64, n_step: int = 1, gamma: float = 0.99,
-                 prioritized: bool = False, alpha: float = 0.6, priority_eps: float = 1e-6) -> None:
+                 prioritized: bool = False, alpha: float = 0.6, priority_eps: float = 1e-6,
+                 extras: dict[str, tuple[tuple[int, ...], Any]] | None = None) -> None:
+        """``extras``: name -> (shape, dtype) of further per-transition fields ``add`` takes and
+        ``sample`` returns in ``Batch.extras``."""
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
         self.n_envs = int(n_envs)
@@ -137,6 +144,7 @@ class ReplayBuffer:
         self.rewards = np.zeros((R, N), dtype=np.float32)
         self.terminations = np.zeros((R, N), dtype=bool)
         self.truncations = np.zeros((R, N), dtype=bool)
+        self.extras = {name: np.zeros((R, N, *shape), dtype=dtype) for name, (shape, dtype) in (extras or {}).items()}
         # id (mod 2^31) of the final observation where the episode ended; slot = id % side-ring size,
         # which divides 2^31, so int32 suffices however long the run
         self.final_id = np.full((R, N), -1, dtype=np.int32)
@@ -154,6 +162,7 @@ class ReplayBuffer:
         self._flat = {name: a.reshape(R * N, *a.shape[2:]) for name, a in (
             ("obs", self.obs), ("actions", self.actions), ("rewards", self.rewards),
             ("terminations", self.terminations), ("final_id", self.final_id))}
+        self._flat_extras = {name: a.reshape(R * N, *a.shape[2:]) for name, a in self.extras.items()}
 
     # -- size ------------------------------------------------------------------------------------
     @property
@@ -172,13 +181,15 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         """Bytes held by the preallocated arrays (printed at the start of a run)."""
         arrays = [self.obs, self.actions, self.rewards, self.terminations, self.truncations, self.final_id,
-                  self.final_obs]
+                  self.final_obs, *self.extras.values()]
         return int(sum(a.nbytes for a in arrays) + (self.tree.tree.nbytes if self.tree is not None else 0))
 
     # -- writing ---------------------------------------------------------------------------------
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminations: np.ndarray, truncations: np.ndarray) -> None:
+            terminations: np.ndarray, truncations: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> None:
         p = self.pos
+        if self.extras.keys() != (extras or {}).keys():
+            raise ValueError(f"add() needs the extras {sorted(self.extras)}, got {sorted(extras or {})}")
         if self.full:  # row p is overwritten: its final observations (the oldest alive) are freed
             self.final_live -= int((self.final_id[p] >= 0).sum())
         self.obs[p] = obs
@@ -186,6 +197,8 @@ class ReplayBuffer:
         self.rewards[p] = rewards
         self.terminations[p] = terminations
         self.truncations[p] = truncations
+        for name, value in (extras or {}).items():
+            self.extras[name][p] = value
         done = np.logical_or(terminations, truncations)
         self.final_id[p] = -1
         nxt = (p + 1) % self.rows
@@ -300,7 +313,8 @@ class ReplayBuffer:
             next_obs[at_end] = self.final_obs[final[at_end] % self._final_cap]
         return Batch(obs=self.obs[rows, envs], actions=self.actions[rows, envs], returns=returns.astype(np.float32),
                      discounts=discounts.astype(np.float32), next_obs=next_obs, weights=weights,
-                     indices=rows * self.n_envs + envs)
+                     indices=rows * self.n_envs + envs,
+                     extras={name: a[rows, envs] for name, a in self.extras.items()})
 
     def _gather1(self, leaf: np.ndarray, weights: np.ndarray) -> Batch:
         """The n = 1 case of ``_gather`` without the window loop, by leaf = row · n_envs + env on the
@@ -315,7 +329,8 @@ class ReplayBuffer:
         return Batch(obs=np.take(f["obs"], leaf, axis=0), actions=np.take(f["actions"], leaf, axis=0),
                      returns=f["rewards"][leaf],
                      discounts=np.where(f["terminations"][leaf], np.float32(0.0), np.float32(self.gamma)),
-                     next_obs=next_obs, weights=weights, indices=leaf)
+                     next_obs=next_obs, weights=weights, indices=leaf,
+                     extras={name: np.take(a, leaf, axis=0) for name, a in self._flat_extras.items()})
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         """p_i = |δ_i| + ε (proportional prioritisation, Schaul et al. 2016 §3.3)."""
@@ -341,6 +356,7 @@ class ReplayBuffer:
         }
         if self.tree is not None:
             out["priorities"] = self.tree.leaves.copy()
+        out.update({f"extra/{name}": a[:upto] for name, a in self.extras.items()})
         return out
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
@@ -349,9 +365,12 @@ class ReplayBuffer:
             raise ValueError(f"buffer shape mismatch: saved {rows}x{n_envs} rows x envs, expected "
                              f"{self.rows}x{self.n_envs}")
         upto = d["obs"].shape[0]
-        for name in ("obs", "actions", "rewards", "terminations", "truncations", "final_id"):
+        for name in ("obs", "actions", "rewards", "terminations", "truncations", "final_id",
+                     *(f"extra/{n}" for n in self.extras)):
+            if name not in d:
+                raise ValueError(f"buffer has no array {name!r}")
             arr = d[name]
-            target = getattr(self, name)
+            target = self.extras[name[6:]] if name.startswith("extra/") else getattr(self, name)
             if arr.shape[1:] != target.shape[1:] or arr.shape[0] != upto or arr.dtype != target.dtype:
                 raise ValueError(f"buffer array {name!r} has shape {arr.shape} {arr.dtype}, expected "
                                  f"(<= {self.rows}, {target.shape[1:]}) {target.dtype}")

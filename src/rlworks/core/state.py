@@ -1,7 +1,8 @@
 """Generic checkpointing of an algorithm's typed training state.
 
 An algorithm keeps what it learns in a dataclass: ``nn.Module`` fields (networks, targets, a learnable
-temperature), optimizer fields (``core.optim``), and plain counters (``int``/``float``/``bool``). These
+temperature), optimizer fields (``core.optim``), plain tensors (e.g. Bootstrapped DQN's active head per
+env) and plain counters (``int``/``float``/``bool``). These
 two functions turn such a dataclass into checkpoint tensors plus JSON and back, so no algorithm writes
 its own save/load code and no state hides in a string-keyed dict.
 """
@@ -21,7 +22,8 @@ def _optimizer(value: Any) -> bool:
 
 def state_tensors(state: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(tensors, json)`` of a state dataclass: ``<field>/<param>`` for modules,
-    ``optim/<field>/<buffer>`` for optimizers (their learning rates in the JSON), counters in the JSON."""
+    ``optim/<field>/<buffer>`` for optimizers (their learning rates in the JSON), ``tensor/<field>`` for
+    tensors, counters in the JSON."""
     tensors: dict[str, torch.Tensor] = {}
     data: dict[str, Any] = {"lr": {}, "counters": {}}
     for f in dataclasses.fields(state):
@@ -31,6 +33,8 @@ def state_tensors(state: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         elif _optimizer(value):
             tensors.update({f"optim/{f.name}/{k}": v for k, v in value.state_dict().items()})
             data["lr"][f.name] = value.param_groups[0]["lr"]
+        elif isinstance(value, torch.Tensor):
+            tensors[f"tensor/{f.name}"] = value
         elif isinstance(value, (bool, int, float)):
             data["counters"][f.name] = value
     return tensors, data
@@ -47,6 +51,11 @@ def load_state_tensors(state: Any, tensors: dict[str, torch.Tensor], data: dict[
             pre = f"optim/{f.name}/"
             value.load_state_dict({k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)})
             value.param_groups[0]["lr"] = float(data["lr"][f.name])
+        elif isinstance(value, torch.Tensor):
+            saved = tensors[f"tensor/{f.name}"]
+            if saved.shape != value.shape:
+                raise ValueError(f"{f.name}: saved shape {tuple(saved.shape)}, expected {tuple(value.shape)}")
+            value.copy_(saved)
         elif isinstance(value, (bool, int, float)) and f.name in data["counters"]:
             setattr(state, f.name, type(value)(data["counters"][f.name]))
 
