@@ -18,6 +18,7 @@ import torch
 from ..config import BACKENDS, check_choice, check_range
 from ..core import fastgrad, optim
 from ..core.guards import check_tensor
+from ..core.intrinsic import IntrinsicOptions
 from ..core.nets import ActorCriticOptions
 from ..core.returns import gae
 from ..core.run import RunContext
@@ -27,7 +28,7 @@ from .fused import policy_gradient as fused
 
 
 @dataclass(frozen=True)
-class A2CConfig(ActorCriticOptions):
+class A2CConfig(IntrinsicOptions, ActorCriticOptions):
     n_envs: int = 8
     """number of parallel environments"""
     n_steps: int = 5
@@ -79,6 +80,7 @@ class A2CConfig(ActorCriticOptions):
         check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
         check_choice("backend", self.backend, BACKENDS)
         self.check_network()  # the network fields (core/nets.py ActorCriticOptions)
+        self.check_intrinsic()  # the intrinsic-reward fields (core/intrinsic.py IntrinsicOptions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,22 +88,35 @@ class A2CConfig(ActorCriticOptions):
 # ---------------------------------------------------------------------------------------------
 
 
-def a2c_loss(cfg: A2CConfig, ent_coef, logprobs, entropy, values, b_advantages, b_returns):
+def a2c_loss(cfg: A2CConfig, ent_coef, logprobs, entropy, values, b_advantages, b_returns, intrinsic=None):
     """Policy gradient weighted by the advantage, value regression, entropy bonus (Mnih et al. 2016,
-    Algorithm S3); ``ent_coef`` is the (annealed) coefficient, a float or a 0-d tensor."""
+    Algorithm S3); ``ent_coef`` is the (annealed) coefficient, a float or a 0-d tensor. ``intrinsic``:
+    (V_int, intrinsic returns) when the run has an intrinsic reward, regressed like the extrinsic value."""
     pg_loss = -(b_advantages * logprobs).mean()
     err = values - b_returns
     v_loss = (err * err).mean()
     ent = entropy.mean()
     loss = pg_loss + cfg.vf_coef * v_loss - ent_coef * ent
-    return loss, {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
-                  "losses/entropy": ent.detach()}
+    info = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
+            "losses/entropy": ent.detach()}
+    if intrinsic is not None:  # Burda et al. 2018 §2.3: two value heads, each fitted to its own return
+        err_int = intrinsic[0] - intrinsic[1]
+        v_int_loss = (err_int * err_int).mean()
+        loss = loss + cfg.vf_coef * v_int_loss
+        info["losses/intrinsic_value_loss"] = v_int_loss.detach()
+    return loss, info
 
 
-def batch_loss(model, cfg: A2CConfig, ent_coef, b_obs, b_actions, b_advantages, b_returns):
-    """Forward pass and loss of the rollout (what backend "compile" compiles)."""
-    logprobs, entropy, values = model.evaluate_actions(b_obs, b_actions)
-    return a2c_loss(cfg, ent_coef, logprobs, entropy, values, b_advantages, b_returns)
+def batch_loss(model, cfg: A2CConfig, ent_coef, b_obs, b_actions, b_advantages, b_returns, value_int=None,
+               b_returns_int=None):
+    """Forward pass and loss of the rollout (what backend "compile" compiles); ``value_int``: the intrinsic
+    value head, with the rollout's intrinsic returns."""
+    if value_int is None:
+        logprobs, entropy, values = model.evaluate_actions(b_obs, b_actions)
+        return a2c_loss(cfg, ent_coef, logprobs, entropy, values, b_advantages, b_returns)
+    logprobs, entropy, values, values_int = model.evaluate_actions(b_obs, b_actions, value_int)
+    return a2c_loss(cfg, ent_coef, logprobs, entropy, values, b_advantages, b_returns,
+                    intrinsic=(values_int, b_returns_int))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +132,16 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminations,
                               rollout.dones, cfg.gamma, cfg.gae_lambda)  # (T, N)
     dev = s.device
+    intrinsic: tuple[Any, ...] = ()
+    if s.intrinsic is not None:  # RND / ICM (core/intrinsic.py): a second reward stream with its own value head
+        int_rewards, values_int, next_values_int = onpolicy.intrinsic_stream(s, rollout)  # (T, N) each
+        never = np.zeros_like(rollout.terminations)  # non-episodic: episode ends cut nothing (Burda et al. §2.3)
+        adv_int, returns_int = gae(int_rewards, values_int, next_values_int, never, never, cfg.gamma_int,
+                                   cfg.gae_lambda)
+        advantages = cfg.ext_coef * advantages + cfg.int_coef * adv_int  # Burda et al. 2018 §2.3
+        intrinsic = (s.value_int, torch.from_numpy(returns_int.reshape(-1)).to(dev))
+        int_metrics = onpolicy.fit_intrinsic(s, rollout, rollout.n_steps)  # the predictor / ICM: one step
+        int_metrics["charts/intrinsic_reward"] = float(int_rewards.mean())
     b_obs, b_actions = rollout.flat("obs", dev), rollout.flat("actions", dev)
     b_advantages = torch.from_numpy(advantages.reshape(-1)).to(dev)
     b_returns = torch.from_numpy(returns.reshape(-1)).to(dev)
@@ -128,11 +153,11 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
         check_tensor("loss", loss, f"A2C loss at step {s.global_step}")
     else:  # autograd; backend "compile" runs a torch.compile'd batch_loss (ent_coef a tensor: no recompiles)
         loss, info = s.loss_fn(s.model, cfg, torch.tensor(ent_coef, device=dev), b_obs, b_actions, b_advantages,
-                               b_returns)
+                               b_returns, *intrinsic)
         check_tensor("loss", loss, f"A2C loss at step {s.global_step}")
         loss.backward()
     if cfg.max_grad_norm > 0:
-        norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(s.parameters(), cfg.max_grad_norm)
         check_tensor("gradient", norm, f"gradient norm at step {s.global_step}")
     s.optimizer.step()
     metrics = {k: float(v) for k, v in info.items()}
@@ -140,6 +165,8 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     explained = 1 - float(np.var(returns - rollout.values)) / var_y if var_y else float("nan")
     metrics["losses/explained_variance"] = explained
     metrics["charts/learning_rate"] = lr
+    if intrinsic:
+        metrics.update(int_metrics)
     return metrics
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .._version import __version__
 from ..config import ConfigError
@@ -24,7 +25,9 @@ from ..core import features
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source
 from ..core.guards import check_module
+from ..core.intrinsic import Intrinsic, non_episodic_values
 from ..core.nets import ActorCritic, numpy_layers, numpy_mlp
+from ..core.optim import Adam
 from ..core.run import RunContext, StopSignals, TrainingInterrupted
 from ..core.sampler import LocalSampler
 from ..core.sde import NumpyNoise, StateDependentGaussian
@@ -125,10 +128,14 @@ _LOG_2PI = float(np.log(2 * np.pi))
 
 @dataclass
 class OnPolicyState:
-    """What an on-policy algorithm learns: checkpointed field by field by core/state.py."""
+    """What an on-policy algorithm learns: checkpointed field by field by core/state.py. The intrinsic
+    fields are set only with an intrinsic reward (config field ``intrinsic``, core/intrinsic.py)."""
 
     model: ActorCritic
-    optimizer: Any  # core.optim.Adam / RMSprop
+    optimizer: Any  # core.optim.Adam / RMSprop, of the model's parameters and value_int's
+    value_int: nn.Module | None = None  # V_int, a second output on the critic's body (ActorCritic.value_head)
+    intrinsic: Intrinsic | None = None  # RND or ICM, with its own optimizer
+    intrinsic_optimizer: Any = None
 
 
 @dataclass
@@ -164,6 +171,19 @@ class Session:
     @property
     def optimizer(self) -> Any:
         return self.learned.optimizer
+
+    @property
+    def intrinsic(self) -> Intrinsic | None:
+        return self.learned.intrinsic
+
+    @property
+    def value_int(self) -> nn.Module | None:
+        return self.learned.value_int
+
+    def parameters(self) -> list[nn.Parameter]:
+        """What ``optimizer`` steps: the model's parameters, then the intrinsic value head's."""
+        head = list(self.value_int.parameters()) if self.value_int is not None else []
+        return list(self.model.parameters()) + head
 
     @property
     def global_step(self) -> int:
@@ -215,14 +235,27 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
             venv.close()
             raise ConfigError(f"use_sde=True needs a continuous (Box) action space; {source.name} has discrete actions")
         net["sde"] = True
+    intrinsic = getattr(cfg, "intrinsic", "none")
+    if intrinsic != "none" and net["features"] != "mlp":
+        venv.close()
+        raise ConfigError(f"intrinsic={intrinsic!r} works on flat vector observations (MLPs); with "
+                          f"features={net['features']!r} set intrinsic='none'")
     with seeded_init(seed):  # the initial weights from the seed; the caller's RNG restored after
         model = build_model(spec, net).to(dev)
+        if intrinsic != "none":  # built after the model: a run without them draws the same weights
+            value_int = model.value_head().to(dev)
+            bonus = Intrinsic(cfg, spec["obs_dim"], spec["act_dim"], spec["action"] == "box", venv.num_envs).to(dev)
+    if intrinsic != "none":
+        learned = OnPolicyState(model, make_optimizer(nn.ModuleList([model, value_int])), value_int, bonus,
+                                Adam(bonus.trainable(), lr=cfg.intrinsic_lr, eps=1e-8))
+    else:
+        learned = OnPolicyState(model, make_optimizer(model))
     obs_norm = ObsNormalizer(spec["obs_dim"]) if cfg.norm_obs else None
     reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma) if cfg.norm_reward else None
-    sampler = LocalSampler(venv, spec, obs_norm=obs_norm, reward_scaler=reward_scaler)
-    return Session(algo, source.env_id, cfg, int(seed), int(total_steps), dev, spec, net,
-                   OnPolicyState(model, make_optimizer(model)), torch_generator(torch_seed, dev), sampler,
-                   np.random.default_rng(np_seed), env=source)
+    sampler = LocalSampler(venv, spec, obs_norm=obs_norm, reward_scaler=reward_scaler,
+                           record_raw=intrinsic != "none")
+    return Session(algo, source.env_id, cfg, int(seed), int(total_steps), dev, spec, net, learned,
+                   torch_generator(torch_seed, dev), sampler, np.random.default_rng(np_seed), env=source)
 
 
 def network(cfg: Any, spec: dict[str, Any], where: str, critic: bool) -> dict[str, Any]:
@@ -241,9 +274,28 @@ def set_backend(s: Session, requested: str, *, fused: bool, loss_fn: Callable[..
     Shapes are static (``dynamic=False``): one graph per batch size, so at most two per run (full
     minibatches and a last, partial one)."""
     network = f"features={s.net['features']!r}, shared_trunk={s.net['shared_trunk']}"
+    if s.intrinsic is not None:  # the fused updates know one value head; the config refuses backend "fused"
+        fused = False
     s.backend = backends.resolve(s.algo, requested, fused=fused and s.model.plain,
                                  network=None if s.model.plain else network)
     s.loss_fn = backends.CompiledUpdate(loss_fn, dynamic=False) if s.backend == "compile" else loss_fn
+
+
+def intrinsic_stream(s: Session, rollout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The intrinsic reward stream of ``rollout``: (rewards, V_int(s_t), V_int(s_{t+1})), each (T, N),
+    non-episodic (``core.intrinsic.non_episodic_values``)."""
+    raw = s.sampler.raw
+    rewards = s.intrinsic.rewards(raw.obs, raw.next_obs, rollout.actions)
+    values, next_values = non_episodic_values(lambda x: s.value_int(s.model.critic_features(x)).squeeze(-1),
+                                              rollout.obs, s.sampler.last_obs, s.device)
+    return rewards, values, next_values
+
+
+def fit_intrinsic(s: Session, rollout, batch_size: int) -> dict[str, float]:
+    """One pass of the intrinsic module's own training (RND predictor, ICM models) over ``rollout``."""
+    raw = s.sampler.raw
+    return s.intrinsic.fit(s.learned.intrinsic_optimizer, raw.obs, raw.next_obs, rollout.actions, batch_size,
+                           s.generator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +307,8 @@ def session_state(s: Session) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, learned = state_tensors(s.learned)  # model/<param>, optim/optimizer/<buffer>
     tensors["rng/torch"] = s.generator.get_state()
     agent = s.agent()
+    if s.intrinsic is not None:
+        learned["intrinsic"] = s.intrinsic.stats_state()  # running statistics; the networks are tensors
     state = {
         "agent": agent.state(),
         "train": {"algo": s.algo, "env_id": s.env_id, "seed": s.seed, "total_steps": s.total_steps,
@@ -271,7 +325,12 @@ def restore_session(s: Session, tensors: dict[str, torch.Tensor], state: dict[st
     if "learned" not in train:  # a checkpoint written before the typed state: optim/<buffer>, train.lr
         tensors = {f"optim/optimizer/{k[6:]}" if k.startswith("optim/") else k: v for k, v in tensors.items()}
         train = {**train, "learned": {"lr": {"optimizer": train["lr"]}, "counters": {}}}
+    if (s.intrinsic is not None) != ("intrinsic" in train["learned"]):
+        raise CheckpointError(f"the checkpoint was written {'with' if 'intrinsic' in train['learned'] else 'without'}"
+                              " an intrinsic reward and this run's config says otherwise (field intrinsic)")
     load_state_tensors(s.learned, tensors, train["learned"])
+    if s.intrinsic is not None:
+        s.intrinsic.load_stats_state(train["learned"]["intrinsic"])
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
     s.rng.bit_generator.state = state["train"]["np_rng"]
     s.iteration = int(state["train"]["iteration"])

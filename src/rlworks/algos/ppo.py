@@ -20,6 +20,7 @@ import torch
 from ..config import BACKENDS, ConfigError, check_choice, check_range
 from ..core import fastgrad, optim
 from ..core.guards import check_tensor
+from ..core.intrinsic import IntrinsicOptions
 from ..core.nets import ActorCriticOptions
 from ..core.returns import gae
 from ..core.run import RunContext
@@ -29,7 +30,7 @@ from .fused import policy_gradient as fused
 
 
 @dataclass(frozen=True)
-class PPOConfig(ActorCriticOptions):
+class PPOConfig(IntrinsicOptions, ActorCriticOptions):
     n_envs: int = 8
     """number of parallel environments"""
     n_steps: int = 128
@@ -95,6 +96,7 @@ class PPOConfig(ActorCriticOptions):
         check_choice("vec_env", self.vec_env, ("lean", "sync", "async"))
         check_choice("backend", self.backend, BACKENDS)
         self.check_network()  # the network fields (core/nets.py ActorCriticOptions)
+        self.check_intrinsic()  # the intrinsic-reward fields (core/intrinsic.py IntrinsicOptions)
         if self.batch_size > self.n_envs * self.n_steps:
             raise ConfigError(f"batch_size={self.batch_size} is out of range: allowed [1, n_envs*n_steps="
                               f"{self.n_envs * self.n_steps}]")
@@ -110,34 +112,50 @@ def normalize(advantages: torch.Tensor) -> torch.Tensor:
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 
+def value_loss(cfg: PPOConfig, clip, new_values, mb_returns, mb_values) -> torch.Tensor:
+    """Mean squared error of the value head, optionally clipped around the old values."""
+    err = new_values - mb_returns
+    if cfg.clip_vloss:  # Huang et al. 2022 #9 (from openai/baselines ppo2)
+        err_c = mb_values + (new_values - mb_values).clamp(-clip, clip) - mb_returns
+        return torch.max(err * err, err_c * err_c).mean()
+    return (err * err).mean()
+
+
 def ppo_loss(cfg: PPOConfig, clip, new_logprobs, entropy, new_values, mb_logprobs, mb_advantages, mb_returns,
-             mb_values) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             mb_values, intrinsic=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate + value loss − entropy bonus of one minibatch, and its metrics.
-    ``clip`` is the (annealed) ε, a float or a 0-d tensor."""
+    ``clip`` is the (annealed) ε, a float or a 0-d tensor. ``intrinsic``: (new V_int, intrinsic returns,
+    old V_int) when the run has an intrinsic reward, whose value loss is added like the extrinsic one."""
     log_ratio = new_logprobs - mb_logprobs
     ratio = log_ratio.exp()
     # clipped surrogate objective, Schulman et al. 2017 eq. 7 (as a loss: maximise → minimise −)
     pg_loss = torch.max(-mb_advantages * ratio, -mb_advantages * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
-    err = new_values - mb_returns
-    if cfg.clip_vloss:  # Huang et al. 2022 #9 (from openai/baselines ppo2)
-        err_c = mb_values + (new_values - mb_values).clamp(-clip, clip) - mb_returns
-        v_loss = torch.max(err * err, err_c * err_c).mean()
-    else:
-        v_loss = (err * err).mean()
+    v_loss = value_loss(cfg, clip, new_values, mb_returns, mb_values)
     ent = entropy.mean()
     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+    info = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
+            "losses/entropy": ent.detach()}
+    if intrinsic is not None:  # Burda et al. 2018 §2.3: two value heads, each fitted to its own return
+        v_int_loss = value_loss(cfg, clip, *intrinsic)
+        loss = loss + cfg.vf_coef * v_int_loss
+        info["losses/intrinsic_value_loss"] = v_int_loss.detach()
     with torch.no_grad():  # Schulman's "k3" KL estimator (http://joschu.net/blog/kl-approx.html)
-        approx_kl = ((ratio - 1) - log_ratio).mean()
-        clipfrac = ((ratio - 1.0).abs() > clip).float().mean()
-    return loss, {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
-                  "losses/entropy": ent.detach(), "losses/approx_kl": approx_kl, "losses/clipfrac": clipfrac}
+        info["losses/approx_kl"] = ((ratio - 1) - log_ratio).mean()
+        info["losses/clipfrac"] = ((ratio - 1.0).abs() > clip).float().mean()
+    return loss, info
 
 
 def minibatch_loss(model, cfg: PPOConfig, clip, mb_obs, mb_actions, mb_logprobs, mb_advantages, mb_returns,
-                   mb_values):
-    """Forward pass and loss of one minibatch (what backend "compile" compiles)."""
-    new_logprobs, entropy, new_values = model.evaluate_actions(mb_obs, mb_actions)
-    return ppo_loss(cfg, clip, new_logprobs, entropy, new_values, mb_logprobs, mb_advantages, mb_returns, mb_values)
+                   mb_values, value_int=None, mb_returns_int=None, mb_values_int=None):
+    """Forward pass and loss of one minibatch (what backend "compile" compiles); ``value_int``: the
+    intrinsic value head, with the minibatch's intrinsic returns and old intrinsic values."""
+    if value_int is None:
+        new_logprobs, entropy, new_values = model.evaluate_actions(mb_obs, mb_actions)
+        return ppo_loss(cfg, clip, new_logprobs, entropy, new_values, mb_logprobs, mb_advantages, mb_returns,
+                        mb_values)
+    new_logprobs, entropy, new_values, new_values_int = model.evaluate_actions(mb_obs, mb_actions, value_int)
+    return ppo_loss(cfg, clip, new_logprobs, entropy, new_values, mb_logprobs, mb_advantages, mb_returns, mb_values,
+                    intrinsic=(new_values_int, mb_returns_int, mb_values_int))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +171,16 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminations,
                               rollout.dones, cfg.gamma, cfg.gae_lambda)  # (T, N)
     dev = s.device
+    intrinsic: tuple[torch.Tensor, ...] = ()
+    if s.intrinsic is not None:  # RND / ICM (core/intrinsic.py): a second reward stream with its own value head
+        int_rewards, values_int, next_values_int = onpolicy.intrinsic_stream(s, rollout)  # (T, N) each
+        never = np.zeros_like(rollout.terminations)  # non-episodic: episode ends cut nothing (Burda et al. §2.3)
+        adv_int, returns_int = gae(int_rewards, values_int, next_values_int, never, never, cfg.gamma_int,
+                                   cfg.gae_lambda)
+        advantages = cfg.ext_coef * advantages + cfg.int_coef * adv_int  # Burda et al. 2018 §2.3
+        intrinsic = tuple(torch.from_numpy(x.reshape(-1)).to(dev) for x in (returns_int, values_int))
+        int_metrics = onpolicy.fit_intrinsic(s, rollout, cfg.batch_size)  # the predictor / ICM: one pass
+        int_metrics["charts/intrinsic_reward"] = float(int_rewards.mean())
     b_obs = rollout.flat("obs", dev)  # (T*N, obs_dim)
     b_actions = rollout.flat("actions", dev)
     b_logprobs = rollout.flat("logprobs", dev)
@@ -161,7 +189,7 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     b_returns = torch.from_numpy(returns.reshape(-1)).to(dev)
     clip_t = torch.tensor(clip, device=dev)  # a tensor, so that an annealed clip does not recompile ("compile")
     n = b_obs.shape[0]
-    params = list(s.model.parameters())
+    params = s.parameters()  # the model's, and the intrinsic value head's
     sums: dict[str, torch.Tensor] = {}
     count = 0
     for epoch in range(cfg.n_epochs):
@@ -174,6 +202,8 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
             if cfg.norm_adv and mb.shape[0] > 1:  # Huang et al. 2022 #7
                 mb_advantages = normalize(mb_advantages)
             batch = (b_obs[mb], b_actions[mb], b_logprobs[mb], mb_advantages, b_returns[mb], b_values[mb])
+            if intrinsic:
+                batch = (*batch, s.value_int, intrinsic[0][mb], intrinsic[1][mb])
             s.optimizer.zero_grad(set_to_none=True)
             if s.backend == "fused":  # the same gradients, derived by hand (algos/fused/policy_gradient.py)
                 info = fused.ppo_gradients(s.model, cfg, clip, *batch, metrics=track)
@@ -203,6 +233,8 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
     explained = 1 - float(np.var(returns - rollout.values)) / var_y if var_y else float("nan")
     metrics["losses/explained_variance"] = explained
     metrics["charts/learning_rate"] = lr
+    if intrinsic:
+        metrics.update(int_metrics)
     return metrics
 
 

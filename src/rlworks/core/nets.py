@@ -151,6 +151,7 @@ class ActorCritic(nn.Module):
             c_hidden = tuple(hidden if critic_hidden is None else critic_hidden)
         self.actor = mlp(a_in, a_hidden, act_dim, out_gain=0.01, **kw)
         self.critic = mlp(c_in, c_hidden, 1, out_gain=1.0, **kw) if critic else None
+        self.ortho_init = ortho_init
         if continuous:
             feat = a_hidden[-1] if a_hidden else a_in
             shape = (int(feat), act_dim) if sde else (act_dim,)  # gSDE: σ per (feature, action)
@@ -197,6 +198,24 @@ class ActorCritic(nn.Module):
                 self.critic_encoder(obs) if self.critic_encoder is not None else obs)
         return self.critic(obs).squeeze(-1)
 
+    def critic_features(self, obs: torch.Tensor, *, encoded: bool = False) -> torch.Tensor:
+        """The critic's last hidden features: what its output layer (and a ``value_head``) reads."""
+        if not encoded:
+            obs = self.trunk(obs) if self.trunk is not None else (
+                self.critic_encoder(obs) if self.critic_encoder is not None else obs)
+        return self.critic[:-1](obs)
+
+    def value_head(self) -> nn.Linear:
+        """A second value output on the critic's last hidden features, freshly initialised like the critic's
+        own (for the intrinsic value of core/intrinsic.py: two heads on one critic body, as Burda et al.
+        2018 §2.3). It is not a part of this module, so that agents and their checkpoints stay as they are:
+        the algorithm holds, trains and checkpoints it."""
+        head = nn.Linear(self.critic[-1].in_features, 1)
+        if self.ortho_init:
+            nn.init.orthogonal_(head.weight, 1.0)
+            nn.init.zeros_(head.bias)
+        return head
+
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None):
         """(actions, logprobs, values) for a batch of observations."""
         xa, xc = self.encode(obs)
@@ -204,11 +223,16 @@ class ActorCritic(nn.Module):
         actions = self.dist.sample(*params, generator)
         return actions, self.dist.log_prob(*params, actions), self.value(xc, encoded=True)
 
-    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
-        """(logprobs, entropy, values) of given actions: what every policy-gradient loss needs."""
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, value_head: nn.Module | None = None):
+        """(logprobs, entropy, values) of given actions: what every policy-gradient loss needs; with a
+        ``value_head`` (``value_head()``), its values on the critic's features come fourth."""
         xa, xc = self.encode(obs)
         params = self.dist_params(xa, encoded=True)
-        return self.dist.log_prob(*params, actions), self.dist.entropy(*params), self.value(xc, encoded=True)
+        if value_head is None:
+            return self.dist.log_prob(*params, actions), self.dist.entropy(*params), self.value(xc, encoded=True)
+        h = self.critic_features(xc, encoded=True)
+        return (self.dist.log_prob(*params, actions), self.dist.entropy(*params), self.critic[-1](h).squeeze(-1),
+                value_head(h).squeeze(-1))
 
 
 def _norm_act(width: int, layer_norm: bool, activation: str) -> list[nn.Module]:

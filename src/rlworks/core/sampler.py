@@ -7,6 +7,7 @@ protocol and return the same arrays.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,12 +34,23 @@ class Sampler(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+@dataclass
+class RawTransitions:
+    """The observations of the last rollout as the env gave them (not normalised), for intrinsic rewards
+    (core/intrinsic.py), which need the true next state of every step."""
+
+    obs: np.ndarray  # (T, N, obs_dim) s_t
+    next_obs: np.ndarray  # (T, N, obs_dim) the true s_{t+1}: the final observation where an episode ended
+
+
 class LocalSampler:
     """Collects rollouts from a local vector env, applying observation normalisation and reward
-    scaling (whose statistics live here and are checkpointed with the model)."""
+    scaling (whose statistics live here and are checkpointed with the model). With ``record_raw``,
+    ``raw`` holds the last rollout's ``RawTransitions`` and ``last_obs`` is the (normalised) observation
+    the rollout stopped at."""
 
     def __init__(self, venv, action_spec: dict[str, Any], *, obs_norm: ObsNormalizer | None = None,
-                 reward_scaler: RewardScaler | None = None) -> None:
+                 reward_scaler: RewardScaler | None = None, record_raw: bool = False) -> None:
         self.venv = venv
         self.spec = action_spec
         self.obs_norm = obs_norm
@@ -46,7 +58,13 @@ class LocalSampler:
         self.continuous = action_spec["action"] == "box"
         self.global_step = 0
         self._buf: Rollout | None = None
+        self.record_raw = record_raw
+        self.raw: RawTransitions | None = None
         self._obs = self._receive(venv.reset())
+
+    @property
+    def last_obs(self) -> np.ndarray:
+        return self._obs
 
     # -- helpers --------------------------------------------------------------------------------
     def _receive(self, raw: np.ndarray) -> np.ndarray:
@@ -70,10 +88,16 @@ class LocalSampler:
             self._buf = Rollout.allocate(n_steps, N, self.venv.obs_dim, self.spec["act_dim"], self.continuous, dtype)
         b = self._buf
         b.episodes, b.episode_ends = [], []
+        if self.record_raw and (self.raw is None or self.raw.obs.shape[0] != n_steps):
+            shape = (n_steps, N, self.venv.obs_dim)
+            self.raw = RawTransitions(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+        raw_t = self.raw if self.record_raw else None
         final_values = np.zeros((n_steps, N), dtype=np.float32)
         for t in range(n_steps):
             obs = self._obs
             b.obs[t] = obs
+            if raw_t is not None:
+                raw_t.obs[t] = self._raw
             actions, logprobs, values = policy.step(b.obs[t])
             b.actions[t] = actions
             b.logprobs[t] = logprobs
@@ -94,6 +118,10 @@ class LocalSampler:
             b.terminations[t] = term
             b.truncations[t] = trunc
             self._obs = self._receive(raw)
+            if raw_t is not None:
+                raw_t.next_obs[t] = raw
+                done = term | trunc
+                raw_t.next_obs[t, done] = final[done]
         last_values = policy.values(self._obs.astype(b.obs.dtype))
         b.next_values[:] = next_values_from(b.values, last_values.astype(np.float32), b.dones, final_values)
         return b
