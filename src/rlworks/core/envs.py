@@ -10,6 +10,7 @@ pickled: it is recorded by its spec where it has one, else as not rebuildable.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import functools
 import json
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ import gymnasium as gym
 
 from ..config import ConfigError, suggest, tomllib
 from .atari import AtariPreprocessing
+from .minigrid import MiniGridObs, minigrid_image
 
 Wrapper = tuple[str | None, Callable[[gym.Env], gym.Env]]
 """(name a record can rebuild it from — a ``gymnasium.wrappers`` class name — or None, the wrapper)"""
@@ -29,11 +31,19 @@ _VECTOR_KEYS = ("num_envs", "vectorization_mode", "vector_kwargs", "wrappers")
 FLATTENED = (gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 
 
+MINIGRID_PREFIXES = ("minigrid-", "babyai-")
+"""ids (any case) the minigrid package registers"""
+
+
 def check_env_id(env_id: str) -> None:
+    if env_id not in gym.registry and env_id.lower().startswith(MINIGRID_PREFIXES) and not _register_minigrid():
+        raise ConfigError(f"{env_id!r} is a MiniGrid id and minigrid is not installed: pip install 'rlworks[envs]' "
+                          "(or minigrid)")
     if env_id not in gym.registry and not _register_atari() and ("NoFrameskip" in env_id or env_id.startswith("ALE/")):
         raise ConfigError(f"{env_id!r} is an Atari id and ale-py is not installed: pip install 'rlworks[envs]' "
                           "(or ale-py; its wheel carries the ROMs)")
     if env_id not in gym.registry:
+        _register_minigrid()  # its ids among the suggestions, for a misspelt prefix too
         raise ConfigError(f"unknown environment {env_id!r}{suggest(env_id, gym.registry.keys())}; "
                           "see gymnasium.registry for the ids installed")
 
@@ -42,10 +52,39 @@ def flatten_obs(env: gym.Env, name: str) -> gym.Env:
     """Flatten Dict/Tuple/Discrete observations into a float vector; refuse what cannot be flattened."""
     space = env.observation_space
     if isinstance(space, FLATTENED):
+        try:
+            gym.spaces.flatdim(space)
+        except (NotImplementedError, ValueError):  # e.g. MiniGrid's MissionSpace inside a Dict
+            subs = getattr(space, "spaces", ())
+            parts = subs.items() if isinstance(subs, dict) else enumerate(subs)
+            bad = ", ".join(f"{k!r}: {type(s).__name__}" for k, s in parts if not _flattenable(s))
+            hint = ("use wrappers=['minigrid'] (--wrapper minigrid) for a MiniGrid env's view, direction and mission"
+                    if "MissionSpace" in bad else "wrap the env to drop or encode it")
+            raise ConfigError(f"{name}: observation space {space} has parts that cannot be flattened into a vector "
+                              f"({bad}); {hint}") from None
         return gym.wrappers.FlattenObservation(env)
     if not isinstance(space, gym.spaces.Box):
         raise ConfigError(f"{name}: observation space {space} is not supported; use Box, Dict, Tuple or Discrete")
     return env
+
+
+def _flattenable(space: gym.Space) -> bool:
+    try:
+        gym.spaces.flatdim(space)
+    except (NotImplementedError, ValueError):
+        return False
+    return True
+
+
+def _register_minigrid() -> bool:
+    """Register the MiniGrid and BabyAI ids (minigrid, extra ``envs``) on first need: importing it costs
+    ~0.1 s. False where minigrid is not installed."""
+    try:
+        import minigrid
+    except ImportError:
+        return False
+    gym.register_envs(minigrid)  # importing minigrid registers its ids; this names the module as used
+    return True
 
 
 def _register_atari() -> bool:
@@ -59,13 +98,15 @@ def _register_atari() -> bool:
     return True
 
 
-OWN_WRAPPERS: dict[str, Callable[..., gym.Env]] = {"atari": AtariPreprocessing}
+OWN_WRAPPERS: dict[str, Callable[..., gym.Env]] = {"atari": AtariPreprocessing, "minigrid": MiniGridObs,
+                                                   "minigrid-image": minigrid_image}
 """rlworks' own wrappers, by the name ``wrappers``/``--wrapper`` and records use"""
 EVALUATION_FORMS: dict[str, Callable[..., gym.Env]] = {"atari": functools.partial(AtariPreprocessing, training=False)}
 """what evaluation plays instead of a wrapper that changes the game for the learner (Atari's life-loss ends and
 reward clipping): ``EnvSource.for_evaluation``"""
-AUTO_WRAPPERS = (("NoFrameskip-v4", "atari"),)
-"""(id suffix, wrapper): applied first, automatically, to an env id that ends so (pass a factory to opt out)"""
+AUTO_WRAPPERS = (("*NoFrameskip-v4", ("atari",)), ("MiniGrid-*", ("minigrid", "minigrid-image")))
+"""(id pattern, wrappers): the first of the wrappers is applied first, automatically, to an env id that matches
+the pattern (``fnmatch``), unless the user's wrappers name one of them (pass a factory to opt out entirely)"""
 
 
 def wrapper_names() -> list[str]:
@@ -87,7 +128,8 @@ def resolve_wrappers(wrappers: Iterable[Any] | None) -> tuple[Wrapper, ...]:
     for w in wrappers or ():
         if isinstance(w, str):
             if w not in wrapper_names():
-                raise ConfigError(f"unknown wrapper {w!r}{suggest(w, wrapper_names())}; allowed: atari, a class name "
+                raise ConfigError(f"unknown wrapper {w!r}{suggest(w, wrapper_names())}; allowed: "
+                                  f"{', '.join(OWN_WRAPPERS)}, a class name "
                                   "from gymnasium.wrappers (e.g. ClipAction, NormalizeReward) or a callable env -> env")
             out.append((w, OWN_WRAPPERS.get(w) or getattr(gym.wrappers, w)))
         elif callable(w):
@@ -289,8 +331,9 @@ def env_source(env: Any, env_kwargs: dict[str, Any] | None = None, wrappers: Ite
         raise ConfigError(f"env_kwargs={env_kwargs!r} must be a dict of keyword arguments")
     if isinstance(env, str):
         check_env_id(env)
-        auto = tuple((name, OWN_WRAPPERS[name]) for suffix, name in AUTO_WRAPPERS
-                     if env.endswith(suffix) and name not in (n for n, _ in ws))
+        named = {n for n, _ in ws}
+        auto = tuple((group[0], OWN_WRAPPERS[group[0]]) for pattern, group in AUTO_WRAPPERS
+                     if fnmatch.fnmatchcase(env, pattern) and not named & set(group))
         return EnvSource("id", env, dict(env_kwargs or {}), auto + ws, what=env)
     if env_kwargs:
         raise ConfigError(f"env_kwargs apply to a registered env id; {type(env).__name__} is already built: "
