@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -23,20 +22,8 @@ def _train(steps: int, noise: str, **kw):
     return ddpg.train("Pendulum-v1", cfg, total_steps=steps, seed=3, run=RunContext(**kw))
 
 
-def _same_checkpoints(a, b) -> None:
-    ta, sa, ba, _ = load_checkpoint(a, with_buffer=True)
-    tb, sb, bb, _ = load_checkpoint(b, with_buffer=True)
-    assert ta.keys() == tb.keys() and ba.keys() == bb.keys()
-    for k in ta:
-        assert torch.equal(ta[k], tb[k]), k
-    for k in ba:
-        np.testing.assert_array_equal(ba[k], bb[k], err_msg=k)
-    assert json.dumps({k: sa[k] for k in ("train", "sampler")}, sort_keys=True) == \
-        json.dumps({k: sb[k] for k in ("train", "sampler")}, sort_keys=True)
-
-
 @pytest.mark.parametrize("noise", ["gaussian", "ou"])
-def test_train_2n_equals_train_n_checkpoint_resume_n(tmp_path, noise):
+def test_train_2n_equals_train_n_checkpoint_resume_n(tmp_path, noise, same_checkpoints):
     torch.set_num_threads(1)
     n = 250  # Pendulum's first episode ends at 200: the OU restart happens before the checkpoint
     _train(2 * n, noise, checkpoint_dir=tmp_path / "full", checkpoint_every=n)
@@ -45,7 +32,7 @@ def test_train_2n_equals_train_n_checkpoint_resume_n(tmp_path, noise):
     shutil.copytree(tmp_path / "full" / f"step-{n}", half / f"step-{n}")
     (half / "latest").write_text(f"step-{n}\n")
     _train(2 * n, noise, checkpoint_dir=half, checkpoint_every=n, resume_from=half / f"step-{n}")
-    _same_checkpoints(tmp_path / "full" / f"step-{2 * n}", half / f"step-{2 * n}")
+    same_checkpoints(tmp_path / "full" / f"step-{2 * n}", half / f"step-{2 * n}")
     tensors, _, _, _ = load_checkpoint(half / f"step-{2 * n}")
     assert ("noise/x" in tensors) == (noise == "ou")
     if noise == "ou":  # and the resumed noise differs from a fresh start (the comparison can fail)

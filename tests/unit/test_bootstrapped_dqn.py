@@ -3,7 +3,6 @@ and its refusals."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -141,19 +140,7 @@ def test_bootstrapped_dqn_learns_a_small_deepsea():
     assert agent.evaluate(3).mean_return > 0.9  # the vote of the heads goes to the treasure
 
 
-def _same_checkpoints(a, b) -> None:
-    ta, sa, ba, _ = load_checkpoint(a, with_buffer=True)
-    tb, sb, bb, _ = load_checkpoint(b, with_buffer=True)
-    assert ta.keys() == tb.keys() and ba.keys() == bb.keys()
-    for k in ta:
-        assert torch.equal(ta[k], tb[k]), k
-    for k in ba:
-        np.testing.assert_array_equal(ba[k], bb[k], err_msg=k)
-    assert json.dumps({k: sa[k] for k in ("train", "sampler")}, sort_keys=True) == \
-        json.dumps({k: sb[k] for k in ("train", "sampler")}, sort_keys=True)
-
-
-def test_train_2n_equals_train_n_checkpoint_resume_n(tmp_path):
+def test_train_2n_equals_train_n_checkpoint_resume_n(tmp_path, same_checkpoints):
     torch.set_num_threads(1)
     n = 300
     _train(steps=2 * n, checkpoint_dir=tmp_path / "full", checkpoint_every=n)
@@ -162,7 +149,7 @@ def test_train_2n_equals_train_n_checkpoint_resume_n(tmp_path):
     shutil.copytree(tmp_path / "full" / f"step-{n}", half / f"step-{n}")
     (half / "latest").write_text(f"step-{n}\n")
     _train(steps=2 * n, checkpoint_dir=half, checkpoint_every=n, resume_from=half / f"step-{n}")
-    _same_checkpoints(tmp_path / "full" / f"step-{2 * n}", half / f"step-{2 * n}")
+    same_checkpoints(tmp_path / "full" / f"step-{2 * n}", half / f"step-{2 * n}")
     tensors, _, buffer, _ = load_checkpoint(half / f"step-{2 * n}", with_buffer=True)
     # the heads, the priors, the head each env follows and the masks are all in the checkpoint
     assert "tensor/active_head" in tensors and "replay/extra/masks" in buffer

@@ -28,6 +28,7 @@ from ..core.guards import check_module
 from ..core.intrinsic import Intrinsic, non_episodic_values
 from ..core.nets import ActorCritic, numpy_layers, numpy_mlp
 from ..core.optim import Adam
+from ..core.returns import gae
 from ..core.run import RunContext, StopSignals, TrainingInterrupted
 from ..core.sampler import LocalSampler
 from ..core.sde import NumpyNoise, StateDependentGaussian
@@ -289,6 +290,22 @@ def intrinsic_stream(s: Session, rollout) -> tuple[np.ndarray, np.ndarray, np.nd
     values, next_values = non_episodic_values(lambda x: s.value_int(s.model.critic_features(x)).squeeze(-1),
                                               rollout.obs, s.sampler.last_obs, s.device)
     return rewards, values, next_values
+
+
+def intrinsic_advantages(s: Session, rollout, advantages: np.ndarray,
+                         batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+    """The intrinsic reward stream of a rollout made into advantages (Burda et al. 2018 §2.3), then one pass
+    of the module's own training (``fit_intrinsic``, minibatches of ``batch_size``). The intrinsic return is
+    non-episodic (episode ends cut nothing) with its own γ_int, GAE over it gives A_int, and the algorithm's
+    advantages become ext_coef·A_ext + int_coef·A_int. Returns (those advantages, the intrinsic returns,
+    V_int(s_t), the module's metrics), arrays (T, N)."""
+    cfg = s.config
+    rewards, values, next_values = intrinsic_stream(s, rollout)
+    never = np.zeros_like(rollout.terminations)
+    adv_int, returns_int = gae(rewards, values, next_values, never, never, cfg.gamma_int, cfg.gae_lambda)
+    metrics = fit_intrinsic(s, rollout, batch_size)
+    metrics["charts/intrinsic_reward"] = float(rewards.mean())
+    return cfg.ext_coef * advantages + cfg.int_coef * adv_int, returns_int, values, metrics
 
 
 def fit_intrinsic(s: Session, rollout, batch_size: int) -> dict[str, float]:

@@ -172,15 +172,10 @@ def update(s: onpolicy.Session, rollout, remaining: float) -> dict[str, float]:
                               rollout.dones, cfg.gamma, cfg.gae_lambda)  # (T, N)
     dev = s.device
     intrinsic: tuple[torch.Tensor, ...] = ()
-    if s.intrinsic is not None:  # RND / ICM (core/intrinsic.py): a second reward stream with its own value head
-        int_rewards, values_int, next_values_int = onpolicy.intrinsic_stream(s, rollout)  # (T, N) each
-        never = np.zeros_like(rollout.terminations)  # non-episodic: episode ends cut nothing (Burda et al. §2.3)
-        adv_int, returns_int = gae(int_rewards, values_int, next_values_int, never, never, cfg.gamma_int,
-                                   cfg.gae_lambda)
-        advantages = cfg.ext_coef * advantages + cfg.int_coef * adv_int  # Burda et al. 2018 §2.3
+    if s.intrinsic is not None:  # RND / ICM: A = ext_coef A_ext + int_coef A_int, V_int fitted below
+        advantages, returns_int, values_int, int_metrics = onpolicy.intrinsic_advantages(s, rollout, advantages,
+                                                                                         cfg.batch_size)
         intrinsic = tuple(torch.from_numpy(x.reshape(-1)).to(dev) for x in (returns_int, values_int))
-        int_metrics = onpolicy.fit_intrinsic(s, rollout, cfg.batch_size)  # the predictor / ICM: one pass
-        int_metrics["charts/intrinsic_reward"] = float(int_rewards.mean())
     b_obs = rollout.flat("obs", dev)  # (T*N, obs_dim)
     b_actions = rollout.flat("actions", dev)
     b_logprobs = rollout.flat("logprobs", dev)

@@ -61,8 +61,9 @@ def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_
                      help="arguments for gymnasium.make (values read as JSON or TOML, else text), e.g. "
                           "--env-kwargs is_slippery=false map_name=8x8")
     run.add_argument("--wrapper", action="append", metavar="NAME",
-                     help="a gymnasium.wrappers class applied to every env (repeatable, in order), e.g. "
-                          "--wrapper NormalizeReward")
+                     help="a wrapper applied to every env (repeatable, in order): a gymnasium.wrappers class, e.g. "
+                          "--wrapper NormalizeReward, or one of rlworks' own: atari, minigrid, minigrid-image "
+                          "(atari and minigrid are applied automatically to their ids)")
     run.add_argument("--total-steps", type=at_least(1), metavar="N",
                      help=f"environment steps (default: {total_steps})")
     run.add_argument("--seed", type=at_least(0), default=0, metavar="S", help="random seed (default: 0)")

@@ -1,0 +1,30 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlworks.core.checkpoint import load_checkpoint
+
+
+def assert_same_checkpoints(a, b) -> None:
+    """Two training checkpoints hold the same tensors, replay arrays, training state and env state, bit for bit."""
+    ta, sa, ba, _ = load_checkpoint(a, with_buffer=True)
+    tb, sb, bb, _ = load_checkpoint(b, with_buffer=True)
+    assert ta.keys() == tb.keys() and ba.keys() == bb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+    for k in ba:
+        np.testing.assert_array_equal(ba[k], bb[k], err_msg=k)
+    assert json.dumps({k: sa[k] for k in ("train", "sampler")}, sort_keys=True) == \
+        json.dumps({k: sb[k] for k in ("train", "sampler")}, sort_keys=True)
+
+
+@pytest.fixture
+def same_checkpoints():
+    """``same_checkpoints(a, b)`` asserts two training checkpoints are identical (exact resume tests)."""
+    return assert_same_checkpoints
