@@ -154,6 +154,10 @@ def cmd_list(argv: list[str], console: Console) -> int:
 
 
 def cmd_bench(argv: list[str], console: Console) -> int:
+    if argv and argv[0] == "exploration":  # the DeepSea scaling plot: no peer library involved
+        from rlworks.commands import exploration
+
+        return exploration.main(argv[1:])
     if argv and argv[0] == "tabular":
         import importlib.util
 
