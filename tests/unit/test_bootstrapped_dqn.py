@@ -185,3 +185,4 @@ def test_cli_on_a_continuous_action_space_exits_2_with_one_line():
     assert out.returncode == 2
     err = out.stderr.strip().splitlines()
     assert len(err) == 1 and "Discrete" in err[0] and "Traceback" not in out.stderr
+    assert out.stdout.strip() == ""  # no progress bar for a run that never started

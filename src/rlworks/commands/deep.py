@@ -305,16 +305,17 @@ def _train_loop(folder: Any, cfg: Any, *, device: str, threads: int, precision: 
 
     meta, run_dir = folder.meta, folder.path
     algo, env_id, seed = meta["algo"], meta["env_id"], meta["seed"]
-    on_start = None
-    if info(algo).family == "off-policy" and not quiet:  # say how much memory the replay buffer takes
-        from ..algos.offpolicy import describe_buffer
-
-        def on_start(session: Any) -> None:
-            print(describe_buffer(session))
-
     # the CLI owns the process, so it may also keep freed heap between updates (core/runtime.py)
     with tuned(threads, matmul_precision=precision, retain_freed_memory=True):
         progress = Progress(meta["total_steps"], f"{algo} {env_id}", start=folder.start, quiet=quiet)
+
+        def on_start(session: Any) -> None:  # the session is built: the run will start
+            if info(algo).family == "off-policy" and not quiet:  # how much memory the replay buffer takes
+                from ..algos.offpolicy import describe_buffer
+
+                print(describe_buffer(session))
+            progress.begin()
+
         t0 = time.time()
         try:
             agent = folder.train(cfg, device=device, display=progress, on_start=on_start)

@@ -166,10 +166,11 @@ def plot_learning_curve(csv_path: Path, png_path: Path, title: str = "",
 
 
 class Progress:
-    """Rich progress bar: steps, SPS, recent return, ETA. Used by the CLI, not by library code."""
+    """Rich progress bar: steps, SPS, recent return, ETA. Used by the CLI, not by library code. It appears at
+    ``begin()`` (or the first ``log``), so a run that fails while it is being set up prints only its error."""
 
     def __init__(self, total: int, description: str, *, start: int = 0, quiet: bool = False) -> None:
-        self.quiet = quiet
+        self.quiet, self.started = quiet, False
         if quiet:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
@@ -179,17 +180,22 @@ class Progress:
                      TextColumn("{task.fields[sps]:>6} sps"), TextColumn("return {task.fields[ret]}"),
                      TimeRemainingColumn(), transient=False)
         self._task = self._p.add_task(description, total=total, completed=start, sps="-", ret="-")
-        self._p.start()
+
+    def begin(self) -> None:
+        if not self.quiet and not self.started:
+            self._p.start()
+            self.started = True
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if self.quiet:
             return
+        self.begin()
         ret = metrics.get("charts/episodic_return", float("nan"))
         self._p.update(self._task, completed=step, sps=f"{metrics.get('perf/sps', 0):.0f}",
                        ret="-" if ret != ret else f"{ret:.1f}")
 
     def close(self) -> None:
-        if not self.quiet:
+        if self.started:
             self._p.stop()
 
 
