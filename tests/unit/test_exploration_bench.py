@@ -48,6 +48,9 @@ def test_cli_writes_results_resumes_and_plots(tmp_path):
     again = subprocess.run([*args[:-4], "--sizes", "4,6,8", "--json", str(out), "--png", str(png)],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "4 runs to do, 8 already" in again.stdout
+    only = subprocess.run([*args[:-4], "--sizes", "4,6,8,10", "--plot-only", "--json", str(out), "--png", str(png)],
+                          capture_output=True, text=True, timeout=120)
+    assert only.returncode == 0 and "0 runs to do, 12 already" in only.stdout and "N=10" not in only.stdout
 
 
 @pytest.mark.parametrize("argv,match", [(["--methods", "nope"], "unknown method 'nope'"),

@@ -160,6 +160,8 @@ def parser() -> argparse.ArgumentParser:
                    help="results, appended run by run; runs already there are skipped (default: exploration.json)")
     p.add_argument("--png", default="deepsea-scaling.png", metavar="FILE",
                    help="the scaling plot (default: deepsea-scaling.png)")
+    p.add_argument("--plot-only", action="store_true",
+                   help="run nothing: summarise and plot what --json holds for these methods and sizes")
     return p
 
 
@@ -176,7 +178,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"{path} is not a results file of rlworks bench exploration; pass another --json")
     done = {(r["method"], r["size"], r["seed"], r.get("max_episodes")) for r in data["results"]}
     todo = [(m, n, s, o.max_episodes) for n in o.sizes for m in o.methods for s in range(o.seeds)
-            if (m, n, s, o.max_episodes) not in done]
+            if (m, n, s, o.max_episodes) not in done and not o.plot_only]
     print(f"{len(todo)} runs to do, {len(data['results'])} already in {path}", flush=True)
 
     def record(r: dict[str, Any]) -> None:
@@ -197,7 +199,8 @@ def main(argv: list[str]) -> int:
         with mp.get_context("spawn").Pool(o.jobs) as pool:
             for r in pool.imap_unordered(_call, todo):
                 record(r)
-    results = [r for r in data["results"] if r.get("max_episodes") == o.max_episodes]
+    results = [r for r in data["results"] if r.get("max_episodes") == o.max_episodes and r["method"] in o.methods
+               and r["size"] in o.sizes and r["seed"] < o.seeds]
     table = summary(results, o.max_episodes)
     for method, cells in table.items():
         row = ", ".join(f"N={n}: {c['median'] if c['median'] is not None else 'x'} ({c['learned']}/{c['seeds']})"
