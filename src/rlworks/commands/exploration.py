@@ -119,13 +119,16 @@ def plot(table: dict[str, dict[int, dict[str, Any]]], max_episodes: int, path: P
     sizes = sorted({n for s in table.values() for n in s})
     if sizes:
         ax.plot(sizes, [2.0 ** n for n in sizes], ":", color="grey", label="2^N (random policy, per treasure)")
-    for method, cells in table.items():
+    step = (sizes[-1] - sizes[0]) / 60 if len(sizes) > 1 else 0.1
+    for i, (method, cells) in enumerate(table.items()):
         ns = sorted(cells)
         ok = [(n, cells[n]["median"]) for n in ns if cells[n]["median"] is not None]
         line = ax.plot([n for n, _ in ok], [m for _, m in ok], "o-", label=LABELS.get(method, method))[0]
         failed = [n for n in ns if cells[n]["median"] is None]
-        if failed:
-            ax.plot(failed, [max_episodes] * len(failed), "x", color=line.get_color(), markersize=9, mew=2)
+        if failed:  # side by side, so that the methods that failed at one size do not hide each other
+            shift = (i - (len(table) - 1) / 2) * step
+            ax.plot([n + shift for n in failed], [max_episodes] * len(failed), "x", color=line.get_color(),
+                    markersize=8, mew=2)
     ax.axhline(max_episodes, color="black", lw=0.6)
     ax.set_yscale("log")
     ax.set_ylim(10, max_episodes * 3)
