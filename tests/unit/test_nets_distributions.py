@@ -145,7 +145,7 @@ def test_sde_actor_critic_features_are_detached_and_log_std_is_per_feature():
 
 @pytest.mark.parametrize("kind", ["numpy", "torch"])
 def test_sde_rollout_policies_log_probs_match_the_update_and_hold_noise(kind):
-    from rlworks.algos.onpolicy import NumpyPolicy, TorchPolicy
+    from rlworks.algos.policies import NumpyPolicy, TorchPolicy
     from rlworks.core import fastgrad
 
     torch.manual_seed(0)
