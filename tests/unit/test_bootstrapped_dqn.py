@@ -186,3 +186,38 @@ def test_cli_on_a_continuous_action_space_exits_2_with_one_line():
     err = out.stderr.strip().splitlines()
     assert len(err) == 1 and "Discrete" in err[0] and "Traceback" not in out.stderr
     assert out.stdout.strip() == ""  # no progress bar for a run that never started
+
+
+def test_one_hot_rows_take_the_weights_rows_with_the_same_values_and_gradients():
+    torch.manual_seed(0)
+    k, n, out, b = 4, 300, 5, 6
+    x = torch.zeros(b, n)
+    x[torch.arange(b - 1), torch.randint(n, (b - 1,))] = torch.tensor([1.0, 1.0, 2.0, -0.5, 1.0])
+    # the last row stays all zero: DeepSea's observation after its final step
+    w1 = torch.randn(k, n, out, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    fast = bdqn.heads_product(x, w1)
+    dense = torch.matmul(x, w2)
+    torch.testing.assert_close(fast, dense)
+    g = torch.randn(k, b, out)
+    (fast * g).sum().backward()
+    (dense * g).sum().backward()
+    torch.testing.assert_close(w1.grad, w2.grad)
+    # a batch that is not one-hot (two non-zero entries in a row) takes the product
+    x[0, 0] = x[0, 1] = 1.0
+    torch.testing.assert_close(bdqn.heads_product(x, w1), torch.matmul(x, w1))
+
+
+def test_the_prior_heads_prefer_different_actions_in_different_states():
+    """On one-hot observations every input weight is small (±1/√N²), so a bias drawn like the weights would
+    outweigh the state and give each prior head one preferred action everywhere, which explores nothing
+    with DeepSea's per-cell action mapping. The biases start at zero: each head's preference varies by state."""
+    torch.manual_seed(0)
+    size = 30
+    spec = {"obs_dim": size * size, "act_dim": 2}
+    net = {"n_heads": 10, "hidden": [64], "head_hidden": [32], "activation": "relu", "prior_scale": 3.0}
+    q = bdqn.build_actor(spec, net, bdqn.BootstrappedDQNConfig())
+    with torch.no_grad():
+        p = q.prior(torch.eye(size * size))  # (K, N², 2), every cell's one-hot observation
+    prefer_1 = (p[..., 1] > p[..., 0]).float().mean(1)  # per head: the share of cells where action 1 wins
+    assert int(((prefer_1 > 0.05) & (prefer_1 < 0.95)).sum()) >= 8, prefer_1

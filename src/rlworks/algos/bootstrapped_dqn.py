@@ -82,10 +82,27 @@ class LinearHeads(nn.Module):
         super().__init__()
         bound = 1.0 / math.sqrt(n_in)
         self.weight = nn.Parameter(torch.empty(k, n_in, n_out).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(k, 1, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(k, 1, n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(x, self.weight) + self.bias  # (B, in) broadcasts over the K heads
+        return heads_product(x, self.weight) + self.bias
+
+
+ONE_HOT_MIN_WIDTH = 256
+"""inputs at least this wide are checked for one-hot rows (the check costs about as much as one dense
+product of 64 outputs, so it pays only before the K heads' first layers)"""
+
+
+def heads_product(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x (B, in) or (K, B, in) times each head's weights (K, in, out) -> (K, B, out); (B, in) broadcasts
+    over the heads. When every row of a wide (B, in) batch has at most one non-zero entry (a one-hot
+    observation such as DeepSea's grid, or its all-zero last one), the product is that entry times one row
+    of each head's weights: the rows are taken instead, B·K·out operations instead of B·in·K·out, with the
+    same result and the same gradients (through the row lookup)."""
+    if x.dim() == 2 and x.shape[1] >= ONE_HOT_MIN_WIDTH and bool(((x != 0).sum(-1) <= 1).all()):
+        idx = x.abs().argmax(-1)  # (B,) the non-zero column (0 for an all-zero row, whose value is 0)
+        return weight[:, idx, :] * x.gather(-1, idx.unsqueeze(-1))
+    return torch.matmul(x, weight)
 
 
 class EnsembleQ(nn.Module):
@@ -99,6 +116,9 @@ class EnsembleQ(nn.Module):
         if hidden:
             self.torso = nn.Sequential(mlp(width, hidden[:-1], hidden[-1], activation=activation, ortho_init=False),
                                        ACTIVATIONS[activation]())
+            for m in self.torso.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.zeros_(m.bias)
             width = hidden[-1]
         else:
             self.torso = nn.Identity()
@@ -206,8 +226,8 @@ def update(st: BootstrappedDQNState, cfg: BootstrappedDQNConfig, obs: torch.Tens
 
 def train_round(s: offpolicy.Session, gradient_steps: int, step=update) -> offpolicy.Metrics:
     """DQN's target sync and schedule, then ``gradient_steps`` updates of all heads on their masked batches.
-    The metrics are computed when a line is logged; ``losses/prior_values`` (mean β·|p_k(s, a)|) tells the
-    Q-divergence guard how much of Q the fixed priors carry."""
+    The metrics are computed when a line is logged; ``losses/prior_values`` (the largest β·|p_k(s, a)| in
+    the batch) tells the Q-divergence guard how much of Q the fixed priors carry."""
     cfg: BootstrappedDQNConfig = s.config
     st: BootstrappedDQNState = s.state
     dqn.start_round(s)
@@ -224,8 +244,7 @@ def train_round(s: offpolicy.Session, gradient_steps: int, step=update) -> offpo
                "charts/epsilon": torch.tensor(dqn.epsilon(cfg, s.global_step, s.total_steps))}
         if st.q.prior is not None:
             with torch.no_grad():
-                prior = st.q.prior(mb["obs"]).gather(-1, mb["actions"].expand(st.q.n_heads, -1).unsqueeze(-1))
-            out["losses/prior_values"] = (st.q.prior_scale * prior).abs().mean()
+                out["losses/prior_values"] = st.q.prior_scale * st.q.prior(mb["obs"]).abs().max()
         return out
 
     return metrics

@@ -64,9 +64,10 @@ class QGuard:
     rewards allow. A discounted return sums rewards weighted γ^t, so |Q| ≤ R / (1 − γ), where R is the
     largest |reward| observed so far in this run (plus, for SAC's soft values, the largest entropy bonus
     α·|H| logged so far, which the targets add each step); the warning fires above ``Q_MARGIN`` times
-    that, plus a logged ``losses/prior_values`` (Bootstrapped DQN's fixed prior functions, the mean
-    β·|p(s, a)|, which Q carries by design and which is not divergence). No bound exists for γ = 1 or
-    before any non-zero reward, so nothing is checked then."""
+    that plus a logged ``losses/prior_values`` (Bootstrapped DQN's fixed prior functions, the largest
+    β·|p(s, a)| in the batch: Q carries them by design, and the targets bootstrap from them at states no
+    data has reached, so a head's Q follows its most optimistic prior, not divergence). No bound exists for
+    γ = 1 or before any non-zero reward, so nothing is checked then."""
 
     def __init__(self, algo: str, gamma: float) -> None:
         self.algo, self.gamma = algo, float(gamma)
@@ -87,7 +88,7 @@ class QGuard:
             return
         bound = scale / (1.0 - self.gamma)
         offset = abs(out.get("losses/prior_values", 0.0))
-        if not (abs(q) <= Q_MARGIN * bound + offset):  # NaN counts as diverged too
+        if not (abs(q) <= Q_MARGIN * (bound + offset)):  # NaN counts as diverged too
             self.warned_at = step
             warnings.warn(f"{self.algo}: the mean Q-value is {q:.4g} at step {step}, beyond what the rewards allow "
                           f"(|Q| <= max|r| / (1 - gamma) = {scale:.4g} / {1 - self.gamma:.4g} = {bound:.4g}, warned "
