@@ -41,10 +41,11 @@ def test_bound_follows_the_rewards_seen_and_warns_once():
     # Bootstrapped DQN's Q carries its fixed priors beta * |p(s, a)| on top of what the rewards allow
     b = QGuard("bootstrapped-dqn", gamma=0.9)
     b.rewards(np.array([0.1]))
-    b.check(10, {"losses/q_values": 3.5, "losses/prior_values": 1.0})  # 3.5 <= 2 * (1 + 1)
+    b.check(10, {"losses/q_values": 21.5, "losses/prior_values": 1.0})  # 21.5 <= 2 * (0.1 + 1) / 0.1 = 22
     assert b.warned_at is None
+    b.check(15, {"losses/q_values": 1.0, "losses/prior_values": 0.1})  # the largest prior value so far counts
     with pytest.warns(QDivergenceWarning):
-        b.check(20, {"losses/q_values": 4.5, "losses/prior_values": 1.0})
+        b.check(20, {"losses/q_values": 22.5, "losses/prior_values": 0.5})
     assert QGuard("x", gamma=1.0).warned_at is None  # gamma = 1: no bound; check() never warns
     u = QGuard("x", gamma=1.0)
     u.rewards(np.array([1.0]))

@@ -63,15 +63,15 @@ class QGuard:
     """Warns once per run when the logged mean Q-value (``losses/q_values``) leaves the range the
     rewards allow. A discounted return sums rewards weighted γ^t, so |Q| ≤ R / (1 − γ), where R is the
     largest |reward| observed so far in this run (plus, for SAC's soft values, the largest entropy bonus
-    α·|H| logged so far, which the targets add each step); the warning fires above ``Q_MARGIN`` times
-    that plus a logged ``losses/prior_values`` (Bootstrapped DQN's fixed prior functions, the largest
-    β·|p(s, a)| in the batch: Q carries them by design, and the targets bootstrap from them at states no
-    data has reached, so a head's Q follows its most optimistic prior, not divergence). No bound exists for
-    γ = 1 or before any non-zero reward, so nothing is checked then."""
+    α·|H| logged so far, which the targets add each step, and for Bootstrapped DQN the largest β·|p(s, a)|
+    logged as ``losses/prior_values``: its fixed prior functions are part of every Q and of every target
+    bootstrapped from them, so a head's Q follows its most optimistic prior by design). The warning fires
+    above ``Q_MARGIN`` times that bound. No bound exists for γ = 1 or before any non-zero reward, so nothing
+    is checked then."""
 
     def __init__(self, algo: str, gamma: float) -> None:
         self.algo, self.gamma = algo, float(gamma)
-        self.reward_max, self.bonus_max = 0.0, 0.0
+        self.reward_max, self.bonus_max, self.prior_max = 0.0, 0.0, 0.0
         self.warned_at: int | None = None
 
     def rewards(self, rewards: np.ndarray) -> None:
@@ -82,15 +82,15 @@ class QGuard:
     def check(self, step: int, out: dict[str, float]) -> None:
         if "losses/alpha" in out and "losses/entropy" in out:
             self.bonus_max = max(self.bonus_max, abs(out["losses/alpha"] * out["losses/entropy"]))
+        self.prior_max = max(self.prior_max, abs(out.get("losses/prior_values", 0.0)))
         q = out.get("losses/q_values")
-        scale = self.reward_max + self.bonus_max
-        if self.warned_at is not None or q is None or self.gamma >= 1.0 or scale <= 0.0:
+        if self.warned_at is not None or q is None or self.gamma >= 1.0 or self.reward_max <= 0.0:
             return
+        scale = self.reward_max + self.bonus_max + self.prior_max
         bound = scale / (1.0 - self.gamma)
-        offset = abs(out.get("losses/prior_values", 0.0))
-        if not (abs(q) <= Q_MARGIN * (bound + offset)):  # NaN counts as diverged too
+        if not (abs(q) <= Q_MARGIN * bound):  # NaN counts as diverged too
             self.warned_at = step
             warnings.warn(f"{self.algo}: the mean Q-value is {q:.4g} at step {step}, beyond what the rewards allow "
-                          f"(|Q| <= max|r| / (1 - gamma) = {scale:.4g} / {1 - self.gamma:.4g} = {bound:.4g}, warned "
+                          f"(|Q| <= max|r| (+ bonus, prior) / (1 - gamma) = {scale:.4g} / {1 - self.gamma:.4g} = {bound:.4g}, warned "
                           f"above {Q_MARGIN:g}x that): the critic is diverging; try a lower learning_rate, "
                           "anneal_lr, a larger target_update_interval or double_q", QDivergenceWarning, stacklevel=2)
