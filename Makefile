@@ -12,11 +12,11 @@ $(VENV)/.base: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install $(TORCH)
-	$(PIP) install -c constraints.txt -e ".[envs]"
+	$(PIP) install -c constraints.txt -e ".[envs,offline]"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install -c constraints.txt -e ".[envs,dev,bench]"
+	$(PIP) install -c constraints.txt -e ".[envs,offline,dev,bench]"
 	touch $@
 
 install: $(VENV)/.base

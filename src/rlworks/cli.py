@@ -5,6 +5,8 @@
     rlworks plan value-iteration|policy-iteration --env ID
     rlworks eval RUN_DIR                  greedy episodes of a saved agent
     rlworks compare RUN_OR_GLOB ...       runs and seed sets side by side: IQM with 95% bootstrap intervals, curves
+    rlworks collect --from RUN_DIR ...    record episodes of an agent (or random) as a Minari dataset
+    rlworks datasets list|show|make       offline datasets on disk; `datasets make ENV`: D4RL's five kinds
     rlworks lab                           the live grid world in the browser
     rlworks list                          algorithms and envs
     rlworks bench                         benchmarks against the peers, printed as ratios
@@ -24,7 +26,7 @@ from rlworks.commands.parsing import Done
 from rlworks.config import ConfigError, suggest
 
 USAGE = __doc__.split("\n\n")[1]
-COMMANDS = ("train", "plan", "eval", "compare", "lab", "list", "bench")
+COMMANDS = ("train", "plan", "eval", "compare", "collect", "datasets", "lab", "list", "bench")
 
 
 class _Console(Console):
@@ -112,6 +114,24 @@ def cmd_compare(argv: list[str], console: Console) -> int:
     return compare.main(argv)
 
 
+def _datasets():
+    try:
+        import minari  # noqa: F401
+
+        from rlworks.commands import datasets
+    except ImportError as exc:  # the offline extra missing
+        raise ConfigError(f"offline datasets are unavailable here ({exc}); install rlworks[offline]") from None
+    return datasets
+
+
+def cmd_collect(argv: list[str], console: Console) -> int:
+    return _datasets().collect(argv)
+
+
+def cmd_datasets(argv: list[str], console: Console) -> int:
+    return _datasets().datasets(argv)
+
+
 def cmd_lab(argv: list[str], console: Console) -> int:
     try:
         from rlworks.commands import lab
@@ -175,8 +195,8 @@ def cmd_bench(argv: list[str], console: Console) -> int:
     return bench.main(argv)
 
 
-HANDLERS = {"train": cmd_train, "plan": cmd_plan, "eval": cmd_eval, "compare": cmd_compare, "lab": cmd_lab,
-            "list": cmd_list, "bench": cmd_bench}
+HANDLERS = {"train": cmd_train, "plan": cmd_plan, "eval": cmd_eval, "compare": cmd_compare, "collect": cmd_collect,
+            "datasets": cmd_datasets, "lab": cmd_lab, "list": cmd_list, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
