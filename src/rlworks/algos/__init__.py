@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import MATMUL_PRECISIONS, PRESET_DIR, ConfigError, from_dict, load_toml, overlay, suggest
 from ..core.envs import env_source
-from .registry import ALGOS, OFFPOLICY_ALGOS, REGISTRY, AlgoInfo
+from .registry import ALGOS, OFFLINE_ALGOS, OFFPOLICY_ALGOS, REGISTRY, AlgoInfo
 
 
 def check_algo(algo: str) -> None:
@@ -123,7 +123,10 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
     callables ``env -> env``, applied to each env in order. Keyword overrides set config fields on
     top of the preset (the env's own preset by default); the ``RunContext`` fields (``logger``,
     ``checkpoint_dir``, ``checkpoint_every``, ``keep_checkpoints``, ``log_every``, ``callback``,
-    ``on_start``, ``resume_from``, ``stop_at``) pass through to the algorithm.
+    ``on_start``, ``resume_from``, ``stop_at``) pass through to the algorithm. An offline algorithm (``bc``, ``td3-bc``)
+    learns from ``dataset=`` (a dataset id or an ``rlworks.offline.data.OfflineDataset``; required) for
+    ``total_steps`` gradient steps and only evaluates on ``env`` (``None``: the dataset's env); the other
+    algorithms refuse ``dataset=``.
 
     The call runs inside ``core.runtime.tuned``: ``num_threads`` torch CPU threads (one is fastest for
     these small MLPs; ``None`` leaves them alone), flush-to-zero for denormals, and ``matmul_precision``
@@ -147,6 +150,17 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
     from ..core.runtime import tuned
 
     check_algo(algo)
+    data = None
+    if info(algo).family == "offline":  # learns from a dataset; the env (the dataset's by default) only evaluates
+        from .offline import env_of, resolve_dataset
+
+        data = resolve_dataset(algo, overrides.pop("dataset", None))
+        overrides["dataset"] = data.dataset_id
+        if env is None:
+            env, env_kwargs = env_of(algo, data), {**data.env_kwargs, **(env_kwargs or {})} or None
+    elif "dataset" in overrides:
+        raise ConfigError(f"dataset= is for the offline algorithms ({', '.join(OFFLINE_ALGOS)}); {algo} learns by "
+                          "acting in its env")
     source = env_source(env, env_kwargs, wrappers)
     env_id = source.env_id  # presets and run names go by the env's registered id, where it has one
     hooks = {k: overrides.pop(k) for k in RunContext.HOOKS if k in overrides}
@@ -181,7 +195,8 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
         meta["env"] = source.record()
         folder = RunFolder(run_dir, meta, resume_from=hooks.pop("resume_from", None))
         with tuned(num_threads, matmul_precision=matmul_precision):
-            return folder.train(cfg, env=source, device=device, display=hooks.pop("logger", None), **hooks)
+            return folder.train(cfg, env=_fed(source, data), device=device, display=hooks.pop("logger", None),
+                                **hooks)
     evaluator = None
     if evaluation:
         from ..core.evaluation import PeriodicEvaluator
@@ -196,9 +211,18 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
                                       then=hooks.get("callback"), start=start, keep_best=keep == "best")
         hooks["callback"] = evaluator
     with tuned(num_threads, matmul_precision=matmul_precision):
-        agent = module(algo).train(source, cfg, total_steps=total_steps, seed=seed, device=device,
+        agent = module(algo).train(_fed(source, data), cfg, total_steps=total_steps, seed=seed, device=device,
                                    run=RunContext(**hooks))
         return kept_agent(agent, evaluator, keep)
+
+
+def _fed(source: Any, data: Any) -> Any:
+    """What an algorithm's ``train`` takes as its env: the env source, with the dataset for an offline one."""
+    if data is None:
+        return source
+    from .offline import OfflineSource
+
+    return OfflineSource(source, data)
 
 
 def kept_agent(final: Any, evaluator: Any, keep: str) -> Any:
@@ -224,10 +248,19 @@ def kept_agent(final: Any, evaluator: Any, keep: str) -> Any:
 
 def load(path: str | Path, device: str = "cpu"):
     """Load an ``Agent`` saved by ``Agent.save`` or written as a training checkpoint."""
+    from ..core.checkpoint import CheckpointError, read_state
     from .agent import load_agent
 
+    try:
+        algo = read_state(path).get("agent", {}).get("algo")
+    except (CheckpointError, AttributeError):
+        algo = None  # load_agent names what is wrong
+    if algo in OFFLINE_ALGOS:
+        from .offline import load_agent as load_offline_agent
+
+        return load_offline_agent(path, device=device)
     return load_agent(path, device=device)
 
 
-__all__ = ["ALGOS", "KEEP", "MATMUL_PRECISIONS", "OFFPOLICY_ALGOS", "REGISTRY", "AlgoInfo", "config_class",
-           "evaluation_settings", "info", "load", "preset_config", "presets", "train"]
+__all__ = ["ALGOS", "KEEP", "MATMUL_PRECISIONS", "OFFLINE_ALGOS", "OFFPOLICY_ALGOS", "REGISTRY", "AlgoInfo",
+           "config_class", "evaluation_settings", "info", "load", "preset_config", "presets", "train"]

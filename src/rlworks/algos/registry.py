@@ -22,7 +22,8 @@ class AlgoInfo:
     actions: tuple[str, ...]
     """action spaces it learns on: "discrete", "box" """
     family: str
-    """"on-policy" (rollouts, core.nets.ActorCritic agents) or "off-policy" (replay buffer, own actor)"""
+    """"on-policy" (rollouts, core.nets.ActorCritic agents), "off-policy" (replay buffer, own actor) or "offline"
+    (a fixed dataset, ``algos/offline.py``; the env only evaluates)"""
     observations: tuple[str, ...] = ("box",)
     """observation spaces: flat vectors ("box"); images come with the CNN extractor"""
 
@@ -53,6 +54,11 @@ REGISTRY: dict[str, AlgoInfo] = {a.name: a for a in (
     AlgoInfo("td3", "rlworks.algos.td3", "Twin Delayed DDPG (Fujimoto et al. 2018)", ("box",), "off-policy"),
     AlgoInfo("ddpg", "rlworks.algos.ddpg", "Deep Deterministic Policy Gradient (Lillicrap et al. 2015), OU or Gaussian "
              "noise", ("box",), "off-policy"),
+    AlgoInfo("bc", "rlworks.algos.bc", "behavioural cloning from a dataset; filtered BC on the top episodes "
+             "(filter_top)", ("discrete", "box"), "offline"),
+    AlgoInfo("td3-bc", "rlworks.algos.td3_bc", "TD3+BC (Fujimoto & Gu 2021): TD3 on a dataset with a "
+             "behaviour-cloning term", ("box",), "offline"),
 )}
 ALGOS: tuple[str, ...] = tuple(REGISTRY)
 OFFPOLICY_ALGOS: tuple[str, ...] = tuple(n for n, a in REGISTRY.items() if a.family == "off-policy")
+OFFLINE_ALGOS: tuple[str, ...] = tuple(n for n, a in REGISTRY.items() if a.family == "offline")

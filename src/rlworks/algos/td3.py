@@ -175,11 +175,10 @@ def actor_loss(q1_pi: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def update(st: TD3State, cfg: TD3Config, batch: dict[str, torch.Tensor], generator: torch.Generator | None
-           ) -> dict[str, torch.Tensor]:
-    """One TD3 critic step toward the smoothed clipped double-Q target; every ``policy_delay`` steps
-    the actor (through the first critic only, as the paper and SB3) and the Polyak averages of all
-    targets (Fujimoto et al. 2018, Algorithm 1)."""
+def critic_update(st: TD3State, cfg: Any, batch: dict[str, torch.Tensor], generator: torch.Generator | None
+                  ) -> dict[str, torch.Tensor]:
+    """One critic step toward the smoothed clipped double-Q target (Fujimoto et al. 2018, Algorithm 1);
+    TD3+BC (``algos/td3_bc.py``) takes it as it is."""
     with torch.no_grad():
         next_mu = st.actor_target(batch["next_obs"])
         noise = torch.randn(next_mu.shape, generator=generator, device=next_mu.device) * cfg.target_policy_noise
@@ -190,7 +189,15 @@ def update(st: TD3State, cfg: TD3Config, batch: dict[str, torch.Tensor], generat
     st.critic_opt.zero_grad()
     q_loss.backward()
     st.critic_opt.step()
-    metrics = {"losses/q_loss": q_loss.detach(), "losses/q_values": q.detach().mean()}
+    return {"losses/q_loss": q_loss.detach(), "losses/q_values": q.detach().mean()}
+
+
+def update(st: TD3State, cfg: TD3Config, batch: dict[str, torch.Tensor], generator: torch.Generator | None
+           ) -> dict[str, torch.Tensor]:
+    """One TD3 critic step (``critic_update``); every ``policy_delay`` steps the actor (through the first
+    critic only, as the paper and SB3) and the Polyak averages of all targets (Fujimoto et al. 2018,
+    Algorithm 1)."""
+    metrics = critic_update(st, cfg, batch, generator)
     if offpolicy.count_update(st, cfg.policy_delay):  # delayed policy and target updates (§5.2)
         pi_loss = actor_loss(st.critic(batch["obs"], st.actor(batch["obs"]))[0])
         st.actor_opt.zero_grad()

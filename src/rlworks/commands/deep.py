@@ -53,10 +53,13 @@ def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_
     from ..algos.rundir import default_checkpoint_every
 
     cls = config_class(algo)
-    p = Parser(prog=f"rlworks train {algo}", usage=f"rlworks train {algo} --env ID [options]", add_help=False,
+    offline = info(algo).family == "offline"  # learns from --dataset for gradient steps; the env only evaluates
+    usage = f"rlworks train {algo} " + ("--dataset ID [--env ID] [options]" if offline else "--env ID [options]")
+    p = Parser(prog=f"rlworks train {algo}", usage=usage, add_help=False,
                description=description or info(algo).summary, formatter_class=options.HelpFormatter)
     run = p.add_argument_group("run options")
-    run.add_argument("--env", metavar="ID", help="Gymnasium environment id, e.g. CartPole-v1")
+    run.add_argument("--env", metavar="ID", help="Gymnasium environment id, e.g. CartPole-v1"
+                     + ("; here only evaluated on (default: the dataset's)" if offline else ""))
     run.add_argument("--env-kwargs", nargs="+", metavar="KEY=VALUE",
                      help="arguments for gymnasium.make (values read as JSON or TOML, else text), e.g. "
                           "--env-kwargs is_slippery=false map_name=8x8")
@@ -65,7 +68,7 @@ def train_parser(algo: str, shown: Any = None, total_steps: int = DEFAULT_TOTAL_
                           "--wrapper NormalizeReward, or one of rlworks' own: atari, minigrid, minigrid-image "
                           "(atari and minigrid are applied automatically to their ids)")
     run.add_argument("--total-steps", type=at_least(1), metavar="N",
-                     help=f"environment steps (default: {total_steps})")
+                     help=f"{'gradient' if offline else 'environment'} steps (default: {total_steps})")
     run.add_argument("--seed", type=at_least(0), default=0, metavar="S", help="random seed (default: 0)")
     run.add_argument("--run-dir", metavar="DIR", help="where the run is written (default: runs/ALGO-ENV-SEED-TIME)")
     run.add_argument("--seeds", type=parse_seeds, metavar="LIST",
@@ -151,7 +154,7 @@ def _reject_unknown(extras: list[str], parser: Parser, algo: str) -> None:
 
 def train(algo: str, env_id: str | None, argv: list[str]) -> int:
     """``rlworks train ALGO --env ID [flags]``; returns the exit code."""
-    from ..algos import check_algo
+    from ..algos import check_algo, info
     from ..algos.rundir import RunFolder, default_checkpoint_every, default_run_dir, run_meta
     from ..core.envs import env_source, parse_env_kwargs
     from ..core.vec import check_env_id
@@ -168,6 +171,13 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
     if ns.help:  # parsed again so that the defaults listed are the resolved ones
         print(train_parser(algo, plan.config, plan.total_steps, help_text(algo, plan, ns)).format_help(), end="")
         return 0
+    data = None
+    if info(algo).family == "offline" and not (ns.print_config and plan.env_id):
+        from ..algos.offline import env_of, resolve_dataset
+
+        data = resolve_dataset(algo, plan.config.dataset)  # loaded once, here; its env is the default one
+        if not plan.env_id:
+            plan = resolve(algo, env_of(algo, data), ns)
     if not plan.env_id:
         raise ConfigError("--env is required (a gymnasium id such as CartPole-v1)")
     check_env_id(plan.env_id)
@@ -177,7 +187,10 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
         return 0
     env_id, total, seed = plan.env_id, plan.total_steps, ns.seed
     # an env with kwargs or wrappers is recorded in config.json, from which resume rebuilds it
-    source = env_source(env_id, parse_env_kwargs(ns.env_kwargs or []), ns.wrapper or [])
+    kwargs = parse_env_kwargs(ns.env_kwargs or [])
+    if data is not None and not kwargs and env_id == data.env_id:  # the dataset's env as it was recorded
+        kwargs = dict(data.env_kwargs)
+    source = env_source(env_id, kwargs, ns.wrapper or [])
     device = ns.device or "cpu"
     threads = ns.num_threads or 1
     meta = run_meta(algo, env_id, plan.config, seed=seed, total_steps=total, preset=plan.preset, device=device,
@@ -193,8 +206,13 @@ def train(algo: str, env_id: str | None, argv: list[str]) -> int:
         return run_seed_set(algo, env_id, argv, ns)
     # nothing is written until the session is built: a run that cannot start leaves no folder (algos/rundir.py)
     folder = RunFolder(ns.run_dir or default_run_dir(algo, env_id, seed), meta)
+    fed = None
+    if data is not None:  # the loaded dataset goes to the algorithm with the env
+        from ..algos.offline import OfflineSource
+
+        fed = OfflineSource(source, data)
     return _train_loop(folder, plan.config, device=device, threads=threads, precision=ns.matmul_precision,
-                       quiet=ns.quiet)
+                       quiet=ns.quiet, env=fed)
 
 
 def resume(run_dir: str, argv: list[str]) -> int:
@@ -295,8 +313,10 @@ def _named_checkpoint(run_path: Path, name: str, *, allow_best: bool) -> Path:
     return run_path / "checkpoints" / name
 
 
-def _train_loop(folder: Any, cfg: Any, *, device: str, threads: int, precision: str | None, quiet: bool) -> int:
-    """Train into ``folder`` (an ``algos.rundir.RunFolder``) with a progress bar; print the outcome."""
+def _train_loop(folder: Any, cfg: Any, *, device: str, threads: int, precision: str | None, quiet: bool,
+                env: Any = None) -> int:
+    """Train into ``folder`` (an ``algos.rundir.RunFolder``) with a progress bar; print the outcome. ``env``:
+    what the algorithm takes as its env when not the run's own (an offline algorithm's env and dataset)."""
     from ..algos import info
     from ..core.guards import NonFiniteError
     from ..core.logging import Progress
@@ -318,7 +338,7 @@ def _train_loop(folder: Any, cfg: Any, *, device: str, threads: int, precision: 
 
         t0 = time.time()
         try:
-            agent = folder.train(cfg, device=device, display=progress, on_start=on_start)
+            agent = folder.train(cfg, env=env, device=device, display=progress, on_start=on_start)
         except NonFiniteError as exc:
             sys.stderr.write(f"rlworks: error: training stopped: {' '.join(str(exc).split())}\n")
             return 1

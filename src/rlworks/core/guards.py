@@ -91,6 +91,7 @@ class QGuard:
         if not (abs(q) <= Q_MARGIN * bound):  # NaN counts as diverged too
             self.warned_at = step
             warnings.warn(f"{self.algo}: the mean Q-value is {q:.4g} at step {step}, beyond what the rewards allow "
-                          f"(|Q| <= max|r| (+ bonus, prior) / (1 - gamma) = {scale:.4g} / {1 - self.gamma:.4g} = {bound:.4g}, warned "
-                          f"above {Q_MARGIN:g}x that): the critic is diverging; try a lower learning_rate, "
-                          "anneal_lr, a larger target_update_interval or double_q", QDivergenceWarning, stacklevel=2)
+                          f"(|Q| <= max|r| (+ bonus, prior) / (1 - gamma) = {scale:.4g} / {1 - self.gamma:.4g} = "
+                          f"{bound:.4g}, warned above {Q_MARGIN:g}x that): the critic is diverging; try a lower "
+                          "learning_rate, anneal_lr, a larger target_update_interval or double_q",
+                          QDivergenceWarning, stacklevel=2)
