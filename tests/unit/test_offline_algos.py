@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import torch
 
 import rlworks
 from rlworks.algos import bc, td3_bc
+from rlworks.algos.registry import OFFLINE_ALGOS
 from rlworks.config import ConfigError
 from rlworks.core.checkpoint import load_checkpoint
 from rlworks.offline.data import OfflineDataset
@@ -238,7 +240,8 @@ def test_save_load_round_trip_acts_the_same(algo, data, request, tmp_path):
 
 
 def test_api_refusals(cartpole, pendulum):
-    with pytest.raises(ConfigError, match=r"dataset= is for the offline algorithms \(bc, td3-bc\); ppo"):
+    offline = re.escape(", ".join(OFFLINE_ALGOS))
+    with pytest.raises(ConfigError, match=rf"dataset= is for the offline algorithms \({offline}\); ppo"):
         rlworks.train("ppo", "CartPole-v1", dataset=cartpole, total_steps=10)
     with pytest.raises(ConfigError, match="bc learns from a dataset and none was given"):
         rlworks.train("bc", "CartPole-v1", total_steps=10)
@@ -265,7 +268,7 @@ def one_error_line(out: subprocess.CompletedProcess, needle: str) -> None:
 
 def test_cli_refusals(tmp_path):
     one_error_line(cli("train", "ppo", "--env", "CartPole-v1", "--dataset", "x/y-v0"),
-                   "--dataset is an option of bc, td3-bc, not of ppo")
+                   f"--dataset is an option of {', '.join(OFFLINE_ALGOS)}, not of ppo")
     one_error_line(cli("train", "bc", "--env", "CartPole-v1"), "bc learns from a dataset and none was given")
     one_error_line(cli("train", "td3-bc", "--dataset", "test/none-v0", "--run-dir", str(tmp_path / "r"),
                        MINARI_DATASETS_PATH=str(tmp_path / "minari")), "no dataset 'test/none-v0'")

@@ -123,9 +123,9 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
     callables ``env -> env``, applied to each env in order. Keyword overrides set config fields on
     top of the preset (the env's own preset by default); the ``RunContext`` fields (``logger``,
     ``checkpoint_dir``, ``checkpoint_every``, ``keep_checkpoints``, ``log_every``, ``callback``,
-    ``on_start``, ``resume_from``, ``stop_at``) pass through to the algorithm. An offline algorithm (``bc``, ``td3-bc``)
-    learns from ``dataset=`` (a dataset id or an ``rlworks.offline.data.OfflineDataset``; required) for
-    ``total_steps`` gradient steps and only evaluates on ``env`` (``None``: the dataset's env); the other
+    ``on_start``, ``resume_from``, ``stop_at``) pass through to the algorithm. An offline algorithm (one of
+    ``OFFLINE_ALGOS``) learns from ``dataset=`` (a dataset id or an ``rlworks.offline.data.OfflineDataset``;
+    required) for ``total_steps`` gradient steps and only evaluates on ``env`` (``None``: the dataset's env); the other
     algorithms refuse ``dataset=``.
 
     The call runs inside ``core.runtime.tuned``: ``num_threads`` torch CPU threads (one is fastest for

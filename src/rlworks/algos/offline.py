@@ -1,5 +1,6 @@
-"""What the offline algorithms (BC, TD3+BC) share, called visibly from each algorithm's ``train()``: the
-dataset as tensors on the device, seeded minibatches, the loop of gradient steps with logging, evaluation
+"""What the offline algorithms (BC, TD3+BC, DT) share, called visibly from each algorithm's ``train()``: the
+dataset as tensors on the device, seeded minibatches (of transitions, or of K-step segments of episodes with
+returns-to-go for the Decision Transformer), the loop of gradient steps with logging, evaluation
 hooks and checkpoints, exact resume, and the agent it returns.
 
 Offline RL learns from a fixed dataset (``rlworks.offline.data.OfflineDataset``) and never from the env:
@@ -145,6 +146,7 @@ class Session:
     state: Any = None
     actor: str = "actor"  # the field of ``state`` the agent acts with
     global_step: int = 0  # gradient steps
+    make_agent: Callable[[Session], Any] | None = None  # an agent other than OffPolicyAgent (DT's, with context)
 
     @property
     def env_id(self) -> str | None:
@@ -159,6 +161,8 @@ class Session:
         return modules(self.state)
 
     def agent(self) -> OffPolicyAgent:
+        if self.make_agent is not None:
+            return self.make_agent(self)
         model = NormalizedPolicy(getattr(self.state, self.actor), self.obs_mean, self.obs_std)
         meta = {"global_step": self.global_step, "seed": self.seed, "library_version": __version__,
                 "dataset": self.dataset.dataset_id, "transitions": len(self.data["obs"])}
@@ -226,6 +230,58 @@ def sample_batch(s: Session, n: int) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------
+# sequences: K-step segments of episodes (the Decision Transformer's minibatches)
+# ---------------------------------------------------------------------------------------------
+
+
+def add_sequence_tensors(s: Session, return_scale: float) -> None:
+    """Add to ``s.data``, per transition t of the (whole) dataset: ``rtg`` = R̂_t / ``return_scale``, the
+    undiscounted return-to-go R̂_t = Σ_{t' ≥ t} r_t' to the end of t's episode (``core.returns``, γ = 1);
+    ``timesteps``, t's step within its episode; ``episode_end``, the row one past its episode's last."""
+    from ..core.returns import discounted_returns
+
+    data = s.dataset
+    if len(s.data["obs"]) != len(data):
+        raise ConfigError("sequence sampling needs the whole dataset (no row selection)")
+    starts, lengths = data.episode_starts, data.episode_lengths
+    ends = np.zeros((len(data), 1))
+    ends[starts + lengths - 1] = 1.0  # the episode ends after this row: nothing flows back across it
+    rewards = data.rewards.astype(np.float64)[:, None]  # (T, 1): one "env" of T steps
+    rtg = discounted_returns(rewards, np.zeros_like(rewards), ends, ends, 1.0)[:, 0]
+    episode = np.repeat(np.arange(len(starts)), lengths)
+    out = {"rtg": (rtg / return_scale).astype(np.float32), "timesteps": np.arange(len(data)) - starts[episode],
+           "episode_end": (starts + lengths)[episode]}
+    s.data.update({k: torch.from_numpy(np.ascontiguousarray(v)).to(s.device) for k, v in out.items()})
+
+
+def segment_rows(first: torch.Tensor, episode_end: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of the segments that start at ``first`` (B,): up to ``k`` steps, cut at the episode's end
+    and padded on the left to ``k`` (as the authors' ``get_batch``). Returns ``rows`` (B, k), a valid row
+    index everywhere (the first row at the padding), and ``mask`` (B, k), False at the padding."""
+    length = torch.clamp(episode_end[first] - first, max=k)  # (B,) real steps in each segment
+    pad = (k - length)[:, None]  # (B, 1)
+    j = torch.arange(k, device=first.device)[None, :]  # (1, k)
+    mask = j >= pad
+    rows = torch.where(mask, first[:, None] + j - pad, first[:, None])
+    return rows, mask
+
+
+def sample_segments(s: Session, n: int, k: int) -> dict[str, torch.Tensor]:
+    """``n`` segments of ``k`` steps (``add_sequence_tensors`` first): each starts at a transition drawn
+    uniformly — an episode in proportion to its length, then a start in it uniformly, as the authors'
+    ``get_batch`` — and runs to at most the episode's end. Every tensor (B, k, ...) with zeros at the
+    padding, and ``mask`` (B, k)."""
+    first = torch.randint(len(s.data["obs"]), (n,), generator=s.generator, device=s.device)
+    rows, mask = segment_rows(first, s.data["episode_end"], k)
+    out = {"mask": mask}
+    for key in ("obs", "actions", "rtg", "timesteps"):
+        v = s.data[key][rows]  # (B, k, ...)
+        m = mask.view(*mask.shape, *([1] * (v.dim() - 2)))
+        out[key] = torch.where(m, v, torch.zeros((), dtype=v.dtype, device=v.device))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
 
@@ -233,12 +289,14 @@ def sample_batch(s: Session, n: int) -> dict[str, torch.Tensor]:
 UpdateFn = Callable[[Session, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
-def run(s: Session, update: UpdateFn, ctx: RunContext) -> OffPolicyAgent:
+def run(s: Session, update: UpdateFn, ctx: RunContext,
+        sample: Callable[[Session, int], dict[str, torch.Tensor]] = sample_batch) -> OffPolicyAgent:
     """Resume if asked, then ``update(s, batch)`` on seeded minibatches until ``total_steps`` (or
     ``ctx.stop_at``) gradient steps. Losses are checked for NaN/inf when a line is logged (every
     ``ctx.log_every``, default 1000) and before every checkpoint. ``ctx.callback(s)`` runs after each step
     (excluded from ``perf/ups``) and may stop the run; when it is a ``PeriodicEvaluator``, each of its
-    evaluations is also logged as ``eval/normalized_score``. SIGINT/SIGTERM end the current step, write a
+    evaluations is also logged as ``eval/normalized_score``. ``sample(s, batch_size)`` draws each minibatch
+    (default ``sample_batch``; DT: ``sample_segments``). SIGINT/SIGTERM end the current step, write a
     checkpoint and raise ``TrainingInterrupted``."""
     if ctx.resume_from is not None:
         restore_session(s, ctx.resume_from)
@@ -253,7 +311,7 @@ def run(s: Session, update: UpdateFn, ctx: RunContext) -> OffPolicyAgent:
     with StopSignals() as stop:
         while s.global_step < end:
             t0 = time.perf_counter()
-            metrics = update(s, sample_batch(s, s.config.batch_size))
+            metrics = update(s, sample(s, s.config.batch_size))
             s.global_step += 1
             dt = time.perf_counter() - t0
             train_time, ups_steps, ups_time = train_time + dt, ups_steps + 1, ups_time + dt
@@ -347,11 +405,12 @@ def load_agent(path: str | Path, device: str = "cpu") -> OffPolicyAgent:
     mod = REGISTRY[a["algo"]].load_module()
     cfg = from_dict(mod.CONFIG, a["config"])
     model = mod.build_actor(a["spec"], a["net"], cfg).to(device)
+    agent_class = getattr(mod, "AGENT", OffPolicyAgent)  # DT's agent keeps a context while it acts
     prefix = "agent/" if any(k.startswith("agent/") for k in tensors) else "actor/"  # a training checkpoint, a save
     try:
         model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt / 'model.safetensors'}: weights do not fit the saved network ({exc})") from None
     model.eval()
-    return OffPolicyAgent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["env_kwargs"], a["meta"],
-                          env=a.get("env"))
+    return agent_class(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["env_kwargs"], a["meta"],
+                       env=a.get("env"))

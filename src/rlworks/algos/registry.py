@@ -58,6 +58,12 @@ REGISTRY: dict[str, AlgoInfo] = {a.name: a for a in (
              "(filter_top)", ("discrete", "box"), "offline"),
     AlgoInfo("td3-bc", "rlworks.algos.td3_bc", "TD3+BC (Fujimoto & Gu 2021): TD3 on a dataset with a "
              "behaviour-cloning term", ("box",), "offline"),
+    AlgoInfo("dt", "rlworks.algos.dt", "Decision Transformer (Chen et al. 2021): a causal transformer over "
+             "(return-to-go, state, action), conditioned on a target return", ("discrete", "box"), "offline"),
+    AlgoInfo("cql", "rlworks.algos.cql", "Conservative Q-Learning (Kumar et al. 2020): SAC (Box) or DQN (Discrete) "
+             "with the CQL(H) term, optional Lagrangian", ("discrete", "box"), "offline"),
+    AlgoInfo("iql", "rlworks.algos.iql", "Implicit Q-Learning (Kostrikov et al. 2021): expectile V, "
+             "advantage-weighted policy", ("discrete", "box"), "offline"),
 )}
 ALGOS: tuple[str, ...] = tuple(REGISTRY)
 OFFPOLICY_ALGOS: tuple[str, ...] = tuple(n for n, a in REGISTRY.items() if a.family == "off-policy")
