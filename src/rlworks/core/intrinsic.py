@@ -136,16 +136,12 @@ class ICM(nn.Module):
         pred = self.forward_model(torch.cat([phi, self._action_input(actions)], -1))
         return 0.5 * (pred - phi_next.detach()).pow(2).sum(-1)
 
-    def features(self, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(φ(s), φ(s')): one pass of φ over both batches."""
-        return self.phi(torch.cat([obs, next_obs])).chunk(2)
-
     def bonus(self, obs: torch.Tensor, next_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         # r^i_t = η/2·||φ̂(s_{t+1}) − φ(s_{t+1})||² (Pathak et al. 2017 eq. 6)
-        return self.eta * self.forward_error(*self.features(obs, next_obs), actions)
+        return self.eta * self.forward_error(self.phi(obs), self.phi(next_obs), actions)
 
     def loss(self, obs, next_obs, actions) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        phi, phi_next = self.features(obs, next_obs)
+        phi, phi_next = self.phi(obs), self.phi(next_obs)
         out = self.inverse(torch.cat([phi, phi_next], -1))
         if self.continuous:
             inverse = (out - actions.float()).pow(2).sum(-1).mean()
@@ -158,7 +154,7 @@ class ICM(nn.Module):
 
     def predict_action(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """The inverse model's guess of the action between two (normalised) observations."""
-        out = self.inverse(torch.cat(self.features(obs, next_obs), -1))
+        out = self.inverse(torch.cat([self.phi(obs), self.phi(next_obs)], -1))
         return out if self.continuous else out.argmax(-1)
 
 
