@@ -20,18 +20,18 @@ import time
 
 from rlworks import algos
 
-RUNS = {  # name -> overrides of the PPO preset
-    "ppo": {},
-    "ppo-autograd": {"backend": "autograd"},
-    "ppo+rnd": {"intrinsic": "rnd"},
-    "ppo+icm": {"intrinsic": "icm"},
+RUNS = {  # name -> (PPO preset, overrides): each intrinsic module with its own preset's settings
+    "ppo": ("mountaincar-rnd", {"intrinsic": "none"}),
+    "ppo-autograd": ("mountaincar-rnd", {"intrinsic": "none", "backend": "autograd"}),
+    "ppo+rnd": ("mountaincar-rnd", {}),
+    "ppo+icm": ("mountaincar-icm", {}),
 }
 
 
-def one(env: str, steps: int, seed: int, overrides: dict) -> float:
+def one(env: str, steps: int, seed: int, run: tuple[str, dict]) -> float:
+    preset, overrides = run
     t0 = time.perf_counter()
-    algos.train("ppo", env, total_steps=steps, seed=seed, preset="mountaincar-rnd",
-                **{"intrinsic": "none", **overrides})
+    algos.train("ppo", env, total_steps=steps, seed=seed, preset=preset, **overrides)
     return steps / (time.perf_counter() - t0)
 
 
@@ -49,7 +49,8 @@ def main() -> None:
         for name in list(RUNS) if r % 2 == 0 else list(reversed(RUNS)):
             sps[name].append(one(args.env, args.steps, args.seed, RUNS[name]))
     med = {k: statistics.median(v) for k, v in sps.items()}
-    print(f"PPO settings: preset mountaincar-rnd; env {args.env}, {args.steps} steps, {args.repeats} repeats (median)")
+    print(f"PPO settings: presets mountaincar-rnd (ICM: mountaincar-icm); env {args.env}, {args.steps} steps, "
+          f"{args.repeats} repeats (median)")
     print(f"{'run':<14}{'steps/s':>10}{'vs ppo':>9}{'vs autograd':>13}")
     for k, v in med.items():
         print(f"{k:<14}{v:>10.0f}{v / med['ppo']:>9.2f}{v / med['ppo-autograd']:>13.2f}")

@@ -221,10 +221,11 @@ def intrinsic_advantages(s: Session, rollout, advantages: np.ndarray,
 
 
 def fit_intrinsic(s: Session, rollout, batch_size: int) -> dict[str, float]:
-    """One pass of the intrinsic module's own training (RND predictor, ICM models) over ``rollout``."""
+    """One pass of the intrinsic module's own training (RND predictor, ICM models) over ``rollout``, in
+    minibatches of ``intrinsic_batch_size`` (0: the algorithm's ``batch_size``)."""
     raw = s.sampler.raw
-    return s.intrinsic.fit(s.learned.intrinsic_optimizer, raw.obs, raw.next_obs, rollout.actions, batch_size,
-                           s.generator)
+    return s.intrinsic.fit(s.learned.intrinsic_optimizer, raw.obs, raw.next_obs, rollout.actions,
+                           s.config.intrinsic_batch_size or batch_size, s.generator)
 
 
 # ---------------------------------------------------------------------------------------------

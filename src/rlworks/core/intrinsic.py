@@ -51,6 +51,9 @@ class IntrinsicOptions:
     intrinsic_lr: float = 1e-4
     """Adam step size of the RND predictor / the ICM models (Burda et al. 2018 use 1e-4); they take one pass
     over each rollout in minibatches of batch_size (A2C: one step on the rollout)"""
+    intrinsic_batch_size: int = 0
+    """minibatch size of that pass (0: the algorithm's batch_size; a whole rollout = one step per rollout, as
+    Pathak et al. 2017 train ICM with A3C: one gradient step per rollout fragment)"""
     intrinsic_hidden: tuple[int, ...] = (64, 64)
     """hidden layer sizes of the RND networks / of the ICM feature map (MLPs on the flat observation)"""
     intrinsic_features: int = 64
@@ -72,6 +75,7 @@ class IntrinsicOptions:
         check_range("gamma_int", self.gamma_int, 0, 1)
         check_range("intrinsic_lr", self.intrinsic_lr, 0, 1, low_open=True)
         check_range("intrinsic_features", self.intrinsic_features, 1)
+        check_range("intrinsic_batch_size", self.intrinsic_batch_size, 0)
         check_range("icm_beta", self.icm_beta, 0, 1)
         for h in self.intrinsic_hidden:
             check_range("intrinsic_hidden", h, 1)
