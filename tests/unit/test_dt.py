@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import rlworks
-from rlworks.algos import dt, offline
+from rlworks.algos import dt, offline, segments
 from rlworks.config import ConfigError
 from rlworks.core.checkpoint import load_checkpoint
 from rlworks.offline.data import OfflineDataset
@@ -187,13 +187,13 @@ def test_sequences_returns_to_go_timesteps_and_padding():
     cfg = dt.DTConfig(norm_obs=False, return_scale=2.0)
     s = offline.build_session("dt", offline.OfflineSource(Staircase(), hand_dataset()), cfg, seed=0, total_steps=1,
                               device="cpu")
-    offline.add_sequence_tensors(s, cfg.return_scale)
+    segments.add_sequence_tensors(s, cfg.return_scale)
     assert s.data["rtg"].tolist() == [3.0, 2.5, 1.5, 4.5, 2.5]  # (6, 5, 3, 9, 5) / 2
     assert s.data["timesteps"].tolist() == [0, 1, 2, 0, 1] and s.data["episode_end"].tolist() == [3, 3, 3, 5, 5]
-    rows, mask = offline.segment_rows(torch.tensor([0, 1, 3, 4]), s.data["episode_end"], 3)
+    rows, mask = segments.segment_rows(torch.tensor([0, 1, 3, 4]), s.data["episode_end"], 3)
     assert mask.tolist() == [[1, 1, 1], [0, 1, 1], [0, 1, 1], [0, 0, 1]]
     assert rows[mask].tolist() == [0, 1, 2, 1, 2, 3, 4, 4]
-    b = offline.sample_segments(s, 200, 3)
+    b = segments.sample_segments(s, 200, 3)
     assert b["obs"].shape == (200, 3, 1) and b["actions"].shape == b["rtg"].shape == b["mask"].shape == (200, 3)
     assert b["mask"][:, -1].all() and (b["obs"][~b["mask"]] == 0).all() and (b["rtg"][~b["mask"]] == 0).all()
     by_obs = {0.0: (3.0, 0), 1.0: (2.5, 1), 2.0: (1.5, 2), 10.0: (4.5, 0), 11.0: (2.5, 1)}

@@ -27,7 +27,6 @@ attention mask is the paper's math in plain sight. Sequences are sampled by ``al
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,8 @@ from ..core.evaluation import EvalResult, evaluate
 from ..core.optim import Adam
 from ..core.run import RunContext
 from ..core.seeding import seeded_init
-from . import offline
+from ..core.transformer import Block, dropout
+from . import offline, segments
 from .agent import _AgentCommon, as_batch, scale_actions
 
 
@@ -101,48 +101,8 @@ class DTConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# networks: a small GPT
+# networks: a small GPT (its blocks: core/transformer.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Inverted dropout drawing from ``generator`` (None: off, as at evaluation)."""
-    if generator is None or p == 0.0:
-        return x
-    keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
-    return x * keep / (1.0 - p)
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, dim: int, n_head: int, p: float) -> None:
-        super().__init__()
-        self.n_head, self.p = n_head, p
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, L, d)
-        att = q @ k.transpose(-2, -1) / math.sqrt(D // self.n_head)  # (B, H, L, L)
-        att = att.masked_fill(~allowed, float("-inf")).softmax(-1)
-        y = dropout(att, self.p, g) @ v  # (B, H, L, d)
-        return dropout(self.proj(y.transpose(1, 2).reshape(B, L, D)), self.p, g)
-
-
-class Block(nn.Module):
-    """x + attn(LN(x)), then x + MLP(LN(x)) (GPT-2's pre-LayerNorm block)."""
-
-    def __init__(self, dim: int, n_head: int, p: float, activation: str) -> None:
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = CausalSelfAttention(dim, n_head, p)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU() if activation == "relu" else nn.GELU(),
-                                 nn.Linear(4 * dim, dim))
-        self.p = p
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), allowed, g)
-        return x + dropout(self.mlp(self.ln2(x)), self.p, g)
 
 
 def attention_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -384,7 +344,7 @@ def train(env: Any, config: DTConfig | None = None, *, total_steps: int, seed: i
     evaluate on, or an ``offline.OfflineSource`` holding it and the dataset (else ``config.dataset`` is loaded)."""
     cfg = config or DTConfig()
     s = offline.build_session("dt", env, cfg, seed=seed, total_steps=total_steps, device=device)
-    offline.add_sequence_tensors(s, cfg.return_scale)
+    segments.add_sequence_tensors(s, cfg.return_scale)
     target = cfg.target_return if cfg.target_return is not None else float(s.dataset.episode_returns.max())
     s.net = {k: getattr(cfg, k) for k in ("context_length", "n_layer", "n_head", "embed_dim", "dropout",
                                           "activation", "return_scale", "max_ep_len")}
@@ -404,4 +364,4 @@ def train(env: Any, config: DTConfig | None = None, *, total_steps: int, seed: i
     s.make_agent = make_agent
     k = cfg.context_length
     return offline.run(s, lambda s, batch: update(s.state, cfg, batch, s.generator), run or RunContext(),
-                       sample=lambda s, n: offline.sample_segments(s, n, k))
+                       sample=lambda s, n: segments.sample_segments(s, n, k))
