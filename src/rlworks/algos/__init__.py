@@ -248,17 +248,8 @@ def kept_agent(final: Any, evaluator: Any, keep: str) -> Any:
 
 def load(path: str | Path, device: str = "cpu"):
     """Load an ``Agent`` saved by ``Agent.save`` or written as a training checkpoint."""
-    from ..core.checkpoint import CheckpointError, read_state
     from .agent import load_agent
 
-    try:
-        algo = read_state(path).get("agent", {}).get("algo")
-    except (CheckpointError, AttributeError):
-        algo = None  # load_agent names what is wrong
-    if algo in OFFLINE_ALGOS:
-        from .offline import load_agent as load_offline_agent
-
-        return load_offline_agent(path, device=device)
     return load_agent(path, device=device)
 
 

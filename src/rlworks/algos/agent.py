@@ -26,7 +26,7 @@ from ..core.features import build_encoder
 from ..core.nets import ActorCritic, NumpyActor
 from ..core.sde import EPS as SDE_EPS
 from ..core.vec import ObsNormalizer
-from . import OFFPOLICY_ALGOS, REGISTRY
+from . import OFFLINE_ALGOS, OFFPOLICY_ALGOS, REGISTRY
 
 AGENT_FORMAT = "rlworks.agent/1"
 OFFPOLICY_AGENT_FORMAT = "rlworks.offpolicy-agent/1"
@@ -250,20 +250,24 @@ class OffPolicyAgent(_AgentCommon):
 def offpolicy_agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dict[str, Any], ckpt: Path,
                           device: str = "cpu") -> OffPolicyAgent:
     a = state.get("agent")
-    if not isinstance(a, dict) or a.get("format") != OFFPOLICY_AGENT_FORMAT or a.get("algo") not in OFFPOLICY_ALGOS:
+    mod = REGISTRY[a["algo"]].load_module() if isinstance(a, dict) and a.get("algo") in OFFPOLICY_ALGOS + \
+        OFFLINE_ALGOS else None  # the registry maps a name (bootstrapped-dqn) to its file
+    agent_class = getattr(mod, "AGENT", OffPolicyAgent)  # the Decision Transformer's keeps a context as it acts
+    if mod is None or a.get("format") != getattr(agent_class, "FORMAT", OFFPOLICY_AGENT_FORMAT):
         raise CheckpointError(f"{ckpt / 'state.json'}: not an rlworks off-policy agent checkpoint")
-    mod = REGISTRY[a["algo"]].load_module()  # the registry maps a name (bootstrapped-dqn) to its file
     cfg = from_dict(mod.CONFIG, a["config"])
     model = mod.build_actor(a["spec"], a["net"], cfg).to(device)
-    # a training checkpoint names the actor module after its role (q, actor); an agent save uses "actor/"
-    prefix = "actor/" if any(k.startswith("actor/") for k in tensors) else f"{mod.ACTOR}/"
+    # an offline training checkpoint holds the acting module as "agent/" (beside the raw networks it trains);
+    # an off-policy one names it after its role (q, actor); an agent save uses "actor/"
+    names = {k.split("/", 1)[0] for k in tensors}
+    prefix = next(f"{p}/" for p in ("agent", "actor", mod.ACTOR) if p in names or p == mod.ACTOR)
     try:
         model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt / 'model.safetensors'}: weights do not fit the saved network ({exc})") from None
     model.eval()
-    return OffPolicyAgent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["env_kwargs"], a["meta"],
-                          env=a.get("env"))
+    return agent_class(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["env_kwargs"], a["meta"],
+                       env=a.get("env"))
 
 
 def load_agent(path: str | Path, device: str = "cpu") -> Agent | OffPolicyAgent:
@@ -272,7 +276,7 @@ def load_agent(path: str | Path, device: str = "cpu") -> Agent | OffPolicyAgent:
 
     tensors, state, _, ckpt = load_checkpoint(path, device=device)
     a = state.get("agent")
-    if isinstance(a, dict) and a.get("format") == OFFPOLICY_AGENT_FORMAT:  # DQN, SAC, TD3
+    if isinstance(a, dict) and (a.get("format") == OFFPOLICY_AGENT_FORMAT or a.get("algo") in OFFLINE_ALGOS):
         return offpolicy_agent_from_checkpoint(tensors, state, ckpt, device)
     if not isinstance(a, dict) or a.get("format") != AGENT_FORMAT:
         raise CheckpointError(f"{ckpt / 'state.json'}: not an rlworks deep-RL agent checkpoint")

@@ -255,6 +255,7 @@ class DTAgent(_AgentCommon):
     ``evaluate(..., target_return=...)`` plays whole episodes with one. ``act(obs)`` alone answers as at the
     first step of an episode (R̂ = the target, t = 0, no history)."""
 
+    FORMAT = "rlworks.dt-agent/1"
     TENSORS = "actor"
 
     def __init__(self, algo: str, env_id: str | None, config: Any, model: nn.Module, spec: dict[str, Any],
@@ -326,7 +327,7 @@ class DTAgent(_AgentCommon):
                 inner.close()
 
     def state(self) -> dict[str, Any]:
-        return {"format": "rlworks.dt-agent/1", "algo": self.algo, "env_id": self.env_id,
+        return {"format": self.FORMAT, "algo": self.algo, "env_id": self.env_id,
                 "env_kwargs": self.env_kwargs, "env": self.env_record, "config": dataclasses.asdict(self.config),
                 "spec": self.spec, "net": self.net, "meta": self.meta}
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..config import ConfigError, from_dict
+from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source
 from ..core.evaluation import PeriodicEvaluator
@@ -340,25 +340,3 @@ def restore_session(s: Session, path: str | Path) -> Path:
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
     s.global_step = int(state["sampler"]["global_step"])
     return ckpt
-
-
-def load_agent(path: str | Path, device: str = "cpu") -> OffPolicyAgent:
-    """An offline algorithm's agent from ``Agent.save`` or a training checkpoint (``algos.load`` calls this)."""
-    from .registry import REGISTRY
-
-    tensors, state, _, ckpt = load_checkpoint(path, device=device)
-    a = state.get("agent")
-    if not isinstance(a, dict) or a.get("algo") not in REGISTRY or REGISTRY[a["algo"]].family != "offline":
-        raise CheckpointError(f"{ckpt / 'state.json'}: not an rlworks offline agent checkpoint")
-    mod = REGISTRY[a["algo"]].load_module()
-    cfg = from_dict(mod.CONFIG, a["config"])
-    model = mod.build_actor(a["spec"], a["net"], cfg).to(device)
-    agent_class = getattr(mod, "AGENT", OffPolicyAgent)  # DT's agent keeps a context while it acts
-    prefix = "agent/" if any(k.startswith("agent/") for k in tensors) else "actor/"  # a training checkpoint, a save
-    try:
-        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt / 'model.safetensors'}: weights do not fit the saved network ({exc})") from None
-    model.eval()
-    return agent_class(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["env_kwargs"], a["meta"],
-                       env=a.get("env"))
