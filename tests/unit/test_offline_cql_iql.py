@@ -92,6 +92,44 @@ def test_conservative_gap_matches_a_slow_loop_over_states_and_samples():
                 assert float(gap[i, b]) == pytest.approx(ref, rel=1e-4, abs=1e-5)
 
 
+def test_twinq_wide_rows_take_one_product_per_critic_with_the_same_values_and_gradients(monkeypatch):
+    from rlworks.core.nets import TwinQ
+
+    torch.manual_seed(0)
+    net = TwinQ(5, 2, (32, 32))
+    obs, act = torch.randn(40, 5), torch.randn(40, 2)
+    stacked = net(obs, act)
+    stacked.square().sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    monkeypatch.setattr(TwinQ, "WIDE_ROWS", 40)  # these 40 rows now go through the per-critic path
+    wide = net(obs, act)
+    wide.square().sum().backward()
+    assert wide.shape == stacked.shape == (2, 40)
+    torch.testing.assert_close(wide, stacked, rtol=1e-5, atol=1e-6)
+    for p, g in zip(net.parameters(), grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_products_only_under_medium_precision_and_close_to_float32():
+    from rlworks.core.runtime import bf16_products, tuned
+
+    cfg = cql.CQLConfig(hidden=(64, 64), cql_n_actions=10)
+    st = small_cql_state(cfg)
+    obs, next_obs, actions = torch.randn(128, 3), torch.randn(128, 3), torch.rand(128, 2) * 2 - 1
+    q_data = st.critic(obs, actions)
+    exact = cql.conservative_gap(st, cfg, obs, next_obs, q_data, torch.Generator().manual_seed(1))
+    with tuned(None, matmul_precision="highest"):
+        assert not bf16_products(torch.device("cpu"))._enabled
+        again = cql.conservative_gap(st, cfg, obs, next_obs, q_data, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(again, exact, rtol=0, atol=0)
+    with tuned(None, matmul_precision="medium"):
+        assert bf16_products(torch.device("cpu"))._enabled
+        low = cql.conservative_gap(st, cfg, obs, next_obs, q_data, torch.Generator().manual_seed(1))
+    assert low.dtype == torch.float32 and not torch.equal(low, exact)  # the products really were bfloat16
+    torch.testing.assert_close(low, exact, rtol=0, atol=0.05)  # bfloat16 inputs, float32 sums: small error
+
+
 def test_discrete_gap_by_hand():
     q = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, -1.0, 0.5]])
     a = torch.tensor([0, 2, 0])

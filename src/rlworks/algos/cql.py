@@ -39,6 +39,7 @@ from ..core import features
 from ..core.nets import ACTIVATIONS
 from ..core.optim import Adam
 from ..core.run import RunContext
+from ..core.runtime import bf16_products
 from ..core.seeding import seeded_init
 from . import dqn, offline, offpolicy, sac
 from .agent import OffPolicyAgent
@@ -180,7 +181,8 @@ def conservative_gap(st: CQLState, cfg: CQLConfig, obs: torch.Tensor, next_obs: 
     with torch.no_grad():  # the policy's samples are proposals here, not trained through this term
         a_pol, logp_pol = st.actor.sample(torch.cat([obs, next_obs]).repeat_interleave(N, 0), generator)
     obs_rep = obs.repeat_interleave(N, 0)  # (B·N, obs_dim): sample j of state b at row b·N + j
-    q = st.critic(obs_rep.repeat(3, 1), torch.cat([rand, a_pol])).view(-1, 3, B, N)  # (n, 3, B, N) all at s
+    with bf16_products(obs.device):  # bfloat16 products only under matmul_precision="medium" (core/runtime.py)
+        q = st.critic(obs_rep.repeat(3, 1), torch.cat([rand, a_pol])).float().view(-1, 3, B, N)  # (n, 3, B, N), at s
     logp = logp_pol.view(2, B, N)
     lse = importance_sampled_logsumexp(q[:, 0], q[:, 1], logp[0], q[:, 2], logp[1], d)
     return lse - q_data

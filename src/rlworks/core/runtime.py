@@ -64,6 +64,15 @@ def tuned(num_threads: int | None = 1, *, flush_denormal: bool = True, matmul_pr
         torch.set_flush_denormal(ftz)
 
 
+def bf16_products(device: torch.device) -> torch.autocast:
+    """Within it, matrix products take bfloat16 inputs (float32 accumulation) when the run allows it: on CPU with
+    ``matmul_precision="medium"`` ("bfloat16 products where the CPU has them"); otherwise it changes nothing. For
+    the wide, sampled batches whose values are estimates anyway (CQL's 3·N actions per state), where oneDNN's
+    bfloat16 kernels run about 2.5x faster than float32 on CPUs with AVX512-BF16 or AMX."""
+    on = device.type == "cpu" and torch.get_float32_matmul_precision() == "medium"
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
+
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 MMAP_THRESHOLD = 32 * 1024 * 1024  # the largest value glibc's own adaptive threshold reaches
 TRIM_THRESHOLD = 64 * 1024 * 1024
