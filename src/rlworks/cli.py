@@ -9,7 +9,8 @@
     rlworks datasets list|show|make       offline datasets on disk; `datasets make ENV`: D4RL's five kinds
     rlworks lab                           the live grid world in the browser
     rlworks list                          algorithms and envs
-    rlworks bench                         benchmarks against the peers, printed as ratios
+    rlworks bench                         benchmarks against the peers, printed as ratios (bench offline: the
+                                          D4RL-protocol table on locally made datasets)
 
 Any bad input ends in one line on stderr and exit code 2, never a traceback.
 """

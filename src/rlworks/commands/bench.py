@@ -5,6 +5,12 @@
                   [--backends auto,autograd,compile]  (rlworks backends, each run beside SB3 with its own ratio)
                   [--matmul-precision highest|high|medium]  (dqn/sac/td3: float32 product precision, both)
     rlworks bench tabular [--repeats N] [--seeds N]     (the seed's Q-learning snippet vs rlworks)
+    rlworks bench exploration [--methods LIST] [--sizes LIST] [...]   (the DeepSea scaling plot)
+    rlworks bench offline [--envs CartPole-v1,Pendulum-v1] [--kinds LIST] [--algos bc,cql,iql,td3-bc,dt]
+                          [--seeds 5|5-9] [--steps N] [--eval-every N] [--eval-episodes 10] [--threads 1]
+                          [--json FILE] [--markdown FILE] [--plot FILE] [--runs DIR]
+                          (the D4RL-protocol table on locally made datasets: median last and best normalised
+                          score; commands/offline_bench.py)
 
 DQN (CartPole-v1), SAC, TD3 and DDPG (Pendulum-v1) run through ``benchmarks/offpolicy_vs_sb3.py`` (the
 same alternating protocol; it reports updates/s for SAC, TD3 and DDPG).
@@ -129,6 +135,10 @@ def _offpolicy(o: dict[str, Any], argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "offline":  # offline RL on locally made datasets: no peer library involved
+        from . import offline_bench
+
+        return offline_bench.main(argv[1:])
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

@@ -123,7 +123,9 @@ def plot_learning_curve(csv_path: Path, png_path: Path, title: str = "",
                         episodes: list[tuple[int, float]] | None = None) -> Path | None:
     """Training returns against steps — every episode in ``episodes`` (step, return) faint, a moving
     average over them on top — and the evaluations from metrics.csv as points with their spread.
-    Without episodes, the recent-mean ``charts/episodic_return`` of metrics.csv is drawn instead."""
+    Without episodes, the recent-mean ``charts/episodic_return`` of metrics.csv is drawn instead.
+    An offline run (its metrics.csv has ``eval/normalized_score``, ``algos/offline.py``) is drawn in D4RL's
+    normalised score instead (0: random, 100: the dataset's expert) against gradient steps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,9 +133,13 @@ def plot_learning_curve(csv_path: Path, png_path: Path, title: str = "",
 
     logged: list[tuple[int, float]] = []
     evals: list[tuple[int, float, float]] = []
+    normalized: list[tuple[int, float]] = []
     with open(csv_path, newline="") as fh:
         for r in csv.DictReader(fh):
             ret, ev = r.get("charts/episodic_return", ""), r.get("eval/mean_return", "")
+            score = r.get("eval/normalized_score", "")
+            if score not in ("", "nan"):
+                normalized.append((int(float(r["step"])), float(score)))
             if ret not in ("", "nan"):
                 logged.append((int(float(r["step"])), float(ret)))
             if ev not in ("", "nan"):
@@ -150,14 +156,19 @@ def plot_learning_curve(csv_path: Path, png_path: Path, title: str = "",
                 label=f"training, mean of {window}")
     elif logged:
         ax.plot([e[0] for e in logged], [e[1] for e in logged], lw=1.2, color="C0", label="training (recent mean)")
-    if evals:
+    if normalized:  # offline: no training episodes; the evaluations in normalised score, against gradient steps
+        for level in (0, 100):
+            ax.axhline(level, color="grey", lw=0.6, ls=":")
+        ax.plot([e[0] for e in normalized], [e[1] for e in normalized], "o-", ms=4, color="C3",
+                label="evaluation (normalised score)")
+    elif evals:
         ax.errorbar([e[0] for e in evals], [e[1] for e in evals], yerr=[e[2] for e in evals], fmt="o", ms=4,
                     capsize=2, color="C3", label="evaluation")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("episodic return")
+    ax.set_xlabel("gradient steps" if normalized else "environment steps")
+    ax.set_ylabel("normalised score (100 = expert)" if normalized else "episodic return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if episodes or logged or evals:
+    if episodes or logged or evals or normalized:
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(png_path)

@@ -1,0 +1,406 @@
+"""``rlworks bench offline``: the D4RL-protocol table (Fu et al. 2020), made locally.
+
+For each env, dataset kind, algorithm and seed: train on ``rlworks/<env>/<kind>-v0`` (made by ``rlworks datasets
+make ENV``; locally generated data, not D4RL's) for ``--steps`` gradient steps, evaluating every ``--eval-every``
+steps on ``--eval-episodes`` deterministic episodes, and record two normalised scores (100 = the dataset's expert,
+0 = a random policy): **last**, the final policy's evaluation (the agent ``rlworks.train`` returns), and **best**,
+the best evaluation during training (the final one included; biased upward, as it is picked by the same
+evaluations). The table shows the median over seeds of each; CORL (Tarasov et al. 2022) shows they differ widely.
+
+    rlworks bench offline [--envs CartPole-v1,Pendulum-v1] [--kinds random,medium,expert,medium-replay,medium-expert]
+                          [--algos bc,cql,iql,td3-bc,dt] [--seeds 5|0-4|5-9] [--steps N] [--eval-every N]
+                          [--eval-episodes 10] [--threads 1] [--json FILE] [--markdown FILE] [--plot FILE]
+                          [--runs DIR] [--plot-only]
+
+``--algos`` defaults to those that fit each env's action space (Discrete: bc, cql, iql, dt; Box: bc, cql, iql,
+td3-bc, dt); ``--steps`` to each algorithm's preset budget for the env. Results go to ``--json`` (JSON lines, one per
+run) as each run ends, and a run already there (same env, kind, algorithm, seed, steps, evaluation and dataset
+size) is not run again: a long table is built in pieces. ``--runs DIR`` keeps each run's folder (metrics.csv,
+learning_curve.png in normalised score, checkpoints) under DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..config import ConfigError, suggest
+
+KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+#: the table's column order (the issue's), filtered by what fits each env's action space
+ORDER = ("bc", "cql", "iql", "td3-bc", "dt")
+ENVS = ("CartPole-v1", "Pendulum-v1")
+#: without a preset budget for the env (e.g. cql on Pendulum-v1): this many gradient steps
+DEFAULT_STEPS = 10_000
+#: the reset seeds of every evaluation, ``core.evaluation.PeriodicEvaluator``'s default: the final evaluation plays
+#: the same episodes as the periodic ones
+EVAL_SEED = 1_000_000
+#: what makes two runs the same run (resuming from --json)
+KEY = ("env", "kind", "algo", "seed", "steps", "eval_every", "eval_episodes", "transitions")
+
+
+def dataset_id(env: str, kind: str) -> str:
+    from ..offline.recording import env_name
+
+    return f"rlworks/{env_name(env)}/{kind}-v0"
+
+
+def action_kind(env: str) -> str:
+    """"discrete" or "box": the action space of ``env`` (ConfigError naming close ids when unknown)."""
+    import gymnasium as gym
+
+    import rlworks.envs  # noqa: F401  (registers rlworks' own ids)
+
+    if env not in gym.registry:
+        raise ConfigError(f"unknown env {env!r}{suggest(env, gym.registry)}: pass registered Gymnasium ids to --envs")
+    probe = gym.make(env)
+    try:
+        space = probe.action_space
+    finally:
+        probe.close()
+    return "discrete" if isinstance(space, gym.spaces.Discrete) else "box"
+
+
+def fitting(actions: str, algos: list[str] | None = None) -> list[str]:
+    """The offline algorithms (in table order) that learn ``actions`` ("discrete"/"box"), of ``algos`` if given."""
+    from ..algos.registry import REGISTRY
+
+    return [a for a in ORDER if actions in REGISTRY[a].actions and (algos is None or a in algos)]
+
+
+def budget(algo: str, env: str, steps: int | None, eval_every: int | None) -> tuple[int, int]:
+    """(gradient steps, evaluate every): the given ones, else the preset's for ``env``, else ``DEFAULT_STEPS`` and a
+    tenth of the run."""
+    from ..algos import presets
+
+    table = presets(algo).get(env, {})
+    n = int(steps or table.get("total_steps") or DEFAULT_STEPS)
+    every = int(eval_every or (table.get("eval_every") if not steps else 0) or max(n // 10, 1))
+    return n, min(every, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------------
+
+
+class Evals:
+    """A logger that keeps what ``algos.offline.run`` logs of each evaluation: (step, normalised score)."""
+
+    def __init__(self) -> None:
+        self.scores: list[tuple[int, float]] = []
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        if "eval/normalized_score" in metrics:
+            self.scores.append((int(step), float(metrics["eval/normalized_score"])))
+
+
+def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> dict[str, Any]:
+    """Train ``job["algo"]`` on ``data`` (an OfflineDataset) and return its result row: the last and best
+    normalised scores, the curve of evaluations, train seconds and gradient updates per second."""
+    import rlworks
+    from rlworks.core.guards import NonFiniteError
+
+    evals = Evals()
+    run_dir = None
+    if runs is not None:
+        run_dir = runs / f"{job['env']}-{job['kind']}-{job['algo']}-seed{job['seed']}"
+        if run_dir.exists():  # an earlier attempt that did not reach --json (interrupted): start it again
+            shutil.rmtree(run_dir)
+    t0 = time.perf_counter()
+    row = {**job, "dataset": data.dataset_id}
+    try:
+        agent = rlworks.train(job["algo"], job["env"], dataset=data, total_steps=job["steps"], seed=job["seed"],
+                              eval_every=job["eval_every"], eval_episodes=job["eval_episodes"], keep="last",
+                              num_threads=threads, logger=evals, run_dir=run_dir)
+    except NonFiniteError as exc:  # a diverged run is a result: counted in its cell, not scored
+        return {**row, "error": str(exc), "last": None, "best": None, "curve": evals.scores,
+                "wall_seconds": round(time.perf_counter() - t0, 2)}
+    step = int(agent.meta.get("n_updates", job["steps"]))
+    if evals.scores and evals.scores[-1][0] == step:
+        last = evals.scores[-1][1]  # the periodic evaluation of the final policy: the same episodes
+    else:
+        last = float(data.normalized_score(agent.evaluate(job["eval_episodes"], seed=EVAL_SEED).mean_return))
+        evals.scores.append((step, last))
+    best_step, best = max(evals.scores, key=lambda e: (e[1], -e[0]))
+    seconds = float(agent.meta.get("train_seconds", 0.0))
+    return {**row, "last": round(last, 3), "best": round(best, 3), "best_step": best_step,
+            "curve": [[s, round(v, 3)] for s, v in evals.scores], "train_seconds": round(seconds, 2),
+            "updates_per_s": round(step / seconds, 1) if seconds > 0 else None,
+            "wall_seconds": round(time.perf_counter() - t0, 2)}
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregation, table, plot: pure functions of the result rows
+# ---------------------------------------------------------------------------------------------
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(env, kind, algo) -> {last, best: medians over the scored seeds (None if none), seeds, failed, updates_per_s}."""
+    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["env"], r["kind"], r["algo"]), []).append(r)
+
+    def median(runs: list[dict[str, Any]], key: str) -> float | None:
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    return {k: {"last": median(v, "last"), "best": median(v, "best"), "seeds": len(v),
+                "failed": sum(r.get("last") is None for r in v), "updates_per_s": median(v, "updates_per_s")}
+            for k, v in cells.items()}
+
+
+def _score(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1f}"
+
+
+def cell_text(cell: dict[str, Any] | None) -> str:
+    """"last (best)", with the runs that diverged: "43.2 (71.0)", "— (—), 2 diverged"."""
+    if cell is None:
+        return ""
+    text = f"{_score(cell['last'])} ({_score(cell['best'])})"
+    return text + (f", {cell['failed']} diverged" if cell["failed"] else "")
+
+
+def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str], kinds: list[str],
+             algos: list[str], note: str = "") -> str:
+    """Rows: the datasets (env/kind); columns: ``algos``; cells: median last (median best) normalised score."""
+    lines = ["Normalised score (100 = the dataset's expert, 0 = a random policy), median over seeds: **last** (the "
+             "final policy's evaluation) and, in parentheses, **best** (the best evaluation during training, biased "
+             "upward). Locally generated datasets (`rlworks datasets make ENV`), not D4RL's." + (f" {note}" if note
+                                                                                                  else ""), "",
+             f"| dataset | {' | '.join(algos)} | seeds |", "|---" * (len(algos) + 2) + "|"]
+    for env in envs:
+        for kind in kinds:
+            cells = [table.get((env, kind, a)) for a in algos]
+            if not any(cells):
+                continue
+            n = sorted({c["seeds"] for c in cells if c})
+            seeds = str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"
+            lines.append(f"| {env} {kind} | {' | '.join(cell_text(c) for c in cells)} | {seeds} |")
+    ups = []
+    for env in envs:
+        per = [(a, statistics.median(c["updates_per_s"] for k, c in table.items() if k[0] == env and k[2] == a
+                                     and c["updates_per_s"] is not None)) for a in algos
+               if any(k[0] == env and k[2] == a and c["updates_per_s"] is not None for k, c in table.items())]
+        if per:
+            ups.append(f"{env}: " + ", ".join(f"{a} {v:,.0f}" for a, v in per))
+    if ups:
+        lines += ["", "Gradient updates per second (median): " + "; ".join(ups) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str], kinds: list[str],
+         algos_by_env: dict[str, list[str]], path: str | Path) -> Path:
+    """One heatmap per env: algorithm × dataset kind, coloured by the median last score (0-100), the number in each
+    cell and the median best in parentheses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    envs = [e for e in envs if algos_by_env.get(e)]
+    fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(1.6 + 1.5 * len(kinds) * max(len(envs), 1), 3.8),
+                             dpi=110, squeeze=False)
+    image = None
+    for ax, env in zip(axes[0], envs, strict=False):
+        algos = algos_by_env[env]
+        grid = np.full((len(algos), len(kinds)), np.nan)
+        for i, a in enumerate(algos):
+            for j, k in enumerate(kinds):
+                cell = table.get((env, k, a))
+                if cell is not None and cell["last"] is not None:
+                    grid[i, j] = cell["last"]
+                if cell is not None:
+                    ax.text(j, i, f"{_score(cell['last'])}\n({_score(cell['best'])})", ha="center", va="center",
+                            fontsize=8)
+        image = ax.imshow(np.clip(grid, -10, 110), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(kinds)), kinds, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(algos)), algos, fontsize=9)
+        ax.set_title(env, fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), label="normalised score, last (median)", shrink=0.9)
+    fig.suptitle("offline RL on locally made datasets: median last score (best during training)", fontsize=9)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+
+
+def _list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    """``5`` -> seeds 0..4; a range or list (``5-9``, ``0,3``) as ``rlworks train --seeds`` takes it."""
+    if text.strip().isdigit():
+        n = int(text)
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: at least one seed")
+        return list(range(n))
+    from .seeds import parse_seeds
+
+    return parse_seeds(text)
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is out of range: allowed [1, inf)")
+    return n
+
+
+def parser() -> argparse.ArgumentParser:
+    from .parsing import Parser
+
+    p = Parser(prog="rlworks bench offline", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--envs", type=_list, default=list(ENVS), metavar="LIST",
+                   help=f"comma-separated env ids (default: {','.join(ENVS)})")
+    p.add_argument("--kinds", type=_list, default=list(KINDS), metavar="LIST",
+                   help=f"dataset kinds (default: {','.join(KINDS)})")
+    p.add_argument("--algos", type=_list, default=None, metavar="LIST",
+                   help=f"from {', '.join(ORDER)} (default: those that fit each env's action space)")
+    p.add_argument("--seeds", type=_seeds, default=list(range(5)), metavar="K|RANGE",
+                   help="K: seeds 0..K-1; or a range/list such as 5-9 or 0,3 (default: 5)")
+    p.add_argument("--steps", type=_positive, default=None, metavar="N",
+                   help="gradient steps per run (default: each algorithm's preset budget for the env)")
+    p.add_argument("--eval-every", type=_positive, default=None, metavar="N",
+                   help="evaluate every N gradient steps (default: the preset's, else a tenth of the run)")
+    p.add_argument("--eval-episodes", type=_positive, default=10, metavar="N", help="episodes per evaluation (10)")
+    p.add_argument("--threads", type=_positive, default=1, metavar="N", help="torch CPU threads per run (1)")
+    p.add_argument("--json", default="offline-bench.jsonl", metavar="FILE",
+                   help="results, one JSON line per run, appended as runs end; runs already there are skipped "
+                        "(default: offline-bench.jsonl)")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="write the table there too (markdown)")
+    p.add_argument("--plot", default=None, metavar="FILE", help="the heatmaps (png)")
+    p.add_argument("--runs", default=None, metavar="DIR",
+                   help="keep each run's folder there (metrics.csv, learning_curve.png, checkpoints)")
+    p.add_argument("--plot-only", action="store_true", help="run nothing: tabulate and plot what --json holds")
+    return p
+
+
+def check(o: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """The algorithms of each env and each dataset's metadata; ConfigError (exit 2) on an unknown env, kind or
+    algorithm, a missing dataset (with the ``rlworks datasets make`` lines that make it) or one without reference
+    scores."""
+    from ..offline.datasets import datasets_root, read_metadata
+
+    if not o.envs or not o.kinds:
+        raise ConfigError("--envs and --kinds need at least one entry each")
+    for k in o.kinds:
+        if k not in KINDS:
+            raise ConfigError(f"unknown dataset kind {k!r}{suggest(k, KINDS)}; allowed: {', '.join(KINDS)}")
+    for a in o.algos or []:
+        if a not in ORDER:
+            raise ConfigError(f"unknown offline algorithm {a!r}{suggest(a, ORDER)}; allowed: {', '.join(ORDER)}")
+    algos_by_env = {env: fitting(action_kind(env), o.algos) for env in o.envs}
+    for a in o.algos or []:
+        if not any(a in v for v in algos_by_env.values()):
+            from ..algos.registry import REGISTRY
+
+            raise ConfigError(f"{a} learns {' or '.join(REGISTRY[a].actions)} actions, and none of --envs "
+                              f"{','.join(o.envs)} has them")
+    root = datasets_root()
+    missing = [(env, dataset_id(env, k)) for env in o.envs for k in o.kinds
+               if not (root / dataset_id(env, k) / "data").is_dir()]
+    if missing:
+        envs = list(dict.fromkeys(env for env, _ in missing))
+        raise ConfigError(f"missing datasets in {root}: {', '.join(i for _, i in missing)}; make them with "
+                          + " and ".join(f"`rlworks datasets make {e}`" for e in envs))
+    metas = {}
+    for env in o.envs:
+        for k in o.kinds:
+            meta = read_metadata(dataset_id(env, k))
+            if meta.get("ref_min_score") is None or meta.get("ref_max_score") in (None, meta.get("ref_min_score")):
+                raise ConfigError(f"dataset {dataset_id(env, k)} has no reference scores (ref_min_score, "
+                                  "ref_max_score): the table is in normalised score")
+            metas[dataset_id(env, k)] = meta
+    return algos_by_env, metas
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{path}:{n}: not a JSON line; pass another --json") from None
+        if not isinstance(row, dict) or not all(k in row for k in KEY):
+            raise ConfigError(f"{path}:{n}: not a result of rlworks bench offline; pass another --json")
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    o = parser().parse_args(argv)
+    algos_by_env, metas = check(o)
+    path = Path(o.json)
+    rows = read_results(path)
+    done = {tuple(r[k] for k in KEY) for r in rows}
+    jobs = []
+    for env in o.envs:
+        for algo in algos_by_env[env]:
+            steps, every = budget(algo, env, o.steps, o.eval_every)
+            for kind in o.kinds:
+                for seed in o.seeds:
+                    jobs.append({"env": env, "kind": kind, "algo": algo, "seed": seed, "steps": steps,
+                                 "eval_every": every, "eval_episodes": o.eval_episodes,
+                                 "transitions": int(metas[dataset_id(env, kind)]["total_steps"])})
+    wanted = {tuple(j[k] for k in KEY) for j in jobs}
+    todo = [] if o.plot_only else [j for j in jobs if tuple(j[k] for k in KEY) not in done]
+    print(f"{len(todo)} runs to do, {len(wanted & done)} already in {path}", flush=True)
+    skipped = [f"{a} on {env}" for env in o.envs for a in (o.algos or []) if a not in algos_by_env[env]]
+    if skipped:
+        print(f"skipped (action space): {', '.join(skipped)}")
+    loaded: dict[str, Any] = {}
+    runs = Path(o.runs) if o.runs else None
+    for job in sorted(todo, key=lambda j: (j["env"], KINDS.index(j["kind"]), ORDER.index(j["algo"]), j["seed"])):
+        ident = dataset_id(job["env"], job["kind"])
+        if ident not in loaded:
+            from ..offline.datasets import load
+
+            loaded.clear()  # one dataset in memory at a time (Hopper's are large)
+            loaded[ident] = load(ident)
+        r = run_one(job, loaded[ident], o.threads, runs)
+        r.update(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), version=__version__)
+        rows.append(r)
+        with open(path, "a") as fh:
+            fh.write(json.dumps(r) + "\n")
+        what = f"{job['env']} {job['kind']:13s} {job['algo']:6s} seed {job['seed']}"
+        if r["last"] is None:
+            print(f"{what}: diverged ({r['error']})", flush=True)
+        else:
+            print(f"{what}: last {r['last']:.1f}, best {r['best']:.1f} (step {r['best_step']}); {job['steps']} "
+                  f"steps in {r['train_seconds']:.1f} s ({r['updates_per_s'] or 0:,.0f} updates/s)", flush=True)
+    table = summary([r for r in rows if tuple(r[k] for k in KEY) in wanted])
+    algos = [a for a in ORDER if any(a in v for v in algos_by_env.values())]
+    steps = sorted({j["steps"] for j in jobs})
+    note = f"Gradient steps: {', '.join(map(str, steps))}; {o.eval_episodes} evaluation episodes each."
+    md = markdown(table, o.envs, o.kinds, algos, note)
+    print(md)
+    if o.markdown:
+        Path(o.markdown).write_text(md)
+        print(f"markdown: {o.markdown}")
+    if o.plot:
+        plot(table, o.envs, o.kinds, algos_by_env, o.plot)
+        print(f"plot: {o.plot}")
+    return 0
