@@ -9,8 +9,8 @@ evaluations). The table shows the median over seeds of each; CORL (Tarasov et al
 
     rlworks bench offline [--envs CartPole-v1,Pendulum-v1] [--kinds random,medium,expert,medium-replay,medium-expert]
                           [--algos bc,cql,iql,td3-bc,dt] [--seeds 5|0-4|5-9] [--steps N] [--eval-every N]
-                          [--eval-episodes 10] [--threads 1] [--json FILE] [--markdown FILE] [--plot FILE]
-                          [--runs DIR] [--plot-only]
+                          [--eval-episodes 10] [--threads 1] [--matmul-precision P] [--json FILE] [--markdown FILE]
+                          [--plot FILE] [--runs DIR] [--plot-only]
 
 ``--algos`` defaults to those that fit each env's action space (Discrete: bc, cql, iql, dt; Box: bc, cql, iql,
 td3-bc, dt); ``--steps`` to each algorithm's preset budget for the env. Results go to ``--json`` (JSON lines, one per
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..config import ConfigError, suggest
+from ..config import MATMUL_PRECISIONS, ConfigError, suggest
 
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 #: the table's column order (the issue's), filtered by what fits each env's action space
@@ -42,7 +42,13 @@ DEFAULT_STEPS = 10_000
 #: the same episodes as the periodic ones
 EVAL_SEED = 1_000_000
 #: what makes two runs the same run (resuming from --json)
-KEY = ("env", "kind", "algo", "seed", "steps", "eval_every", "eval_episodes", "transitions")
+KEY = ("env", "kind", "algo", "seed", "steps", "eval_every", "eval_episodes", "transitions", "matmul_precision")
+#: a row written before a key existed: its value then
+KEY_DEFAULTS = {"matmul_precision": "highest"}
+
+
+def key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row.get(k, KEY_DEFAULTS.get(k)) for k in KEY)
 
 
 def dataset_id(env: str, kind: str) -> str:
@@ -118,7 +124,8 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
     try:
         agent = rlworks.train(job["algo"], job["env"], dataset=data, total_steps=job["steps"], seed=job["seed"],
                               eval_every=job["eval_every"], eval_episodes=job["eval_episodes"], keep="last",
-                              num_threads=threads, logger=evals, run_dir=run_dir)
+                              num_threads=threads, matmul_precision=job.get("matmul_precision", "highest"),
+                              logger=evals, run_dir=run_dir)
     except NonFiniteError as exc:  # a diverged run is a result: counted in its cell, not scored
         return {**row, "error": str(exc), "last": None, "best": None, "curve": evals.scores,
                 "wall_seconds": round(time.perf_counter() - t0, 2)}
@@ -283,6 +290,9 @@ def parser() -> argparse.ArgumentParser:
                    help="evaluate every N gradient steps (default: the preset's, else a tenth of the run)")
     p.add_argument("--eval-episodes", type=_positive, default=10, metavar="N", help="episodes per evaluation (10)")
     p.add_argument("--threads", type=_positive, default=1, metavar="N", help="torch CPU threads per run (1)")
+    p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest", metavar="P",
+                   help="highest (exact float32, default), high (TF32 on CUDA) or medium (bfloat16 products "
+                        "where the CPU has them; CQL's sampled actions)")
     p.add_argument("--json", default="offline-bench.jsonl", metavar="FILE",
                    help="results, one JSON line per run, appended as runs end; runs already there are skipped "
                         "(default: offline-bench.jsonl)")
@@ -344,7 +354,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             raise ConfigError(f"{path}:{n}: not a JSON line; pass another --json") from None
-        if not isinstance(row, dict) or not all(k in row for k in KEY):
+        if not isinstance(row, dict) or not all(k in row or k in KEY_DEFAULTS for k in KEY):
             raise ConfigError(f"{path}:{n}: not a result of rlworks bench offline; pass another --json")
         rows.append(row)
     return rows
@@ -355,7 +365,7 @@ def main(argv: list[str]) -> int:
     algos_by_env, metas = check(o)
     path = Path(o.json)
     rows = read_results(path)
-    done = {tuple(r[k] for k in KEY) for r in rows}
+    done = {key(r) for r in rows}
     jobs = []
     for env in o.envs:
         for algo in algos_by_env[env]:
@@ -364,9 +374,10 @@ def main(argv: list[str]) -> int:
                 for seed in o.seeds:
                     jobs.append({"env": env, "kind": kind, "algo": algo, "seed": seed, "steps": steps,
                                  "eval_every": every, "eval_episodes": o.eval_episodes,
-                                 "transitions": int(metas[dataset_id(env, kind)]["total_steps"])})
-    wanted = {tuple(j[k] for k in KEY) for j in jobs}
-    todo = [] if o.plot_only else [j for j in jobs if tuple(j[k] for k in KEY) not in done]
+                                 "transitions": int(metas[dataset_id(env, kind)]["total_steps"]),
+                                 "matmul_precision": o.matmul_precision})
+    wanted = {key(j) for j in jobs}
+    todo = [] if o.plot_only else [j for j in jobs if key(j) not in done]
     print(f"{len(todo)} runs to do, {len(wanted & done)} already in {path}", flush=True)
     skipped = [f"{a} on {env}" for env in o.envs for a in (o.algos or []) if a not in algos_by_env[env]]
     if skipped:
@@ -391,7 +402,7 @@ def main(argv: list[str]) -> int:
         else:
             print(f"{what}: last {r['last']:.1f}, best {r['best']:.1f} (step {r['best_step']}); {job['steps']} "
                   f"steps in {r['train_seconds']:.1f} s ({r['updates_per_s'] or 0:,.0f} updates/s)", flush=True)
-    table = summary([r for r in rows if tuple(r[k] for k in KEY) in wanted])
+    table = summary([r for r in rows if key(r) in wanted])
     algos = [a for a in ORDER if any(a in v for v in algos_by_env.values())]
     steps = sorted({j["steps"] for j in jobs})
     note = f"Gradient steps: {', '.join(map(str, steps))}; {o.eval_episodes} evaluation episodes each."
