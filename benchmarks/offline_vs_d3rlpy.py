@@ -4,7 +4,7 @@ by side in one run: a fresh subprocess per (library, algo, seed), rlworks and d3
 on odd seeds).
 
     python benchmarks/offline_vs_d3rlpy.py [--dataset rlworks/pendulum/medium-replay-v0] [--algos cql,iql]
-                                           [--seeds 3] [--steps 20000] [--threads 1]
+                                           [--seeds 3] [--steps 20000] [--threads 1] [--hidden 64,64]
                                            [--matmul-precision highest|high|medium] [--json runs.jsonl]
 
 Per run: gradient updates per second over the training loop only (the clock starts once the networks are built
@@ -61,13 +61,23 @@ def run_rlworks(a, data):
 
     mod = {"cql": cql, "iql": iql}[a.algo]
     t0 = []
-    agent = mod.train(OfflineSource(None, data), mod.CONFIG(), total_steps=a.steps, seed=a.seed,
+    agent = mod.train(OfflineSource(None, data), config(a.algo, a.hidden), total_steps=a.steps, seed=a.seed,
                       run=RunContext(on_start=lambda s: t0.append(time.perf_counter())))
     seconds = time.perf_counter() - t0[0]  # the loop, and building the returned agent (cheap)
     return agent.act, seconds, int(agent.meta["n_updates"])
 
 
-def d3rlpy_config(algo: str, data, steps: int):
+def config(algo: str, hidden: str | None):
+    """rlworks' config defaults for ``algo``, with ``--hidden`` (comma-separated sizes) if given."""
+    import dataclasses
+
+    from rlworks.algos import cql, iql
+
+    cfg = {"cql": cql.CQLConfig, "iql": iql.IQLConfig}[algo]()
+    return dataclasses.replace(cfg, hidden=tuple(int(h) for h in hidden.split(","))) if hidden else cfg
+
+
+def d3rlpy_config(algo: str, data, steps: int, hidden: str | None):
     """d3rlpy's config with rlworks' defaults, field by field (docs/offline-vs-d3rlpy.md has the table)."""
     import d3rlpy
     import numpy as np
@@ -76,9 +86,7 @@ def d3rlpy_config(algo: str, data, steps: int):
     from d3rlpy.optimizers.lr_schedulers import CosineAnnealingLRFactory
     from d3rlpy.preprocessing import MinMaxActionScaler, StandardObservationScaler
 
-    from rlworks.algos import cql, iql
-
-    cfg = {"cql": cql.CQLConfig, "iql": iql.IQLConfig}[algo]()
+    cfg = config(algo, hidden)
     obs = data.observations.reshape(len(data), -1).astype(np.float64)
     common = dict(
         # rlworks: (obs − mean) / (std + 1e-3) with the population std over every row; d3rlpy: the same formula
@@ -124,7 +132,7 @@ def run_d3rlpy(a, data):
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # stdout: JSON only
     d3rlpy.seed(a.seed)
     mdp = to_d3rlpy(data)
-    algo = d3rlpy_config(a.algo, data, a.steps).create(device="cpu:0" if a.device == "cpu" else a.device)
+    algo = d3rlpy_config(a.algo, data, a.steps, a.hidden).create(device="cpu:0" if a.device == "cpu" else a.device)
     algo.build_with_dataset(mdp)
     t0 = time.perf_counter()
     algo.fit(mdp, n_steps=a.steps, n_steps_per_epoch=a.steps, show_progress=False, save_interval=10**9,
@@ -153,7 +161,7 @@ def child(a) -> dict:
     mean = statistics.fmean(returns)
     scored = data.ref_min_score is not None and data.ref_max_score not in (None, data.ref_min_score)
     return {"lib": a.lib, "algo": a.algo, "dataset": a.dataset, "seed": a.seed, "steps": a.steps,
-            "threads": a.threads, "matmul_precision": a.matmul_precision, "device": a.device,
+            "threads": a.threads, "hidden": a.hidden, "matmul_precision": a.matmul_precision, "device": a.device,
             "train_seconds": seconds, "updates": updates, "updates_per_s": updates / seconds,
             "final_return": mean, "final_score": float(data.normalized_score(mean)) if scored else None,
             "eval_returns": returns, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -188,6 +196,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=20_000, help="gradient steps per run")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads, both libraries")
+    p.add_argument("--hidden", default=None, help="hidden sizes of every network, both libraries (e.g. 64,64; "
+                   "default: rlworks' config defaults, CQL 256,256,256, IQL 256,256)")
     p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
                    help="torch.set_float32_matmul_precision for both libraries (default: exact float32)")
     p.add_argument("--device", default="cpu", help="torch device for both libraries (cpu, cuda)")
@@ -210,7 +220,7 @@ def main() -> int:
             for lib in LIBS if seed % 2 == 0 else LIBS[::-1]:
                 cmd = [sys.executable, __file__, "--lib", lib, "--algo", algo, "--seed", str(seed), "--dataset",
                        a.dataset, "--steps", str(a.steps), "--threads", str(a.threads), "--matmul-precision",
-                       a.matmul_precision, "--device", a.device]
+                       a.matmul_precision, "--device", a.device, *(["--hidden", a.hidden] if a.hidden else [])]
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if out.returncode:
                     print(out.stderr[-3000:], file=sys.stderr)
@@ -222,7 +232,8 @@ def main() -> int:
                     with open(a.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
     prec = "" if a.matmul_precision == "highest" else f", matmul precision {a.matmul_precision}"
-    print(f"{a.dataset}: {a.seeds} seed(s), {a.steps} gradient steps, {a.threads} thread(s), {a.device}{prec}")
+    size = f", hidden {a.hidden}" if a.hidden else ""
+    print(f"{a.dataset}: {a.seeds} seed(s), {a.steps} gradient steps{size}, {a.threads} thread(s), {a.device}{prec}")
     for algo in algos:
         print("\n".join(summary([r for r in rows if r["algo"] == algo], algo)))
     return 0
