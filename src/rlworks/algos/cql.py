@@ -179,7 +179,7 @@ def conservative_gap(st: CQLState, cfg: CQLConfig, obs: torch.Tensor, next_obs: 
     B, d, N = obs.shape[0], st.actor.mu.out_features, cfg.cql_n_actions
     rand = torch.rand((B * N, d), generator=generator, device=obs.device) * 2.0 - 1.0  # (B·N, d)
     with torch.no_grad():  # the policy's samples are proposals here, not trained through this term
-        a_pol, logp_pol = st.actor.sample(torch.cat([obs, next_obs]).repeat_interleave(N, 0), generator)
+        a_pol, logp_pol = st.actor.sample_n(torch.cat([obs, next_obs]), N, generator)  # (2·B·N, d): N per state
     obs_rep = obs.repeat_interleave(N, 0)  # (B·N, obs_dim): sample j of state b at row b·N + j
     with bf16_products(obs.device):  # bfloat16 products only under matmul_precision="medium" (core/runtime.py)
         q = st.critic(obs_rep.repeat(3, 1), torch.cat([rand, a_pol])).float().view(-1, 3, B, N)  # (n, 3, B, N), at s

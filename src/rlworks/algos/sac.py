@@ -117,7 +117,15 @@ class SquashedGaussianActor(nn.Module):
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action in (−1, 1) and its log-probability (B,) (Haarnoja et al. 2018 eq. 11)."""
+        return self.sample_n(obs, 1, generator)
+
+    def sample_n(self, obs: torch.Tensor, n: int, generator: torch.Generator | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` actions per state from one pass of the network: (B·n, act_dim) and (B·n,), sample j of state b
+        at row b·n + j (the same draws as ``sample`` on each state repeated n times, at 1/n of the products)."""
         mu, log_std = self(obs)
+        if n > 1:
+            mu, log_std = mu.repeat_interleave(n, 0), log_std.repeat_interleave(n, 0)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         u = mu + noise * log_std.exp()
         return torch.tanh(u), squashed_log_prob(u, noise, log_std)
