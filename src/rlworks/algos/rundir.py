@@ -102,7 +102,7 @@ class RunFolder:
         m = self.meta
         keep = m.get("keep") or "last"  # runs written before keep existed returned the final policy
         if m["eval_every"]:
-            self.evaluator = PeriodicEvaluator(m["eval_every"], m["eval_episodes"], logger=self,
+            self.evaluator = PeriodicEvaluator(m["eval_every"], m["eval_episodes"], logger=Tee(self, display),
                                                best_dir=self.path / "best", then=callback, start=self.start,
                                                keep_best=keep == "best")
 

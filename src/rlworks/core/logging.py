@@ -188,9 +188,9 @@ class Progress:
         from rich.progress import Progress as RP
 
         self._p = RP(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                     TextColumn("{task.fields[sps]:>6} sps"), TextColumn("return {task.fields[ret]}"),
+                     TextColumn("{task.fields[sps]:>6} {task.fields[unit]}"), TextColumn("return {task.fields[ret]}"),
                      TimeRemainingColumn(), transient=False)
-        self._task = self._p.add_task(description, total=total, completed=start, sps="-", ret="-")
+        self._task = self._p.add_task(description, total=total, completed=start, sps="-", unit="sps", ret="-")
 
     def begin(self) -> None:
         if not self.quiet and not self.started:
@@ -201,9 +201,15 @@ class Progress:
         if self.quiet:
             return
         self.begin()
-        ret = metrics.get("charts/episodic_return", float("nan"))
-        self._p.update(self._task, completed=step, sps=f"{metrics.get('perf/sps', 0):.0f}",
-                       ret="-" if ret != ret else f"{ret:.1f}")
+        fields: dict[str, str] = {}
+        if "perf/sps" in metrics:  # env steps per second (online)
+            fields.update(sps=f"{metrics['perf/sps']:.0f}", unit="sps")
+        elif "perf/ups" in metrics:  # an offline run has no env steps: gradient updates per second
+            fields.update(sps=f"{metrics['perf/ups']:.0f}", unit="ups")
+        ret = metrics.get("charts/episodic_return", metrics.get("eval/mean_return", float("nan")))
+        if ret == ret:  # offline: the latest evaluation's mean return; a line without one keeps the last shown
+            fields["ret"] = f"{ret:.1f}"
+        self._p.update(self._task, completed=step, **fields)
 
     def close(self) -> None:
         if self.started:
