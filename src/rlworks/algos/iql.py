@@ -24,6 +24,7 @@ Defaults are the paper's MuJoCo locomotion settings (App. B): τ 0.7, β 3.0, Ad
 Polyak 0.005, [256, 256], a cosine decay of the actor's step size; the rewards scaled by
 1000 / (max − min episode return) (``normalize_rewards``, the authors' locomotion preprocessing) are set by
 the MuJoCo presets. Reads top to bottom: config → networks → losses (pure) → ``update`` (autograd) → ``train``.
+The ``fused`` backend (``algos/fused/iql.py``) computes the same update with hand-written gradients.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_choice, check_range
+from ..config import BACKENDS, check_choice, check_range
 from ..core import features
 from ..core.nets import ACTIVATIONS, TwinQ, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
 from ..core.seeding import seeded_init
-from . import offline, offpolicy
+from . import backends, offline, offpolicy
 from .agent import OffPolicyAgent
 from .bc import CategoricalPolicy
 
@@ -80,6 +81,8 @@ class IQLConfig:
     """scale rewards by 1000 / (max − min episode return), as the authors on locomotion"""
     adam_eps: float = 1e-8
     """Adam epsilon"""
+    backend: str = "auto"
+    """how the update runs: auto, autograd, compile or fused (algos/backends.py)"""
 
     def __post_init__(self) -> None:
         check_range("expectile", self.expectile, 0, 1, low_open=True, high_open=True)
@@ -91,6 +94,7 @@ class IQLConfig:
         check_range("tau", self.tau, 0, 1, low_open=True)
         check_range("adam_eps", self.adam_eps, 0, low_open=True)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("backend", self.backend, BACKENDS)
         features.check_sizes("hidden", self.hidden, empty=False)
 
 
@@ -250,6 +254,8 @@ def train(env: Any, config: IQLConfig | None = None, *, total_steps: int, seed: 
     """Train IQL for ``total_steps`` gradient steps on the dataset and return the agent. ``env``: the env to
     evaluate on, or an ``offline.OfflineSource`` holding it and the dataset (else ``config.dataset`` is loaded).
     With ``run.resume_from`` (a training checkpoint) continue that run exactly where it stopped."""
+    from .fused import iql as fused
+
     cfg = config or IQLConfig()
     s = offline.build_session("iql", env, cfg, seed=seed, total_steps=total_steps, device=device)
     if cfg.normalize_rewards:  # the authors' locomotion preprocessing: r · 1000 / (max − min episode return)
@@ -260,5 +266,9 @@ def train(env: Any, config: IQLConfig | None = None, *, total_steps: int, seed: 
     s.net = {"hidden": list(cfg.hidden), "activation": cfg.activation}
     with seeded_init(seed):
         s.state = build_state(s.spec, s.net, cfg, s.device)
-    return offline.run(s, lambda s, batch: update(s.state, cfg, batch, actor_lr(cfg, s.global_step, s.total_steps)),
-                       run or RunContext())
+    backend = backends.resolve("iql", cfg.backend, fused=True)
+    step = backends.choose(backend, update, fused.update)
+    agent = offline.run(s, lambda s, batch: step(s.state, cfg, batch, actor_lr(cfg, s.global_step, s.total_steps)),
+                        run or RunContext())
+    agent.meta["backend"] = backend
+    return agent
