@@ -4,8 +4,10 @@ docs/decision-transformer.md and draws docs/dt-conditioning.png.
 The dataset is "medium"-like: episodes of a scripted balancing policy (push toward the side the pole leans to,
 counting its angular velocity: 500 every time) made ε-greedy with ε drawn uniformly in [0, 1] per episode, so the
 returns span 10 to 500. DT (the CartPole-v1 preset: K 10, 2 layers, 1 head, embedding 64) trains on it,
-then plays ``--episodes`` episodes (fixed seeds) at each target return. Usage:
-``python benchmarks/dt_conditioning.py [--steps N] [--seeds 0 1 ...] [--out PATH]``; one core by default.
+then plays ``--episodes`` episodes (fixed seeds) at each target return. ``--dataset ID`` trains on a Minari
+dataset on disk instead, e.g. ``rlworks/cartpole/medium-v0`` from ``rlworks datasets make CartPole-v1`` (a PPO
+checkpoint at about a third of expert). Usage: ``python benchmarks/dt_conditioning.py [--steps N] [--seeds 0 1 ...]
+[--dataset ID] [--out PATH]``; one core by default.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000, help="gradient steps")
     parser.add_argument("--episodes", type=int, default=5, help="evaluation episodes per target")
     parser.add_argument("--dataset-episodes", type=int, default=100)
+    parser.add_argument("--dataset", default=None, help="a Minari dataset id on disk (default: the scripted data)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "dt-conditioning.png"))
@@ -64,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
               if k not in ("env", "total_steps", "eval_every", "eval_episodes", "keep")}
     achieved = np.zeros((len(args.seeds), len(TARGETS)))
     for i, seed in enumerate(args.seeds):
-        data = medium_dataset(args.dataset_episodes, seed)
+        if args.dataset:
+            from rlworks.offline.datasets import load
+
+            data = load(args.dataset)
+        else:
+            data = medium_dataset(args.dataset_episodes, seed)
         r = data.episode_returns
         print(f"seed {seed}: {len(data)} transitions, {data.n_episodes} episodes, returns min {r.min():.0f} "
               f"median {np.median(r):.0f} max {r.max():.0f}")
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.plot(TARGETS, achieved[i], "o-", alpha=0.6, label=f"seed {seed}")
     ax.plot([0, 500], [0, 500], "k:", label="achieved = target")
     ax.set(xlabel="target return R̂₀", ylabel="achieved return (mean of episodes)",
-           title=f"Decision Transformer, CartPole\nmedium-like data, {args.steps} gradient steps")
+           title=f"Decision Transformer, CartPole\n{args.dataset or 'medium-like data'}, {args.steps} gradient steps")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
