@@ -27,9 +27,7 @@ import time
 
 import torch
 
-
-def macs(sizes: list[int]) -> int:
-    return sum(a * b for a, b in zip(sizes, sizes[1:]))
+from matmul_ceiling import macs  # the same count as the DDPG ceiling (run as a script from benchmarks/)
 
 
 def gflops(rows: int, sizes: list[int], dtype: torch.dtype, seconds: float = 2.0) -> float:

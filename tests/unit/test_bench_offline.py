@@ -9,6 +9,7 @@ import pytest
 
 from rlworks.cli import main
 from rlworks.commands import offline_bench as ob
+from rlworks.commands import offline_table as table
 
 
 def row(algo, seed, last, best, kind="medium", env="CartPole-v1", ups=100.0):
@@ -21,7 +22,7 @@ ROWS = [row("bc", 0, 10.0, 50.0), row("bc", 1, 30.0, 40.0), row("bc", 2, 20.0, 9
 
 
 def test_summary_takes_medians_of_last_and_best_separately():
-    t = ob.summary(ROWS)
+    t = table.summary(ROWS)
     assert t[("CartPole-v1", "medium", "bc")] == {"last": 20.0, "best": 50.0, "seeds": 3, "failed": 0,
                                                   "updates_per_s": 100.0}
     # a diverged seed counts as a seed and a failure, not as a score
@@ -31,7 +32,7 @@ def test_summary_takes_medians_of_last_and_best_separately():
 
 
 def test_markdown_rows_are_datasets_columns_algorithms():
-    md = ob.markdown(ob.summary(ROWS), ["CartPole-v1"], ["medium", "expert", "random"], ["bc", "cql", "dt"])
+    md = table.markdown(table.summary(ROWS), ["CartPole-v1"], ["medium", "expert", "random"], ["bc", "cql", "dt"])
     lines = md.splitlines()
     assert "| dataset | bc | cql | dt | seeds |" in lines
     assert "| CartPole-v1 medium | 20.0 (50.0) | 70.0 (82.5), 1 diverged |  | 3 |" in lines
@@ -43,7 +44,7 @@ def test_markdown_rows_are_datasets_columns_algorithms():
 
 def test_plot_writes_a_heatmap_per_env(tmp_path):
     rows = ROWS + [row("td3-bc", 0, 45.0, 60.0, env="Pendulum-v1")]
-    png = ob.plot(ob.summary(rows), ["CartPole-v1", "Pendulum-v1"], ["medium", "expert"],
+    png = table.plot(table.summary(rows), ["CartPole-v1", "Pendulum-v1"], ["medium", "expert"],
                   {"CartPole-v1": ["bc", "cql"], "Pendulum-v1": ["bc", "td3-bc"]}, tmp_path / "t.png")
     assert png.stat().st_size > 10_000
 

@@ -11,25 +11,12 @@ import json
 import math
 from typing import Any
 
+from rlworks.commands.options import count_arg
 from rlworks.commands.parsing import Parser
 from rlworks.config import ConfigError, suggest
 
 SUBCOMMANDS = ("list", "show", "make")
 WHERE = "datasets live under $MINARI_DATASETS_PATH (default ~/.minari/datasets)"
-
-
-def _count(low: int):
-    def convert(raw: str) -> int:
-        try:
-            n = float(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{raw!r}: expected a whole number") from None
-        if not math.isfinite(n) or n != int(n):
-            raise argparse.ArgumentTypeError(f"{raw!r}: expected a whole number")
-        if n < low:
-            raise argparse.ArgumentTypeError(f"{int(n)} is out of range: allowed [{low}, inf)")
-        return int(n)
-    return convert
 
 
 def _number(low: float | None = None, high: float | None = None):
@@ -51,7 +38,7 @@ def collect_parser() -> Parser:
     p.add_argument("--from", dest="policy", required=True, metavar="RUN_DIR|random",
                    help="a run folder, a checkpoint (checkpoints/step-N), a saved agent, or 'random'")
     p.add_argument("--env", required=True, metavar="ID", help="the Gymnasium env id to play, e.g. CartPole-v1")
-    p.add_argument("--episodes", type=_count(1), required=True, metavar="N", help="episodes to record")
+    p.add_argument("--episodes", type=count_arg(1), required=True, metavar="N", help="episodes to record")
     p.add_argument("--dataset-id", required=True, metavar="NS/ENV/NAME-vN", help="e.g. me/cartpole/medium-v0")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--noise", type=_number(0.0), default=0.0, metavar="SIGMA",
@@ -60,13 +47,13 @@ def collect_parser() -> Parser:
                    help="probability of a uniformly random action (Discrete actions)")
     p.add_argument("--stochastic", action="store_true", help="sample the agent's own stochastic actions "
                    "(default: its deterministic ones)")
-    p.add_argument("--seed", type=_count(0), default=0, help="env, action-space and noise seed (default 0)")
+    p.add_argument("--seed", type=count_arg(0), default=0, help="env, action-space and noise seed (default 0)")
     p.add_argument("--ref-min", type=_number(), default=None, metavar="R",
                    help="return that normalises to 0 (default: a random policy's mean return, measured)")
     p.add_argument("--ref-max", type=_number(), default=None, metavar="R",
                    help="return that normalises to 100 (default: the policy's own noiseless mean return; for "
                         "--from random the env's reward_threshold, if any)")
-    p.add_argument("--ref-episodes", type=_count(1), default=100, metavar="N",
+    p.add_argument("--ref-episodes", type=count_arg(1), default=100, metavar="N",
                    help="episodes that measure each reference score (default 100)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset of the same id")
     return p
@@ -98,11 +85,11 @@ def datasets_parsers() -> dict[str, Parser]:
     ps["show"].add_argument("--json", action="store_true", help="print it as one JSON object")
     mk = ps["make"]
     mk.add_argument("env", metavar="ENV", help="a Gymnasium env id, e.g. CartPole-v1 or Pendulum-v1")
-    mk.add_argument("--episodes", type=_count(1), default=20, metavar="N", help="episodes per dataset (default 20)")
-    mk.add_argument("--steps", type=_count(1), default=None, metavar="N",
+    mk.add_argument("--episodes", type=count_arg(1), default=20, metavar="N", help="episodes per dataset (default 20)")
+    mk.add_argument("--steps", type=count_arg(1), default=None, metavar="N",
                     help="training steps of the agent (default: its preset's budget for ENV)")
     mk.add_argument("--algo", default=None, help="the agent to train (default: ppo for Discrete actions, sac for Box)")
-    mk.add_argument("--seed", type=_count(0), default=0)
+    mk.add_argument("--seed", type=count_arg(0), default=0)
     mk.add_argument("--work-dir", default=None, metavar="DIR", help="keep the training run here (default: removed)")
     mk.add_argument("--overwrite", action="store_true", help="replace datasets of the same ids")
     return ps

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -74,6 +75,22 @@ def device_arg(raw: str) -> str:
         return check_device(raw)
     except ConfigError:  # check_device's message names the flag itself; here the parser adds it
         raise argparse.ArgumentTypeError(f"{raw!r} is not one of 'cpu', 'cuda' or 'cuda:N'") from None
+
+
+def count_arg(low: int) -> Callable[[str], int]:
+    """A whole number ≥ ``low`` (``1e3`` is taken; ``1.5``, ``inf`` and ``nan`` are not)."""
+    def convert(raw: str) -> int:
+        try:
+            n = float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r}: expected a whole number") from None
+        if not math.isfinite(n) or n != int(n):
+            raise argparse.ArgumentTypeError(f"{raw!r}: expected a whole number")
+        if n < low:
+            raise argparse.ArgumentTypeError(f"{int(n)} is out of range: allowed [{low}, inf)")
+        return int(n)
+
+    return convert
 
 
 def choice_arg(choices: tuple[str, ...]) -> Callable[[str], str]:
