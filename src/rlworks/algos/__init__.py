@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import MATMUL_PRECISIONS, PRESET_DIR, ConfigError, from_dict, load_toml, overlay, suggest
 from ..core.envs import env_source
-from .registry import ALGOS, OFFLINE_ALGOS, OFFPOLICY_ALGOS, REGISTRY, AlgoInfo
+from .registry import ALGOS, OFFLINE_ALGOS, OFFPOLICY_ALGOS, REGISTRY, SEARCH_ALGOS, AlgoInfo
 
 
 def check_algo(algo: str) -> None:
@@ -253,5 +253,5 @@ def load(path: str | Path, device: str = "cpu"):
     return load_agent(path, device=device)
 
 
-__all__ = ["ALGOS", "KEEP", "MATMUL_PRECISIONS", "OFFLINE_ALGOS", "OFFPOLICY_ALGOS", "REGISTRY", "AlgoInfo",
-           "config_class", "evaluation_settings", "info", "load", "preset_config", "presets", "train"]
+__all__ = ["ALGOS", "KEEP", "MATMUL_PRECISIONS", "OFFLINE_ALGOS", "OFFPOLICY_ALGOS", "REGISTRY", "SEARCH_ALGOS",
+           "AlgoInfo", "config_class", "evaluation_settings", "info", "load", "preset_config", "presets", "train"]

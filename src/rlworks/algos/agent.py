@@ -26,7 +26,7 @@ from ..core.features import build_encoder
 from ..core.nets import ActorCritic, NumpyActor
 from ..core.sde import EPS as SDE_EPS
 from ..core.vec import ObsNormalizer
-from . import OFFLINE_ALGOS, OFFPOLICY_ALGOS, REGISTRY
+from . import OFFLINE_ALGOS, OFFPOLICY_ALGOS, REGISTRY, SEARCH_ALGOS
 
 AGENT_FORMAT = "rlworks.agent/1"
 OFFPOLICY_AGENT_FORMAT = "rlworks.offpolicy-agent/1"
@@ -251,7 +251,7 @@ def offpolicy_agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dic
                           device: str = "cpu") -> OffPolicyAgent:
     a = state.get("agent")
     mod = REGISTRY[a["algo"]].load_module() if isinstance(a, dict) and a.get("algo") in OFFPOLICY_ALGOS + \
-        OFFLINE_ALGOS else None  # the registry maps a name (bootstrapped-dqn) to its file
+        OFFLINE_ALGOS + SEARCH_ALGOS else None  # the registry maps a name (bootstrapped-dqn) to its file
     agent_class = getattr(mod, "AGENT", OffPolicyAgent)  # the Decision Transformer's keeps a context as it acts
     if mod is None or a.get("format") != getattr(agent_class, "FORMAT", OFFPOLICY_AGENT_FORMAT):
         raise CheckpointError(f"{ckpt / 'state.json'}: not an rlworks off-policy agent checkpoint")

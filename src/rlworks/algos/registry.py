@@ -23,7 +23,8 @@ class AlgoInfo:
     """action spaces it learns on: "discrete", "box" """
     family: str
     """"on-policy" (rollouts, core.nets.ActorCritic agents), "off-policy" (replay buffer, own actor) or "offline"
-    (a fixed dataset, ``algos/offline.py``; the env only evaluates)"""
+    (a fixed dataset, ``algos/offline.py``; the env only evaluates) or "search" (self-play with a tree search,
+    ``algos/selfplay.py``)"""
     observations: tuple[str, ...] = ("box",)
     """observation spaces: flat vectors ("box"); images come with the CNN extractor"""
 
@@ -64,7 +65,12 @@ REGISTRY: dict[str, AlgoInfo] = {a.name: a for a in (
              "with the CQL(H) term, optional Lagrangian", ("discrete", "box"), "offline"),
     AlgoInfo("iql", "rlworks.algos.iql", "Implicit Q-Learning (Kostrikov et al. 2021): expectile V, "
              "advantage-weighted policy", ("discrete", "box"), "offline"),
+    AlgoInfo("muzero", "rlworks.algos.muzero", "MuZero (Schrittwieser et al. 2020): batched tree search in a learned "
+             "latent model; pUCT or Gumbel root", ("discrete",), "search"),
+    AlgoInfo("alphazero", "rlworks.algos.alphazero", "AlphaZero (Silver et al. 2018): the same batched search over "
+             "the env's true rules (TicTacToe, CartPole)", ("discrete",), "search"),
 )}
 ALGOS: tuple[str, ...] = tuple(REGISTRY)
 OFFPOLICY_ALGOS: tuple[str, ...] = tuple(n for n, a in REGISTRY.items() if a.family == "off-policy")
 OFFLINE_ALGOS: tuple[str, ...] = tuple(n for n, a in REGISTRY.items() if a.family == "offline")
+SEARCH_ALGOS: tuple[str, ...] = tuple(n for n, a in REGISTRY.items() if a.family == "search")

@@ -1,0 +1,378 @@
+"""MuZero (Schrittwieser et al. 2020, "Mastering Atari, Go, chess and shogi by planning with a learned
+model"): plan with a tree search in a latent space that a network learns to predict rewards, values and
+policies in, from reward alone.
+
+* Three functions (§3, Fig. 1): representation s⁰ = h(o), dynamics (rᵏ, sᵏ) = g(sᵏ⁻¹, aᵏ), prediction
+  (pᵏ, vᵏ) = f(sᵏ). Hidden states are min-max scaled to [0, 1] (appendix G) and their gradient is halved
+  at each unroll step (appendix G, "scale the gradient at the start of the dynamics function by ½").
+* Values and rewards are categorical over 2S+1 atoms of h(x) = sign(x)(√(|x|+1) − 1) + εx (appendix F;
+  ``core/support.py``).
+* Training (appendix G): unroll K steps from a replayed position; cross-entropy of the value against
+  the n-step target z, of the reward against u, of the policy against the search's visit distribution;
+  the unrolled steps' losses scaled by 1/K; prioritized replay on |v − z| with importance weights.
+* Reanalyse (Schrittwieser et al. 2021, "MuZero Unplugged"): with ``reanalyse_values`` the bootstrap
+  value of every target is recomputed by the target network from the stored observation instead of the
+  old search's root value (EfficientZero, Ye et al. 2021, does the same with its target model).
+* Acting: the batched search in ``rlworks.search`` over all envs at once — pUCT with Dirichlet noise and
+  a visit-count temperature (appendix B, D), or Gumbel MuZero's sequential halving (``search="gumbel"``).
+
+Reads top to bottom: config → networks → search glue → loss → ``update`` (autograd) → ``train``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ConfigError, check_choice, check_range
+from ..core.nets import ACTIVATIONS, mlp
+from ..core.optim import Adam
+from ..core.run import RunContext
+from ..core.seeding import seeded_init
+from ..core.support import scalar_to_support, support_to_scalar
+from ..search import (
+    GumbelConfig,
+    PUCTConfig,
+    RootOutput,
+    StepOutput,
+    Tree,
+    dirichlet_noise,
+    gumbel_noise,
+    gumbel_search,
+    puct_search,
+)
+from . import selfplay
+
+SEARCHES = ("puct", "gumbel")
+
+
+@dataclass(frozen=True)
+class MuZeroConfig:
+    n_envs: int = 8
+    """self-play environments, searched together (one batched search per step)"""
+    num_simulations: int = 50
+    """simulations per search"""
+    search: str = "puct"
+    """"puct" (MuZero) or "gumbel" (Gumbel MuZero, Danihelka et al. 2022: better with few simulations)"""
+    max_considered_actions: int = 16
+    """Gumbel: root actions sequential halving starts with"""
+    pb_c_init: float = 1.25
+    """pUCT c1"""
+    pb_c_base: float = 19652.0
+    """pUCT c2"""
+    dirichlet_alpha: float = 0.25
+    """root noise α while acting in training"""
+    exploration_fraction: float = 0.25
+    """root noise weight while acting in training"""
+    temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)
+    """visit-count temperatures for acting in training, one per stage (muzero-general's schedule)"""
+    temperature_stages: tuple[float, ...] = (0.5, 0.75)
+    """fractions of total_steps at which the next temperature starts (one fewer than temperatures)"""
+    discount: float = 0.997
+    """γ"""
+    latent_dim: int = 64
+    """size of the hidden state"""
+    hidden: tuple[int, ...] = (64,)
+    """hidden layers of each of the five MLPs"""
+    activation: str = "relu"
+    """activation of the MLPs"""
+    support_size: int = 25
+    """S: values and rewards live on the atoms −S..S of h(x); h⁻¹(25) ≈ 700"""
+    num_unroll: int = 5
+    """K: dynamics steps unrolled in training"""
+    td_steps: int = 10
+    """n of the n-step value targets"""
+    batch_size: int = 128
+    """positions per gradient step"""
+    learning_rate: float = 3e-3
+    """Adam step size"""
+    weight_decay: float = 1e-4
+    """c of the L2 term c‖θ‖² added to the loss (appendix G: 1e-4)"""
+    max_grad_norm: float = 5.0
+    """global gradient-norm clip; 0 disables"""
+    value_loss_weight: float = 0.25
+    """weight of the value loss (MuZero Reanalyze: 0.25)"""
+    consistency_loss_weight: float = 2.0
+    """weight of the self-supervised consistency loss (EfficientZero, Ye et al. 2021, §4.1): the unrolled hidden
+    state sᵏ should match the encoder's state for the observation it stands for, h(o_{t+k}) (stop-gradient).
+    Compared directly in the latent space, as TD-MPC does (Hansen et al. 2022), not through EfficientZero's
+    SimSiam heads, which left the dynamics ignoring the action on CartPole (docs/muzero.md); 0 turns it off"""
+    replay_size: int = 100_000
+    """replay capacity in steps (whole games are dropped when full)"""
+    per_alpha: float = 0.5
+    """priority exponent α (0: uniform replay)"""
+    per_beta: float = 1.0
+    """importance-sampling exponent β"""
+    updates_per_step: float = 0.25
+    """gradient steps per environment step (the replay ratio)"""
+    learning_starts: int = 1000
+    """environment steps before the first gradient step"""
+    target_update_interval: int = 200
+    """gradient steps between copies of the target network that values the bootstrap states"""
+    reanalyse_values: bool = True
+    """bootstrap value targets with the target network's value of the stored observation (Reanalyse), not
+    the root value of the search that played the move"""
+    backend: str = "autograd"
+    """how the update runs: "auto" and "autograd" (the only one so far)"""
+
+    def __post_init__(self) -> None:
+        for name in ("n_envs", "num_simulations", "max_considered_actions", "latent_dim", "support_size",
+                     "num_unroll", "td_steps", "batch_size", "replay_size", "target_update_interval"):
+            check_range(name, getattr(self, name), 1)
+        check_choice("search", self.search, SEARCHES)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("backend", self.backend, ("auto", "autograd"))
+        check_range("discount", self.discount, 0.0, 1.0)
+        check_range("updates_per_step", self.updates_per_step, 0.0, low_open=True)
+        check_range("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
+        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+        if len(self.temperatures) != len(self.temperature_stages) + 1:
+            raise ConfigError(f"temperatures={self.temperatures} needs one more entry than temperature_stages="
+                              f"{self.temperature_stages}")
+
+
+# ---------------------------------------------------------------------------------------------
+# networks
+# ---------------------------------------------------------------------------------------------
+
+
+def scale_latent(s: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each hidden state to [0, 1] (appendix G)."""
+    lo, hi = s.amin(-1, keepdim=True), s.amax(-1, keepdim=True)
+    return (s - lo) / (hi - lo).clamp(min=1e-5)
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward, gradient × ``scale`` backward (MuZero pseudocode)."""
+    return x * scale + x.detach() * (1 - scale)
+
+
+class MuZeroNet(nn.Module):
+    """h (representation), g (dynamics with its reward head) and f (prediction), each an MLP."""
+
+    def __init__(self, obs_dim: int, num_actions: int, latent_dim: int, hidden: tuple[int, ...], support_size: int,
+                 activation: str = "relu") -> None:
+        super().__init__()
+        atoms = 2 * support_size + 1
+        kw = {"activation": activation, "ortho_init": False}
+        self.num_actions, self.support_size = num_actions, support_size
+        self.representation = mlp(obs_dim, hidden, latent_dim, **kw)
+        self.dynamics = mlp(latent_dim + num_actions, hidden, latent_dim, **kw)
+        self.reward_head = mlp(latent_dim, hidden, atoms, **kw)
+        self.policy_head = mlp(latent_dim, hidden, num_actions, **kw)
+        self.value_head = mlp(latent_dim, hidden, atoms, **kw)
+        for head in (self.reward_head, self.value_head):  # start at v = r = 0 (as LightZero and EfficientZero do)
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
+
+    def initial_inference(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """s⁰, policy logits, value logits."""
+        s = scale_latent(self.representation(obs))
+        return s, self.policy_head(s), self.value_head(s)
+
+    def recurrent_inference(self, s: torch.Tensor, action: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """sᵏ, reward logits, policy logits, value logits from sᵏ⁻¹ and aᵏ."""
+        # a residual step (LightZero's MLP model: res_connection_in_dynamics): g only learns the change, which
+        # in smooth control is small next to the state (CartPole moves 0.02 s per step)
+        delta = self.dynamics(torch.cat([s, F.one_hot(action, self.num_actions).to(s.dtype)], -1))
+        nxt = scale_latent(s + delta)
+        return nxt, self.reward_head(nxt), self.policy_head(nxt), self.value_head(nxt)
+
+
+# ---------------------------------------------------------------------------------------------
+# search glue: the network as the search's model
+# ---------------------------------------------------------------------------------------------
+
+
+def search(net: MuZeroNet, obs: torch.Tensor, cfg: MuZeroConfig, *, discount: float, rng: np.random.Generator | None,
+           tree: Tree | None = None, legal: torch.Tensor | None = None):
+    """One batched search from each observation; ``rng`` adds the training-time root noise (Dirichlet for
+    pUCT, Gumbel draws for Gumbel MuZero), none for evaluation."""
+    S = net.support_size
+    s0, logits, v_logits = net.initial_inference(obs)
+    root = RootOutput(prior_logits=logits, value=support_to_scalar(v_logits, S), embedding=s0)
+    gamma = torch.full((obs.shape[0],), discount, dtype=s0.dtype, device=s0.device)
+
+    def recurrent_fn(s: torch.Tensor, action: torch.Tensor) -> StepOutput:
+        nxt, r_logits, p_logits, v = net.recurrent_inference(s, action)
+        return StepOutput(reward=support_to_scalar(r_logits, S), discount=gamma, prior_logits=p_logits,
+                          value=support_to_scalar(v, S), embedding=nxt)
+
+    if cfg.search == "gumbel":
+        g = None if rng is None else gumbel_noise(rng, tuple(logits.shape), logits.device, logits.dtype)
+        return gumbel_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, gumbel=g, tree=tree,
+                             config=GumbelConfig(max_considered_actions=cfg.max_considered_actions))
+    noise = None
+    if rng is not None and cfg.exploration_fraction > 0:
+        noise = dirichlet_noise(rng, torch.ones_like(logits, dtype=torch.bool) if legal is None else legal,
+                                cfg.dirichlet_alpha).to(logits.dtype)
+    return puct_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, root_noise=noise, tree=tree,
+                       config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha, cfg.exploration_fraction))
+
+
+class MuZeroPlanner(nn.Module):
+    """The acting module the agent holds: ``act(obs)`` searches with the network (``use_search=False``:
+    the raw policy head, to show what the search adds)."""
+
+    def __init__(self, net: MuZeroNet, cfg: MuZeroConfig, discount: float) -> None:
+        super().__init__()
+        self.net, self.cfg, self.discount = net, cfg, discount
+        self.use_search = True
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+        if not self.use_search:
+            logits = self.net.initial_inference(obs)[1]
+            if deterministic:
+                return logits.argmax(-1)
+            return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+        rng = None if deterministic else np.random.default_rng(
+            int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        out = search(self.net, obs, self.cfg, discount=self.discount, rng=rng)
+        if deterministic or self.cfg.search == "gumbel":
+            return out.action
+        return torch.multinomial(out.policy, 1, generator=generator).squeeze(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# loss and update
+# ---------------------------------------------------------------------------------------------
+
+
+def value_targets(target: MuZeroNet, batch: dict[str, torch.Tensor], reanalyse: bool) -> torch.Tensor:
+    """z (B, K+1) = the n-step reward sum + the discounted bootstrap value (appendix G, eq. 3)."""
+    boot = batch["bootstrap_stored"]
+    if reanalyse:
+        B, K1 = boot.shape
+        with torch.no_grad():
+            v_logits = target.initial_inference(batch["bootstrap_obs"].reshape(B * K1, -1))[2]
+            boot = support_to_scalar(v_logits, target.support_size).reshape(B, K1)
+    return batch["value_prefix"] + batch["bootstrap_scale"] * boot
+
+
+def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor, cfg: MuZeroConfig
+                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-sample loss (B,), the root value predictions (B,) for new priorities, and the parts."""
+    S, K = net.support_size, cfg.num_unroll
+    s, p_logits, v_logits = net.initial_inference(batch["obs"])
+    v0 = support_to_scalar(v_logits.detach(), S)
+
+    def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -(target * F.log_softmax(logits, -1)).sum(-1)
+
+    value = ce(v_logits, scalar_to_support(z[:, 0], S))
+    policy = ce(p_logits, batch["target_policies"][:, 0]) * batch["masks"][:, 0]
+    reward = torch.zeros_like(value)
+    consistency = torch.zeros_like(value)
+    if cfg.consistency_loss_weight > 0:
+        B, K1 = batch["unroll_seen"].shape
+        with torch.no_grad():  # the encoder's view of o_{t+k} is the target (stop-gradient)
+            target = net.initial_inference(batch["unroll_obs"].reshape(B * K1, -1))[0]
+            target = target.reshape(B, K1, -1)
+    for k in range(1, K + 1):
+        s, r_logits, p_logits, v_logits = net.recurrent_inference(s, batch["actions"][:, k - 1])
+        if cfg.consistency_loss_weight > 0:
+            similarity = F.cosine_similarity(s, target[:, k], dim=-1)
+            consistency = consistency - scale_gradient(similarity * batch["unroll_seen"][:, k], 1 / K)
+        s = scale_gradient(s, 0.5)
+        # the unrolled steps share 1/K of the gradient (appendix G pseudocode, "gradient_scale")
+        value = value + scale_gradient(ce(v_logits, scalar_to_support(z[:, k], S)), 1 / K)
+        reward = reward + scale_gradient(ce(r_logits, scalar_to_support(batch["target_rewards"][:, k], S)), 1 / K)
+        policy = policy + scale_gradient(ce(p_logits, batch["target_policies"][:, k]) * batch["masks"][:, k], 1 / K)
+    loss = cfg.value_loss_weight * value + reward + policy + cfg.consistency_loss_weight * consistency
+    return loss, v0, {"losses/value": value.mean(), "losses/reward": reward.mean(), "losses/policy": policy.mean(),
+                      "losses/consistency": consistency.mean()}
+
+
+@dataclass
+class MuZeroState:
+    planner: MuZeroPlanner
+    target: MuZeroNet
+    opt: Adam
+    n_updates: int = 0
+
+
+def update(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor]
+           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One gradient step on a replayed batch; returns |v − z| at the roots (the new priorities)."""
+    net = st.planner.net
+    z = value_targets(st.target, batch, cfg.reanalyse_values)
+    loss, v0, parts = unroll_loss(net, batch, z, cfg)
+    st.opt.zero_grad(set_to_none=True)
+    l2 = cfg.weight_decay * sum(p.square().sum() for p in net.parameters())
+    ((loss * batch["weights"]).mean() + l2).backward()
+    if cfg.max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+    st.opt.step()
+    return (v0 - z[:, 0]).abs(), {**parts, "losses/loss": loss.mean().detach()}
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+
+CONFIG, ACTOR, AGENT = MuZeroConfig, "planner", selfplay.SearchAgent
+
+
+def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: MuZeroConfig) -> MuZeroPlanner:
+    model = MuZeroNet(spec["obs_dim"], spec["act_dim"], cfg.latent_dim, tuple(cfg.hidden), cfg.support_size,
+                      cfg.activation)
+    return MuZeroPlanner(model, cfg, net["discount"])
+
+
+def acting_model(s: selfplay.Session) -> MuZeroPlanner:
+    return s.state.planner
+
+
+def temperature(cfg: MuZeroConfig, progress: float) -> float:
+    return cfg.temperatures[sum(progress >= f for f in cfg.temperature_stages)]
+
+
+def train(env_id: Any, config: MuZeroConfig | None = None, *, total_steps: int, seed: int = 0, device: str = "cpu",
+          run: RunContext | None = None) -> selfplay.SearchAgent:
+    """Train MuZero on ``env_id`` (Discrete actions) for ``total_steps`` environment steps."""
+    cfg = config or MuZeroConfig()
+    s = selfplay.build_session("muzero", env_id, cfg, seed=seed, total_steps=total_steps, device=device)
+    try:
+        s.net = {"discount": s.step_discount()}
+        with seeded_init(seed):
+            planner = build_actor(s.spec, s.net, cfg).to(s.device)
+        s.state = MuZeroState(planner, copy.deepcopy(planner.net).requires_grad_(False),
+                              Adam(planner.net.parameters(), lr=cfg.learning_rate))
+        tree = Tree(s.venv.num_envs, s.spec["act_dim"], cfg.num_simulations + 1, (cfg.latent_dim,), device=s.device)
+
+        def plan(s: selfplay.Session, obs: np.ndarray):
+            with torch.inference_mode():
+                out = search(s.state.planner.net, torch.as_tensor(obs, device=s.device), cfg,
+                             discount=s.net["discount"], rng=s.rng, tree=tree)
+            actions = selfplay.choose_actions(s, out, cfg.search == "gumbel",
+                                              temperature(cfg, s.global_step / s.total_steps))
+            return actions, out.policy.cpu().numpy(), out.root_value.cpu().numpy()
+
+        def value(s: selfplay.Session, obs: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                v = s.state.planner.net.initial_inference(torch.as_tensor(obs, device=s.device))[2]
+                return support_to_scalar(v, cfg.support_size).cpu().numpy()
+
+        def learn(s: selfplay.Session, n: int) -> dict[str, torch.Tensor]:
+            st, metrics = s.state, {}
+            for _ in range(n):
+                b = s.replay.sample(cfg.batch_size)
+                batch = {k: torch.as_tensor(v, device=s.device) for k, v in b.items() if k != "legal"}
+                prio, metrics = update(st, cfg, batch)
+                s.replay.update_priorities(b["indices"], prio.detach().cpu().numpy())
+                st.n_updates += 1
+                if st.n_updates % cfg.target_update_interval == 0:
+                    st.target.load_state_dict(st.planner.net.state_dict())
+            return metrics
+
+        return selfplay.run(s, plan, learn, value, run or RunContext())
+    finally:
+        s.venv.close()

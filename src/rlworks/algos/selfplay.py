@@ -1,0 +1,284 @@
+"""What MuZero and AlphaZero share, called visibly from each algorithm's ``train()``: the self-play session
+(vector envs, one ``GameHistory`` per env, the game replay, RNGs), the act → record → learn loop with
+logging, checkpoints, Ctrl+C and resume, and the checkpoint state. Plumbing, not a base class: the
+networks, the search glue and the losses stay in each algorithm's file.
+
+An algorithm plugs in two functions:
+
+* ``plan(s, obs) -> (actions (N,), policies (N, A), root_values (N,))``: search at each env's state;
+* ``learn(s, n) -> metrics``: ``n`` gradient steps on the replay.
+
+Gradient steps follow the env steps at ``config.updates_per_step`` (a replay ratio) once
+``config.learning_starts`` env steps are in the replay.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from .._version import __version__
+from ..config import ConfigError
+from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..core.envs import EnvSource, env_source
+from ..core.evaluation import EvalResult, evaluate_lockstep
+from ..core.guards import NonFiniteError, check_array
+from ..core.run import RunContext, StopSignals, TrainingInterrupted
+from ..core.seeding import spawn_seeds, torch_generator
+from ..core.state import load_state_tensors, modules, state_tensors
+from ..core.vec import make_vec_env, space_spec
+from ..search import visit_policy
+from .agent import OffPolicyAgent
+from .games import GameHistory, GameReplay
+
+
+class SearchAgent(OffPolicyAgent):
+    """An agent that acts by searching: ``evaluate`` runs its episodes side by side, so each step is one
+    batched search for all of them (a video, or an env given by the caller, plays them one by one)."""
+
+    def evaluate(self, episodes: int = 10, seed: int | None = None, env: Any = None, *, video: Any = None,
+                 deterministic: bool = True) -> EvalResult:
+        if video is not None or env is not None or self.env is None or not self.env.copyable:
+            return super().evaluate(episodes, seed, env, video=video, deterministic=deterministic)
+        return evaluate_lockstep(lambda obs: self.act(obs, deterministic), self.env.for_evaluation(), episodes,
+                                 seed=seed)
+
+
+@dataclass
+class Session:
+    algo: str
+    env_id: str | None
+    config: Any
+    seed: int
+    total_steps: int
+    device: torch.device
+    spec: dict[str, Any]
+    net: dict[str, Any]
+    venv: Any
+    replay: GameReplay
+    rng: np.random.Generator  # exploration (temperature sampling, root noise)
+    generator: torch.Generator
+    env: EnvSource
+    state: Any = None  # the algorithm's networks, optimizer and counters (core/state.py checkpoints them)
+    obs: np.ndarray | None = None
+    games: list[GameHistory] = field(default_factory=list)  # the game each env is playing
+    global_step: int = 0
+    iteration: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=20))
+    players: int = 1  # 2: alternating zero-sum self-play (rewards for the mover; the discount flips sign)
+    backend: str = "autograd"
+
+    @property
+    def n_updates(self) -> int:
+        return self.state.n_updates
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return modules(self.state)
+
+    def step_discount(self) -> float:
+        """mctx's convention: the next state's value is worth ±γ from this one's mover."""
+        return -self.config.discount if self.players == 2 else self.config.discount
+
+    def agent(self) -> SearchAgent:
+        from . import module
+
+        mod = module(self.algo)
+        return mod.AGENT(self.algo, self.env_id, self.config, mod.acting_model(self), self.spec, self.net,
+                         meta={"global_step": self.global_step, "seed": self.seed, "library_version": __version__,
+                               "backend": self.backend}, env=self.env)
+
+
+def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int, device: str) -> Session:
+    """Envs (``cfg.n_envs``), the game replay and the RNGs, for a Discrete-action env."""
+    if total_steps < 1:
+        raise ConfigError(f"total_steps={total_steps} is out of range: allowed [1, inf)")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but torch.cuda.is_available() is False; use --device cpu")
+    env_seed, torch_seed, np_seed, replay_seed = spawn_seeds(np.random.SeedSequence(int(seed)), 4)
+    source = env_source(env)
+    venv = make_vec_env(source, cfg.n_envs, [env_seed + i for i in range(cfg.n_envs)], kind="lean")
+    space = venv.single_action_space
+    if not isinstance(space, gym.spaces.Discrete):
+        venv.close()
+        raise ConfigError(f"{algo} searches over a Discrete action space, but {source.name} has {space}; "
+                          "use sac or td3 for it")
+    spec = space_spec(venv.single_observation_space, space)
+    replay = GameReplay(cfg.replay_size, spec["act_dim"], (spec["obs_dim"],), num_unroll=cfg.num_unroll,
+                        td_steps=cfg.td_steps, alpha=cfg.per_alpha, beta=cfg.per_beta, seed=replay_seed)
+    players = int(getattr(venv.envs[0].unwrapped, "players", 1)) if hasattr(venv, "envs") else 1
+    s = Session(algo, source.env_id, cfg, int(seed), int(total_steps), dev, spec, {}, venv, replay,
+                np.random.default_rng(np_seed), torch_generator(torch_seed, dev), source, players=players)
+    s.obs = venv.reset().astype(np.float32)
+    s.games = [GameHistory() for _ in range(venv.num_envs)]
+    return s
+
+
+def choose_actions(s: Session, out: Any, gumbel: bool, temperature: float) -> np.ndarray:
+    """The actions to play from a search result: Gumbel's own choice (its root noise already explores), or a
+    draw from N(a)^(1/T) with the session's RNG (AlphaZero's and MuZero's visit-count temperature)."""
+    if gumbel:
+        return out.action.cpu().numpy()
+    probs = visit_policy(out.visit_counts, temperature).cpu().numpy()
+    u = s.rng.random(len(probs))[:, None]
+    return np.minimum((probs.cumsum(1) < u).sum(1), probs.shape[1] - 1)
+
+
+PlanFn = Callable[[Session, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+LearnFn = Callable[[Session, int], dict[str, torch.Tensor]]
+ValueFn = Callable[[Session, np.ndarray], np.ndarray]
+
+
+def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContext) -> OffPolicyAgent:
+    """Resume if asked; then search → step → record, learning as the replay ratio allows, until
+    ``total_steps`` env steps (or ``ctx.stop_at``). ``value(s, obs)`` values the last observation of a
+    truncated game (its n-step targets bootstrap from it). Logs, checkpoints, SIGINT/SIGTERM and the
+    callback work as in ``offpolicy.run``."""
+    if ctx.resume_from is not None:
+        restore(s, ctx.resume_from)
+    if ctx.on_start is not None:
+        ctx.on_start(s)
+    cfg = s.config
+    N = s.venv.num_envs
+    logger, log_every = ctx.log, ctx.every(1000)
+    end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
+    train_time, last_logged, sps_steps, sps_time, sps_updates = 0.0, s.global_step, 0, 0.0, 0
+    lengths: deque = deque(maxlen=s.recent.maxlen)
+    metrics: dict[str, torch.Tensor] = {}
+    with StopSignals() as stop:
+        while s.global_step < end:
+            t0 = time.perf_counter()
+            prev = s.global_step
+            actions, policies, root_values = plan(s, s.obs)
+            raw, rewards, term, trunc, final, episodes = s.venv.step(actions)
+            check_array("reward", rewards, f"from the environment at step {s.global_step}")
+            s.global_step += N
+            s.iteration += 1
+            nxt = raw.astype(np.float32)
+            done = term | trunc
+            boot = value(s, final[trunc].astype(np.float32)) if trunc.any() else None
+            b = 0
+            for i in range(N):
+                s.games[i].append(s.obs[i], actions[i], rewards[i], s.step_discount(), root_values[i], policies[i])
+                if done[i]:
+                    v = 0.0
+                    if trunc[i]:
+                        v, b = float(boot[b]), b + 1
+                    s.replay.add(s.games[i].finish(final[i], terminated=bool(term[i]), bootstrap_value=v))
+                    s.games[i] = GameHistory()
+            s.obs = nxt
+            for ret, length in episodes:
+                s.recent.append(ret)
+                lengths.append(length)
+            if episodes and ctx.on_episodes is not None:
+                ctx.on_episodes(s.global_step, list(episodes))
+            due = math.floor(max(s.global_step - cfg.learning_starts, 0) * cfg.updates_per_step) - s.n_updates
+            if due > 0 and len(s.replay) > 0:
+                before = s.n_updates
+                metrics = learn(s, due)
+                sps_updates += s.n_updates - before
+            dt = time.perf_counter() - t0
+            train_time += dt
+            sps_steps += s.global_step - prev
+            sps_time += dt
+            step = s.global_step
+            if step - last_logged >= log_every or step >= end:
+                out = {k: float(v.detach()) for k, v in metrics.items()}
+                for k, v in out.items():
+                    if k.startswith("losses/") and not math.isfinite(v):
+                        raise NonFiniteError("loss", f"{k} = {v} at step {step}")
+                out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
+                out["charts/episodic_length"] = float(np.mean(lengths)) if lengths else float("nan")
+                out["perf/sps"] = sps_steps / max(sps_time, 1e-9)
+                out["perf/ups"] = sps_updates / max(sps_time, 1e-9)
+                logger.log(step, out)
+                last_logged, sps_steps, sps_time, sps_updates = step, 0, 0.0, 0
+            every = ctx.checkpoint_every
+            saved = None
+            if ctx.checkpoint_dir is not None and ((every and step // every > prev // every) or step >= end):
+                saved = _save(s, ctx, step)
+            if stop.signum is not None:
+                if ctx.checkpoint_dir is not None and saved is None:
+                    saved = _save(s, ctx, step)
+                raise TrainingInterrupted(stop.signum, step, saved)
+            if ctx.callback is not None and ctx.callback(s):
+                break
+    agent = s.agent()
+    agent.meta["train_seconds"] = train_time
+    agent.meta["n_updates"] = s.n_updates
+    return agent
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint state: networks, optimizer, RNGs, the envs, the replay and the games being played
+# ---------------------------------------------------------------------------------------------
+
+_LIVE = ("obs", "actions", "rewards", "discounts", "root_values", "policies")
+
+
+def _save(s: Session, ctx: RunContext, step: int) -> Path:
+    tensors, learned = state_tensors(s.state)
+    tensors["rng/torch"] = s.generator.get_state()
+    state = {
+        "agent": s.agent().state(),
+        "train": {"algo": s.algo, "env_id": s.env_id, "seed": s.seed, "total_steps": s.total_steps,
+                  "iteration": s.iteration, "state": learned, "recent": list(s.recent),
+                  "rng_numpy": s.rng.bit_generator.state, "device": str(s.device)},
+        "sampler": {"global_step": s.global_step, "venv": s.venv.get_state()},
+        "library_version": __version__,
+    }
+    arrays = {f"replay/{k}": v for k, v in s.replay.state_dict().items()}
+    arrays["current_obs"] = s.obs
+    for i, g in enumerate(s.games):  # the unfinished games, so that a resumed run continues them
+        for k in _LIVE:
+            a = np.asarray(getattr(g, k), dtype=np.int64 if k == "actions" else np.float32)
+            if k == "policies" and not len(a):
+                a = np.zeros((0, s.spec["act_dim"]), np.float32)
+            arrays[f"live/{i}/{k}"] = a
+    return save_checkpoint(ctx.checkpoint_dir, step, tensors, state, arrays, keep=ctx.keep_checkpoints)
+
+
+def restore(s: Session, path: str | Path) -> Path:
+    """Load a training checkpoint written by ``run`` into ``s`` (built with the same config and seed)."""
+    tensors, state, arrays, ckpt = load_checkpoint(path, device="cpu", with_buffer=True)
+    if "train" not in state or arrays is None:
+        raise CheckpointError(f"{ckpt / 'state.json'}: an agent checkpoint, not a {s.algo} training checkpoint")
+    tr = state["train"]
+    if tr.get("algo") != s.algo:
+        raise CheckpointError(f"{ckpt / 'state.json'}: a {tr.get('algo')} checkpoint, not {s.algo}")
+    try:
+        load_state_tensors(s.state, tensors, tr["state"])
+        s.replay.load_state_dict({k[7:]: v for k, v in arrays.items() if k.startswith("replay/")})
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{ckpt}: does not match this {s.algo} configuration ({exc})") from None
+    s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
+    s.rng.bit_generator.state = tr["rng_numpy"]
+    s.iteration = int(tr["iteration"])
+    s.recent = deque(tr["recent"], maxlen=20)
+    s.global_step = int(state["sampler"]["global_step"])
+    venv_state = state["sampler"]["venv"]
+    if venv_state.get("exact"):
+        s.venv.set_state(venv_state)
+        s.obs = arrays["current_obs"].astype(np.float32)
+        s.games = []
+        for i in range(s.venv.num_envs):
+            g = GameHistory()
+            live = {k: arrays[f"live/{i}/{k}"] for k in _LIVE}
+            for t in range(len(live["actions"])):
+                g.append(live["obs"][t], live["actions"][t], live["rewards"][t], live["discounts"][t],
+                         live["root_values"][t], live["policies"][t])
+            s.games.append(g)
+    else:  # envs whose state is not plain data restart; their unfinished games are dropped
+        s.obs = s.venv.set_state(venv_state, reseed=s.seed + s.iteration * 7919).astype(np.float32)
+        s.games = [GameHistory() for _ in range(s.venv.num_envs)]
+    return ckpt

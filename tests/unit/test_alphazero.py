@@ -1,0 +1,73 @@
+"""AlphaZero's true-rules search and its simulators (envs/simulators.py)."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rlworks  # noqa: F401  (registers rlworks/TicTacToe-v0)
+from rlworks.algos import alphazero as az
+from rlworks.config import ConfigError
+from rlworks.envs.simulators import CartPoleSimulator, TicTacToeSimulator
+
+
+def test_the_cartpole_simulator_is_gymnasiums_cartpole():
+    env, sim = gym.make("CartPole-v1"), CartPoleSimulator()
+    rng = np.random.default_rng(0)
+    for episode in range(5):
+        obs, _ = env.reset(seed=episode)
+        state = torch.tensor(obs[None], dtype=torch.float64)
+        done = False
+        while not done:
+            a = int(rng.integers(2))
+            obs, r, term, trunc, _ = env.step(a)
+            state, reward, ended, _ = sim.step(state, torch.tensor([a]))
+            np.testing.assert_allclose(state[0].numpy(), obs, atol=1e-5)
+            assert bool(ended[0]) == term and float(reward[0]) == r
+            done = term or trunc
+    # a fallen pole is an absorbing state with no reward
+    fallen = torch.tensor([[0.0, 0.0, 0.5, 0.0]], dtype=torch.float64)
+    nxt, reward, ended, _ = sim.step(fallen, torch.tensor([1]))
+    assert torch.equal(nxt, fallen) and float(reward[0]) == 0.0 and bool(ended[0])
+
+
+def test_the_tictactoe_simulator_follows_the_env_from_its_observations():
+    env, sim = gym.make("rlworks/TicTacToe-v0", opponent="self-play"), TicTacToeSimulator()
+    rng = np.random.default_rng(1)
+    for game in range(30):
+        obs, info = env.reset(seed=game)
+        state = sim.from_obs(torch.tensor(obs[None]))
+        done = False
+        while not done:
+            assert np.array_equal(sim.legal(state)[0].numpy(), info["action_mask"])
+            a = int(rng.choice(np.flatnonzero(info["action_mask"])))
+            obs, r, done, _, info = env.step(a)
+            state, reward, ended, _ = sim.step(state, torch.tensor([a]))
+            assert float(reward[0]) == r and bool(ended[0]) == done
+            if not done:
+                assert torch.equal(sim.observe(state)[0], torch.tensor(obs))
+
+
+def _search(board, x_to_move, simulations=200):
+    """A search with an untrained network (uniform prior, value 0) from one TicTacToe position."""
+    torch.manual_seed(0)
+    cfg = az.AlphaZeroConfig(num_simulations=simulations, hidden=(16,))
+    net = az.AlphaZeroNet(27, 9, cfg.hidden, cfg.support_size)
+    sim = TicTacToeSimulator()
+    b = torch.tensor([board], dtype=torch.float64)
+    obs = sim.observe(torch.cat([b, torch.tensor([[float(x_to_move)]], dtype=torch.float64)], -1)).float()
+    return az.search(net, sim, obs, cfg, rng=None)
+
+
+def test_the_search_takes_a_win_and_blocks_a_loss():
+    # the mover (+1) wins at cell 2 (top row)
+    assert int(_search([1, 1, 0, -1, -1, 0, 0, 0, 0], True).action[0]) == 2
+    # the opponent (−1) threatens the middle row at cell 5; the mover has no win: it must block
+    out = _search([1, 0, 0, -1, -1, 0, 1, 0, 0], False)
+    assert int(out.action[0]) == 5
+    assert out.visit_counts[0, [0, 3, 4, 6]].sum() == 0  # occupied cells are never visited
+
+
+def test_an_env_without_a_simulator_is_refused():
+    with pytest.raises(ConfigError, match="true rules"):
+        az.train("Acrobot-v1", az.AlphaZeroConfig(n_envs=1, num_simulations=2), total_steps=10)

@@ -1,0 +1,285 @@
+"""Self-play game histories and their prioritised replay (algos/games.py)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from rlworks.algos.games import GameHistory, GameReplay
+
+A = 4
+
+
+def _game(rng, idx, T, *, terminated, boot=0.0, discount=0.9):
+    """A random game whose observation t is (idx, t), so a sample tells which game/step it came from."""
+    obs = np.stack([np.array([idx, t], np.float32) for t in range(T + 1)])
+    pol = rng.random((T, A)).astype(np.float32)
+    return GameHistory.from_arrays(obs, rng.integers(0, A, T), rng.normal(size=T).astype(np.float32),
+                                   np.full(T, discount, np.float32), rng.normal(size=T).astype(np.float32),
+                                   pol / pol.sum(1, keepdims=True), terminated=terminated,
+                                   bootstrap_value=0.0 if terminated else boot)
+
+
+def _reference(g, t, K, n):
+    """The targets of position t by the obvious loops over the definitions (module docstring)."""
+    T, out = len(g), {k: [] for k in ("rew", "prefix", "scale", "stored", "bobs", "pol", "mask", "z")}
+    for k in range(K + 1):
+        u = t + k
+        out["rew"].append(g.rewards[u - 1] if k >= 1 and u - 1 < T else 0.0)
+        out["pol"].append(g.policies[u] if u < T else np.full(A, 1 / A))
+        out["mask"].append(float(u < T))
+        if u < T:
+            m = min(n, T - u)
+            prefix, scale = 0.0, 1.0
+            for i in range(m):
+                prefix += scale * g.rewards[u + i]
+                scale *= g.discounts[u + i]
+            stored = g.bootstrap_value if u + m == T else g.root_values[u + m]
+            if u + m == T and g.terminated:
+                scale = 0.0
+        elif u == T and not g.terminated:
+            prefix, scale, stored, m = 0.0, 1.0, g.bootstrap_value, 0
+        else:
+            prefix, scale, stored, m = 0.0, 0.0, 0.0, 0
+        out["prefix"].append(prefix)
+        out["scale"].append(scale)
+        out["stored"].append(stored if scale != 0 else 0.0)
+        out["bobs"].append(g.obs[u + m] if scale != 0 else np.zeros(2))
+        out["z"].append(prefix + scale * stored)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def _check_batch(batch, games, ids_of, K, n):
+    B = len(batch["indices"])
+    assert batch["obs"].shape == (B, 2) and batch["actions"].shape == (B, K)
+    assert batch["target_policies"].shape == (B, K + 1, A) and batch["bootstrap_obs"].shape == (B, K + 1, 2)
+    for key in ("target_rewards", "value_prefix", "bootstrap_scale", "bootstrap_stored", "masks"):
+        assert batch[key].shape == (B, K + 1) and batch[key].dtype == np.float32, key
+    for b in range(B):
+        gi, t = ids_of[int(batch["indices"][b])]
+        g = games[gi]
+        np.testing.assert_array_equal(batch["obs"][b], [gi, t])
+        ref = _reference(g, t, K, n)
+        for k in range(K):
+            if t + k < len(g):
+                assert batch["actions"][b, k] == g.actions[t + k]
+        np.testing.assert_allclose(batch["target_rewards"][b], ref["rew"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(batch["value_prefix"][b], ref["prefix"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(batch["bootstrap_scale"][b], ref["scale"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(batch["bootstrap_stored"][b], ref["stored"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(batch["bootstrap_obs"][b], ref["bobs"])
+        np.testing.assert_allclose(batch["target_policies"][b], ref["pol"], rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(batch["masks"][b], ref["mask"])
+        z = batch["value_prefix"][b] + batch["bootstrap_scale"][b] * batch["bootstrap_stored"][b]
+        np.testing.assert_allclose(z, ref["z"], rtol=1e-5, atol=1e-5)
+    assert ((batch["actions"] >= 0) & (batch["actions"] < A)).all()
+
+
+def _fill(replay, rng, specs, games=None, ids_of=None, total=0):
+    games, ids_of = games if games is not None else [], ids_of if ids_of is not None else {}
+    for T, term, boot in specs:
+        g = _game(rng, len(games), T, terminated=term, boot=boot)
+        replay.add(g)
+        for t in range(T):
+            ids_of[total + t] = (len(games), t)
+        games.append(g)
+        total += T
+    return games, ids_of, total
+
+
+def test_targets_match_slow_loop():
+    rng = np.random.default_rng(0)
+    K, n = 5, 3
+    replay = GameReplay(1000, A, (2,), num_unroll=K, td_steps=n, alpha=1.0, beta=1.0, seed=1)
+    specs = [(9, True, 0.0), (7, False, 2.5), (1, True, 0.0), (2, False, -1.0), (4, True, 0.0), (12, False, 0.7)]
+    games, ids_of, _ = _fill(replay, rng, specs)
+    assert len(replay) == 35 and replay.num_games == 6
+    seen = set()
+    for _ in range(6):
+        batch = replay.sample(64)
+        _check_batch(batch, games, ids_of, K, n)
+        seen.update(int(i) for i in batch["indices"])
+    assert seen == set(ids_of)  # every position, the first and last of each game included, was checked
+    assert games[0].discounts[-1] == 0.0 and games[1].discounts[-1] == np.float32(0.9)
+
+
+def test_n_at_least_game_length_gives_monte_carlo_returns():
+    rng = np.random.default_rng(3)
+    replay = GameReplay(100, A, (2,), num_unroll=2, td_steps=50, seed=0)
+    g = _game(rng, 0, 6, terminated=False, boot=1.5)
+    replay.add(g)
+    G = np.zeros(7)
+    G[6] = 1.5
+    for t in range(5, -1, -1):
+        G[t] = g.rewards[t] + g.discounts[t] * G[t + 1]
+    batch = replay.sample(200)
+    t = batch["indices"]
+    z = batch["value_prefix"] + batch["bootstrap_scale"] * batch["bootstrap_stored"]
+    want = np.array([[G[i + k] if i + k <= 6 else 0.0 for k in range(3)] for i in t])
+    np.testing.assert_allclose(z, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("td_steps", [3, 20])
+def test_two_player_values_alternate_sign(td_steps):
+    T = 7  # the last mover (who acts at t = 6) wins
+    obs = np.zeros((T + 1, 2), np.float32)
+    obs[:, 1] = np.arange(T + 1)
+    outcome = np.array([1.0 if (T - 1 - t) % 2 == 0 else -1.0 for t in range(T)], np.float32)  # for the mover
+    rewards = np.zeros(T, np.float32)
+    rewards[-1] = 1.0
+    g = GameHistory.from_arrays(obs, np.zeros(T, np.int64), rewards, np.full(T, -1.0, np.float32), outcome,
+                                np.full((T, 2), 0.5, np.float32), terminated=True)
+    assert g.discounts[-1] == 0.0
+    replay = GameReplay(50, 2, (2,), num_unroll=3, td_steps=td_steps, seed=0)
+    replay.add(g)
+    batch = replay.sample(256)
+    z = batch["value_prefix"] + batch["bootstrap_scale"] * batch["bootstrap_stored"]
+    for b, t in enumerate(batch["indices"]):
+        for k in range(4):
+            want = outcome[t + k] if t + k < T else 0.0
+            assert z[b, k] == pytest.approx(want), (t, k)
+    assert set(batch["indices"].tolist()) == set(range(T))
+    assert (batch["bootstrap_scale"][batch["indices"] >= T - td_steps, 0] == 0).all()
+
+
+def test_sampling_follows_priorities_and_weights():
+    rng = np.random.default_rng(5)
+    alpha, beta = 0.7, 0.4
+    replay = GameReplay(100, A, (2,), num_unroll=1, td_steps=2, alpha=alpha, beta=beta, seed=11)
+    pr = [rng.uniform(0.05, 3.0, size=T) for T in (5, 8, 3)]
+    for i, p in enumerate(pr):
+        replay.add(_game(rng, i, len(p), terminated=True), priorities=p)
+    p = np.concatenate(pr)
+    P = p ** alpha / (p ** alpha).sum()
+    counts = np.zeros(len(p))
+    for _ in range(200):
+        batch = replay.sample(100)
+        np.add.at(counts, batch["indices"], 1)
+        w = (len(p) * P[batch["indices"]]) ** (-beta)
+        np.testing.assert_allclose(batch["weights"], w / w.max(), rtol=1e-5)
+    N = counts.sum()
+    chi2 = ((counts - N * P) ** 2 / (N * P)).sum()
+    assert chi2 < 50.0, chi2  # 15 dof: the 99.99th percentile is ~44 (stratified draws only lower it)
+    # a uniform distribution would fail the same test
+    U = np.full(len(p), 1 / len(p))
+    assert ((counts - N * U) ** 2 / (N * U)).sum() > 200
+    # beta override and all weights <= 1
+    w0 = replay.sample(64, beta=0.0)["weights"]
+    np.testing.assert_array_equal(w0, np.ones(64, np.float32))
+
+
+def test_priority_updates_and_default_priority():
+    rng = np.random.default_rng(6)
+    replay = GameReplay(100, A, (2,), num_unroll=1, td_steps=2, alpha=1.0, seed=0)
+    replay.add(_game(rng, 0, 4, terminated=True))
+    np.testing.assert_array_equal(replay.priorities[:4], 1.0)  # empty: 1
+    replay.update_priorities(np.array([0, 1, 2, 3]), np.array([0.0, 0.0, 5.0, 0.0]))
+    replay.add(_game(rng, 1, 3, terminated=True))
+    np.testing.assert_array_equal(replay.priorities[4:7], 5.0)  # the current maximum
+    replay.update_priorities(np.arange(7), np.array([0, 0, 1, 0, 0, 0, 0.0]))
+    idx = replay.sample(50)["indices"]
+    assert (idx == 2).all()
+    with pytest.raises(ValueError):
+        replay.update_priorities(np.array([0]), np.array([np.nan]))
+    replay.update_root_values(np.array([1, 5]), np.array([7.0, -3.0]))
+    assert replay.root_values[1] == 7.0 and replay.root_values[5] == -3.0
+
+
+def test_fifo_eviction_drops_whole_games_and_ids_stay_valid():
+    rng = np.random.default_rng(7)
+    K, n = 3, 2
+    replay = GameReplay(20, A, (2,), num_unroll=K, td_steps=n, seed=2)
+    games, ids_of, total = _fill(replay, rng, [(8, True, 0.0), (7, False, 1.0)])
+    old = replay.sample(16)["indices"]
+    games, ids_of, total = _fill(replay, rng, [(6, True, 0.0)], games, ids_of, total)
+    assert len(replay) == 13 and replay.num_games == 2  # game 0 (8 steps) dropped whole
+    batch = replay.sample(128)
+    assert (batch["indices"] >= 8).all()
+    _check_batch(batch, games, ids_of, K, n)
+    # priorities reported for evicted positions are ignored, live ones are applied
+    before = replay.priorities.copy()
+    stale = old[old < 8]
+    replay.update_priorities(stale, np.full(len(stale), 123.0))
+    np.testing.assert_array_equal(replay.priorities, before)
+    replay.update_priorities(np.array([8, 14]), np.array([2.0, 3.0]))
+    assert replay.priorities[8 % 20] == 2.0 and replay.priorities[14 % 20] == 3.0
+    # many more games: the ring wraps several times and the per-game ring grows past 16 live games
+    specs = [(int(rng.integers(1, 6)), bool(rng.integers(2)), float(rng.normal())) for _ in range(60)]
+    specs += [(1, True, 0.0)] * 20
+    games, ids_of, total = _fill(replay, rng, specs, games, ids_of, total)
+    assert replay.num_games == 20 and len(replay) == 20
+    specs = [(int(rng.integers(1, 9)), bool(rng.integers(2)), float(rng.normal())) for _ in range(30)]
+    games, ids_of, total = _fill(replay, rng, specs, games, ids_of, total)
+    assert len(replay) == sum(T for T, _, _ in specs[-replay.num_games:]) <= 20
+    _check_batch(replay.sample(200), games, ids_of, K, n)
+    with pytest.raises(ValueError):
+        replay.add(_game(rng, 0, 21, terminated=True))
+
+
+def test_state_dict_round_trip_gives_identical_samples():
+    rng = np.random.default_rng(8)
+    replay = GameReplay(40, A, (2,), num_unroll=5, td_steps=3, alpha=0.6, beta=0.5, seed=3)
+    _fill(replay, rng, [(int(rng.integers(1, 12)), bool(rng.integers(2)), float(rng.normal())) for _ in range(12)])
+    replay.update_priorities(replay.sample(32)["indices"], rng.random(32) + 0.1)
+    buf = io.BytesIO()
+    np.savez(buf, **replay.state_dict())
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    assert all(a.dtype != object for a in d.values())
+    other = GameReplay(40, A, (2,), num_unroll=5, td_steps=3, alpha=0.6, beta=0.5, seed=99)
+    other.load_state_dict(d)
+    assert len(other) == len(replay) and other.num_games == replay.num_games
+    for _ in range(3):
+        a, b = replay.sample(50), other.sample(50)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    g = _game(rng, 0, 9, terminated=False, boot=0.3)  # and they go on alike after more games
+    replay.add(g)
+    other.add(g)
+    a, b = replay.sample(50), other.sample(50)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    with pytest.raises(ValueError):
+        GameReplay(41, A, (2,)).load_state_dict(d)
+
+
+def test_alphazero_shapes_without_unroll():
+    rng = np.random.default_rng(9)
+    replay = GameReplay(30, A, (2,), num_unroll=0, td_steps=100, seed=0)
+    replay.add(_game(rng, 0, 5, terminated=True))
+    batch = replay.sample(8)
+    assert batch["actions"].shape == (8, 0) and batch["value_prefix"].shape == (8, 1)
+    assert batch["target_policies"].shape == (8, 1, A) and (batch["masks"] == 1).all()
+
+
+def test_game_history_collection():
+    h = GameHistory()
+    for t in range(3):
+        h.append(np.full(2, t), t % A, 1.0, -1.0, 0.5, np.full(A, 1 / A), legal=np.ones(A, bool))
+    assert len(h) == 3
+    with pytest.raises(ValueError):
+        h.append(np.zeros(2), 0, 0.0, -1.0, 0.0, np.full(A, 1 / A))  # legal given before, missing now
+    with pytest.raises(ValueError):
+        h.finish(np.zeros(2), terminated=True, bootstrap_value=1.0)
+    h.finish(np.full(2, 3), terminated=True)
+    assert h.obs.shape == (4, 2) and h.obs.dtype == np.float32 and h.actions.dtype == np.int64
+    assert h.policies.shape == (3, A) and h.legal.shape == (3, A) and h.legal.dtype == bool
+    np.testing.assert_array_equal(h.discounts, [-1.0, -1.0, 0.0])
+    with pytest.raises(RuntimeError):
+        h.append(np.zeros(2), 0, 0.0, 1.0, 0.0, np.full(A, 1 / A))
+    t = GameHistory()
+    t.append(np.zeros(2), 1, 0.0, 0.99, 0.0, np.full(A, 1 / A))
+    t.finish(np.ones(2), terminated=False, bootstrap_value=2.0)
+    assert t.discounts[-1] == np.float32(0.99) and t.bootstrap_value == 2.0 and t.legal is None
+    replay = GameReplay(10, A, (2,), num_unroll=1, td_steps=1, seed=0)
+    with pytest.raises(ValueError):
+        replay.add(GameHistory())  # not finished
+    replay.add(h)
+    replay.add(t)
+    assert len(replay) == 4 and replay.num_games == 2
+    batch = replay.sample(32)
+    assert batch["legal"].shape == (32, 2, A) and batch["legal"].all()

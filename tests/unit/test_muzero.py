@@ -1,0 +1,103 @@
+"""MuZero's pieces: gradient scaling, latent scaling, value targets, the unrolled loss, and a short run
+through the API (act, save/load, the raw policy head)."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlworks.algos import muzero as mz
+from rlworks.algos.agent import load_agent
+from rlworks.config import ConfigError
+from rlworks.core.support import scalar_to_support
+
+TINY = dict(n_envs=2, num_simulations=4, batch_size=8, learning_starts=40, latent_dim=8, hidden=(16,),
+            num_unroll=3, td_steps=3, replay_size=2000, updates_per_step=0.25)
+
+
+def test_scale_gradient_scales_only_the_gradient():
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    y = mz.scale_gradient(x, 0.5)
+    assert torch.equal(y, x)
+    (y * torch.tensor([3.0, 5.0])).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([1.5, 2.5]))
+
+
+def test_hidden_states_are_scaled_to_the_unit_interval():
+    s = mz.scale_latent(torch.randn(5, 7) * 30)
+    assert torch.allclose(s.amin(-1), torch.zeros(5)) and torch.allclose(s.amax(-1), torch.ones(5))
+
+
+def _batch(B=6, K=3, obs_dim=4, A=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randn(B, obs_dim, generator=g), "actions": torch.randint(0, A, (B, K), generator=g),
+            "target_rewards": torch.rand(B, K + 1, generator=g), "value_prefix": torch.rand(B, K + 1, generator=g),
+            "bootstrap_scale": torch.rand(B, K + 1, generator=g), "bootstrap_obs": torch.randn(B, K + 1, obs_dim,
+                                                                                           generator=g),
+            "bootstrap_stored": torch.rand(B, K + 1, generator=g) * 10,
+            "target_policies": torch.softmax(torch.randn(B, K + 1, A, generator=g), -1),
+            "masks": torch.ones(B, K + 1), "weights": torch.ones(B), "unroll_obs": torch.randn(B, K + 1, obs_dim,
+                                                                                              generator=g),
+            "unroll_seen": torch.ones(B, K + 1)}
+
+
+def test_value_targets_use_stored_values_or_the_target_network():
+    torch.manual_seed(0)
+    net = mz.MuZeroNet(4, 2, 8, (16,), 10)
+    torch.nn.init.normal_(net.value_head[-1].weight)  # a value head that is not zero
+    b = _batch()
+    stored = mz.value_targets(net, b, reanalyse=False)
+    assert torch.allclose(stored, b["value_prefix"] + b["bootstrap_scale"] * b["bootstrap_stored"])
+    fresh = mz.value_targets(net, b, reanalyse=True)
+    with torch.no_grad():
+        v = mz.support_to_scalar(net.initial_inference(b["bootstrap_obs"].reshape(-1, 4))[2], 10).reshape(6, 4)
+    assert torch.allclose(fresh, b["value_prefix"] + b["bootstrap_scale"] * v)
+    assert not torch.allclose(fresh, stored)
+
+
+def test_unroll_loss_is_the_sum_of_the_cross_entropies():
+    torch.manual_seed(1)
+    cfg = mz.MuZeroConfig(num_unroll=3, support_size=10, consistency_loss_weight=0.0, value_loss_weight=0.5)
+    net = mz.MuZeroNet(4, 2, 8, (16,), 10)
+    b = _batch()
+    z = torch.rand(6, 4) * 5
+    loss, v0, parts = mz.unroll_loss(net, b, z, cfg)
+    # the same sums written out step by step (the 1/K scaling touches only gradients)
+    s, p, v = net.initial_inference(b["obs"])
+    total = torch.zeros(6)
+    for k in range(4):
+        if k:
+            s, r, p, v = net.recurrent_inference(s, b["actions"][:, k - 1])
+            total = total - (scalar_to_support(b["target_rewards"][:, k], 10) * torch.log_softmax(r, -1)).sum(-1)
+        total = total - 0.5 * (scalar_to_support(z[:, k], 10) * torch.log_softmax(v, -1)).sum(-1)
+        total = total - (b["target_policies"][:, k] * torch.log_softmax(p, -1)).sum(-1)
+    torch.testing.assert_close(loss, total)
+    assert v0.shape == (6,) and set(parts) >= {"losses/value", "losses/reward", "losses/policy"}
+
+
+def test_bad_config_values_are_refused():
+    with pytest.raises(ConfigError, match="search"):
+        mz.MuZeroConfig(search="mcts")
+    with pytest.raises(ConfigError, match="temperatures"):
+        mz.MuZeroConfig(temperatures=(1.0,), temperature_stages=(0.5,))
+
+
+def test_a_box_action_space_is_refused():
+    with pytest.raises(ConfigError, match="Discrete"):
+        mz.train("Pendulum-v1", mz.MuZeroConfig(**TINY), total_steps=10)
+
+
+@pytest.mark.parametrize("search", ["puct", "gumbel"])
+def test_a_short_run_acts_saves_and_loads(tmp_path, search):
+    torch.set_num_threads(1)
+    agent = mz.train("CartPole-v1", mz.MuZeroConfig(**TINY, search=search), total_steps=120, seed=0)
+    assert agent.meta["n_updates"] == int((120 - 40) * 0.25)
+    obs = np.random.default_rng(0).uniform(-0.05, 0.05, size=(5, 4)).astype(np.float32)
+    actions = agent.act(obs)
+    assert actions.shape == (5,) and set(actions.tolist()) <= {0, 1}
+    agent.save(tmp_path / "mz")
+    loaded = load_agent(tmp_path / "mz")
+    np.testing.assert_array_equal(loaded.act(obs), actions)
+    loaded.model.use_search = False  # the raw policy head
+    assert set(loaded.act(obs).tolist()) <= {0, 1}
+    result = agent.evaluate(2, seed=3)
+    assert len(result.returns) == 2 and all(n >= 8 for n in result.lengths)
