@@ -178,6 +178,15 @@ class AlphaZeroPlanner(nn.Module):
         self.net, self.cfg, self.sim = net, cfg, SIMULATORS[env_id]()
         self.use_search = True
 
+    @torch.no_grad()
+    def explain(self, obs: torch.Tensor):
+        """The deterministic search from each observation, with the raw priors and legal masks: what
+        ``rlworks eval --show-search`` draws."""
+        legal = self.sim.legal(self.sim.from_obs(obs))
+        logits = self.net(obs)[0]
+        prior = (logits if legal is None else logits.masked_fill(~legal, float("-inf"))).softmax(-1)
+        return prior, search(self.net, self.sim, obs, self.cfg, rng=None), legal
+
     def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
             ) -> torch.Tensor:
         if not self.use_search:

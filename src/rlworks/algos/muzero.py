@@ -217,25 +217,51 @@ def search(net: MuZeroNet, obs: torch.Tensor, cfg: MuZeroConfig, *, discount: fl
                        config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha, cfg.exploration_fraction))
 
 
+def legal_rule(env_id: str | None):
+    """``obs -> (B, A) legal mask`` where rlworks knows the env's rules (its board games), else None. MuZero
+    learns the dynamics but, as in the paper (§3, "legal actions at the root come from the environment"),
+    takes the legal moves at the root from the game."""
+    from ..envs.simulators import SIMULATORS
+
+    sim = SIMULATORS.get(env_id or "")
+    if sim is None or sim.players == 1:
+        return None
+    rules = sim()
+    return lambda obs: rules.legal(rules.from_obs(obs))
+
+
 class MuZeroPlanner(nn.Module):
     """The acting module the agent holds: ``act(obs)`` searches with the network (``use_search=False``:
     the raw policy head, to show what the search adds)."""
 
-    def __init__(self, net: MuZeroNet, cfg: MuZeroConfig, discount: float) -> None:
+    def __init__(self, net: MuZeroNet, cfg: MuZeroConfig, discount: float, env_id: str | None = None) -> None:
         super().__init__()
         self.net, self.cfg, self.discount = net, cfg, discount
+        self.legal = legal_rule(env_id)
         self.use_search = True
+
+    @torch.no_grad()
+    def explain(self, obs: torch.Tensor):
+        """The deterministic search from each observation, with the raw priors and legal masks: what
+        ``rlworks eval --show-search`` draws."""
+        legal = None if self.legal is None else self.legal(obs)
+        logits = self.net.initial_inference(obs)[1]
+        prior = (logits if legal is None else logits.masked_fill(~legal, float("-inf"))).softmax(-1)
+        return prior, search(self.net, obs, self.cfg, discount=self.discount, rng=None, legal=legal), legal
 
     def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
             ) -> torch.Tensor:
+        legal = None if self.legal is None else self.legal(obs)
         if not self.use_search:
             logits = self.net.initial_inference(obs)[1]
+            if legal is not None:
+                logits = logits.masked_fill(~legal, float("-inf"))
             if deterministic:
                 return logits.argmax(-1)
             return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
         rng = None if deterministic else np.random.default_rng(
             int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        out = search(self.net, obs, self.cfg, discount=self.discount, rng=rng)
+        out = search(self.net, obs, self.cfg, discount=self.discount, rng=rng, legal=legal)
         if deterministic or self.cfg.search == "gumbel":
             return out.action
         return torch.multinomial(out.policy, 1, generator=generator).squeeze(-1)
@@ -324,7 +350,7 @@ CONFIG, ACTOR, AGENT = MuZeroConfig, "planner", selfplay.SearchAgent
 def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: MuZeroConfig) -> MuZeroPlanner:
     model = MuZeroNet(spec["obs_dim"], spec["act_dim"], cfg.latent_dim, tuple(cfg.hidden), cfg.support_size,
                       cfg.activation)
-    return MuZeroPlanner(model, cfg, net["discount"])
+    return MuZeroPlanner(model, cfg, net["discount"], net.get("legal_rule"))
 
 
 def acting_model(s: selfplay.Session) -> MuZeroPlanner:
@@ -341,7 +367,7 @@ def train(env_id: Any, config: MuZeroConfig | None = None, *, total_steps: int, 
     cfg = config or MuZeroConfig()
     s = selfplay.build_session("muzero", env_id, cfg, seed=seed, total_steps=total_steps, device=device)
     try:
-        s.net = {"discount": s.step_discount()}
+        s.net = {"discount": s.step_discount(), "legal_rule": s.env_id}
         with seeded_init(seed):
             planner = build_actor(s.spec, s.net, cfg).to(s.device)
         s.state = MuZeroState(planner, copy.deepcopy(planner.net).requires_grad_(False),
@@ -349,9 +375,11 @@ def train(env_id: Any, config: MuZeroConfig | None = None, *, total_steps: int, 
         tree = Tree(s.venv.num_envs, s.spec["act_dim"], cfg.num_simulations + 1, (cfg.latent_dim,), device=s.device)
 
         def plan(s: selfplay.Session, obs: np.ndarray):
+            planner = s.state.planner
             with torch.inference_mode():
-                out = search(s.state.planner.net, torch.as_tensor(obs, device=s.device), cfg,
-                             discount=s.net["discount"], rng=s.rng, tree=tree)
+                x = torch.as_tensor(obs, device=s.device)
+                out = search(planner.net, x, cfg, discount=s.net["discount"], rng=s.rng, tree=tree,
+                             legal=None if planner.legal is None else planner.legal(x))
             actions = selfplay.choose_actions(s, out, cfg.search == "gumbel",
                                               temperature(cfg, s.global_step / s.total_steps))
             return actions, out.policy.cpu().numpy(), out.root_value.cpu().numpy()

@@ -386,9 +386,46 @@ def evaluate(args: argparse.Namespace) -> int:
             agent = load(path, device=args.device or "cpu")
         except CheckpointError as exc:
             raise ConfigError(str(exc)) from None
-        res = agent.evaluate(episodes, seed=args.seed, video=args.video)
+        env = None
+        if args.env_kwargs:
+            import gymnasium as gym
+
+            from ..core.envs import parse_env_kwargs
+
+            if not agent.env_id:
+                raise ConfigError("--env-kwargs needs an agent trained on a registered env id")
+            kwargs = {**agent.env_kwargs, **parse_env_kwargs(args.env_kwargs)}
+            env = lambda: gym.make(agent.env_id, **kwargs)  # noqa: E731
+        if args.show_search:
+            print(f"search picture written to {show_search(agent, env, args.seed or 0, args.show_search)}")
+        res = agent.evaluate(episodes, seed=args.seed, video=args.video, env=env() if env else None)
     print(f"{agent.algo} {agent.env_id} step {agent.meta.get('global_step')}: return "
           f"{res.mean_return:.2f} ± {res.std_return:.2f} over {episodes} episodes"
           + (f"; video written to {args.video}" if args.video else ""))
     return 0
+
+
+def show_search(agent, env, seed: int, out: str) -> Path:
+    """Draw the agent's search at the first observation of an episode reset with ``seed``."""
+    import numpy as np
+    import torch
+
+    from ..search.picture import draw_search
+
+    if not hasattr(agent.model, "explain"):
+        raise ConfigError(f"--show-search draws a tree search; {agent.algo} does not search (muzero, alphazero do)")
+    if not out.lower().endswith(".png"):
+        raise ConfigError(f"--show-search {out!r}: the file must end in .png")
+    e = env() if env is not None else agent.env.for_evaluation().make(None)
+    try:
+        obs, _ = e.reset(seed=seed)
+    finally:
+        e.close()
+    x = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
+    prior, result, legal = agent.model.explain(x)
+    return draw_search(prior[0], result.visit_counts[0], result.q_values[0], out,
+                       legal=None if legal is None else legal[0],
+                       title=f"{agent.algo} on {agent.env_id}, step {agent.meta.get('global_step')}: "
+                             f"{int(result.visit_counts[0].sum())} simulations, root value "
+                             f"{float(result.root_value[0]):.2f}")
 

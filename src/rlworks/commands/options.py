@@ -258,6 +258,13 @@ def eval_parser() -> Parser:
                       help="which checkpoint: step-N under RUN_DIR/checkpoints, or best (the best policy of a run "
                            "trained with --eval-every); default: the latest")
     deep.add_argument("--video", metavar="OUT.gif|OUT.mp4", help="record the episodes to a GIF or MP4 file")
+    deep.add_argument("--env-kwargs", nargs="+", metavar="KEY=VALUE",
+                      help="play on the agent's env made with these arguments on top of the run's, e.g. a TicTacToe "
+                           "agent trained by self-play against the perfect player: --env-kwargs opponent=minimax "
+                           "agent_plays=second")
+    deep.add_argument("--show-search", metavar="OUT.png",
+                      help="MuZero/AlphaZero: draw the search at the first observation (prior, visits and Q of each "
+                           "action at the root) to a PNG")
     deep.add_argument("--device", type=device_arg, metavar="DEVICE",
                       help="torch device: cpu, cuda or cuda:N (default cpu)")
     deep.add_argument("--num-threads", type=at_least(1), metavar="N", help="torch CPU threads (default 1)")

@@ -1,0 +1,142 @@
+"""MuZero and AlphaZero learning, seed by seed: CartPole-v1 and TicTacToe (issue 18's learning goals).
+
+Each (algorithm, env, seed) trains with its preset through ``rlworks.train`` and is evaluated every
+``--eval-every`` env steps (``--eval-episodes`` deterministic episodes, searching). A run records each
+evaluation with the wall time since the run began (evaluations included), the final evaluation of the
+agent the API returns, and the training seconds. On TicTacToe (trained by self-play) the returned agent
+also plays ``--games`` games against the random and the perfect (minimax) player, first and second, with
+its search and with its raw policy head.
+
+Results are appended to ``--json`` one line per run; runs already there are skipped, so an interrupted
+sweep resumes. ``--table`` prints what the file holds.
+
+    python benchmarks/search_learning.py --algo muzero --env CartPole-v1 --seeds 0-9
+    python benchmarks/search_learning.py --algo alphazero --env rlworks/TicTacToe-v0 --seeds 0-4
+    python benchmarks/search_learning.py --json benchmarks/results/search-learning.jsonl --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SELF_PLAY = {"rlworks/TicTacToe-v0": {"opponent": "self-play"}}
+
+
+def seeds_arg(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(x) for x in text.split(",")]
+
+
+class Recorder:
+    """A logger that keeps the evaluations with the wall time at which each was logged."""
+
+    def __init__(self) -> None:
+        self.start, self.evals = time.perf_counter(), []
+
+    def log(self, step: int, metrics: dict) -> None:
+        if "eval/mean_return" in metrics:
+            self.evals.append([int(step), float(metrics["eval/mean_return"]), time.perf_counter() - self.start])
+
+    def close(self) -> None:
+        pass
+
+
+def games(agent, n: int) -> dict:
+    import gymnasium as gym
+
+    out = {}
+    for search in (True, False):
+        agent.model.use_search = search
+        for opponent in ("random", "minimax"):
+            for side in ("first", "second"):
+                r = np.array(agent.evaluate(n, seed=10_000, env=lambda o=opponent, s=side: gym.make(
+                    "rlworks/TicTacToe-v0", opponent=o, agent_plays=s)).returns)
+                out[f"{'search' if search else 'policy'}/{opponent}/{side}"] = {
+                    "wins": float(np.mean(r > 0)), "draws": float(np.mean(r == 0)), "losses": float(np.mean(r < 0))}
+    agent.model.use_search = True
+    return out
+
+
+def run_one(algo: str, env: str, seed: int, steps: int | None, eval_every: int, eval_episodes: int, n_games: int,
+            overrides: dict) -> dict:
+    import torch
+
+    import rlworks
+    from rlworks.algos import preset_extras
+
+    torch.set_num_threads(1)
+    total = steps or preset_extras(algo, env).get("total_steps")
+    rec = Recorder()
+    t0 = time.perf_counter()
+    agent = rlworks.train(algo, env, total_steps=total, seed=seed, env_kwargs=SELF_PLAY.get(env), logger=rec,
+                          eval_every=eval_every, eval_episodes=eval_episodes, **overrides)
+    wall = time.perf_counter() - t0
+    row = {"algo": algo, "env": env, "seed": seed, "total_steps": total, "overrides": overrides, "evals": rec.evals,
+           "wall_seconds": wall, "train_seconds": agent.meta.get("train_seconds"),
+           "n_updates": agent.meta.get("n_updates")}
+    if env in SELF_PLAY:
+        row["games"] = games(agent, n_games)
+    else:
+        final = agent.evaluate(eval_episodes, seed=2_000_000)
+        row["final_eval"] = {"mean": final.mean_return, "returns": list(final.returns)}
+    return row
+
+
+def table(rows: list[dict]) -> None:
+    for r in rows:
+        line = f"{r['algo']:9s} {r['env']:22s} seed {r['seed']}: "
+        if "final_eval" in r:
+            at = {s: m for s, m, _ in r["evals"]}
+            first = next((f"{s} steps, {w:.0f} s" for s, m, w in r["evals"] if m >= 195), "never")
+            line += (f"eval@20k {at.get(20000, float('nan')):.1f}, final {r['final_eval']['mean']:.1f}; "
+                     f"first eval >= 195: {first}")
+        else:
+            g = r["games"]
+            line += " ".join(f"{k.split('/', 1)[1]} L{v['losses']:.2f}/D{v['draws']:.2f}" for k, v in g.items()
+                             if k.startswith("search"))
+        print(line + f"  ({r['train_seconds']:.0f} s training)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--algo", default="muzero", choices=("muzero", "alphazero"))
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--seeds", default="0-4", type=seeds_arg)
+    p.add_argument("--steps", type=int, default=None, help="env steps (default: the preset's)")
+    p.add_argument("--eval-every", type=int, default=5000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--games", type=int, default=100, help="TicTacToe games per opponent and side")
+    p.add_argument("--set", nargs="*", default=[], help="config overrides k=v (python literals)")
+    p.add_argument("--json", default="search-learning.jsonl")
+    p.add_argument("--table", action="store_true", help="print the file's results and stop")
+    a = p.parse_args()
+    path = Path(a.json)
+    rows = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    if a.table:
+        table(rows)
+        return
+    import ast
+
+    overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.set)}
+    for seed in a.seeds:
+        key = (a.algo, a.env, seed, a.steps, json.dumps(overrides, sort_keys=True))
+        if any((r["algo"], r["env"], r["seed"], r.get("steps_arg"), json.dumps(r["overrides"], sort_keys=True)) == key
+               for r in rows):
+            continue
+        row = run_one(a.algo, a.env, seed, a.steps, a.eval_every, a.eval_episodes, a.games, overrides)
+        row["steps_arg"] = a.steps
+        with path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        rows.append(row)
+        table([row])
+
+
+if __name__ == "__main__":
+    main()
