@@ -40,11 +40,10 @@ import argparse
 import json
 import time
 
+import lzero
 import numpy as np
 import torch
 from easydict import EasyDict
-
-import lzero
 from lzero.mcts.tree_search.mcts_ctree import MuZeroMCTSCtree
 from lzero.model.muzero_model_mlp import MuZeroModelMLP
 from lzero.policy.scaling_transform import InverseScalarTransform

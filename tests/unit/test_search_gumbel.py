@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlworks.search import (GumbelConfig, RootOutput, StepOutput, considered_visit_sequence, gumbel_noise,
-                            gumbel_search)
+from rlworks.search import GumbelConfig, RootOutput, StepOutput, considered_visit_sequence, gumbel_noise, gumbel_search
 
 
 def bandit(means: torch.Tensor):

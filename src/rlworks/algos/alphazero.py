@@ -41,6 +41,7 @@ from ..search import (
     gumbel_search,
     puct_search,
 )
+from ..search.puct import WALKS
 from . import selfplay
 from .muzero import SEARCHES, temperature
 
@@ -55,6 +56,9 @@ class AlphaZeroConfig:
     """"puct" or "gumbel" (Danihelka et al. 2022)"""
     max_considered_actions: int = 16
     """Gumbel: root actions sequential halving starts with"""
+    walk: str = "auto"
+    """how pUCT walks its trees: "compiled" (numba loops, CPU), "tensor" (torch ops, any device), "auto"
+    (compiled on CPU); the same search either way (search/kernels.py)"""
     pb_c_init: float = 1.25
     """pUCT c1"""
     pb_c_base: float = 19652.0
@@ -105,6 +109,7 @@ class AlphaZeroConfig:
                      "batch_size", "replay_size"):
             check_range(name, getattr(self, name), 1)
         check_choice("search", self.search, SEARCHES)
+        check_choice("walk", self.walk, WALKS)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("backend", self.backend, ("auto", "autograd"))
         check_range("discount", self.discount, 0.0, 1.0)
@@ -167,7 +172,8 @@ def search(net: AlphaZeroNet, sim: Any, obs: torch.Tensor, cfg: AlphaZeroConfig,
         mask = torch.ones_like(logits, dtype=torch.bool) if legal is None else legal
         noise = dirichlet_noise(rng, mask, cfg.dirichlet_alpha).to(logits.dtype)
     return puct_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, root_noise=noise, tree=tree,
-                       config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha, cfg.exploration_fraction))
+                       walk=cfg.walk, config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha,
+                                                        cfg.exploration_fraction))
 
 
 class AlphaZeroPlanner(nn.Module):

@@ -47,6 +47,7 @@ from ..search import (
     gumbel_search,
     puct_search,
 )
+from ..search.puct import WALKS
 from . import selfplay
 
 SEARCHES = ("puct", "gumbel")
@@ -62,6 +63,9 @@ class MuZeroConfig:
     """"puct" (MuZero) or "gumbel" (Gumbel MuZero, Danihelka et al. 2022: better with few simulations)"""
     max_considered_actions: int = 16
     """Gumbel: root actions sequential halving starts with"""
+    walk: str = "auto"
+    """how pUCT walks its trees: "compiled" (numba loops, CPU), "tensor" (torch ops, any device), "auto"
+    (compiled on CPU); the same search either way (search/kernels.py)"""
     pb_c_init: float = 1.25
     """pUCT c1"""
     pb_c_base: float = 19652.0
@@ -126,6 +130,7 @@ class MuZeroConfig:
                      "num_unroll", "td_steps", "batch_size", "replay_size", "target_update_interval"):
             check_range(name, getattr(self, name), 1)
         check_choice("search", self.search, SEARCHES)
+        check_choice("walk", self.walk, WALKS)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("backend", self.backend, ("auto", "autograd"))
         check_range("discount", self.discount, 0.0, 1.0)
@@ -214,7 +219,8 @@ def search(net: MuZeroNet, obs: torch.Tensor, cfg: MuZeroConfig, *, discount: fl
         noise = dirichlet_noise(rng, torch.ones_like(logits, dtype=torch.bool) if legal is None else legal,
                                 cfg.dirichlet_alpha).to(logits.dtype)
     return puct_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, root_noise=noise, tree=tree,
-                       config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha, cfg.exploration_fraction))
+                       walk=cfg.walk, config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha,
+                                                        cfg.exploration_fraction))
 
 
 def legal_rule(env_id: str | None):
