@@ -45,13 +45,15 @@ def test_value_targets_use_stored_values_or_the_target_network():
     net = mz.MuZeroNet(4, 2, 8, (16,), 10)
     torch.nn.init.normal_(net.value_head[-1].weight)  # a value head that is not zero
     b = _batch()
-    stored = mz.value_targets(net, b, reanalyse=False)
+    stored = mz.value_targets(net, b, 0.0)
     assert torch.allclose(stored, b["value_prefix"] + b["bootstrap_scale"] * b["bootstrap_stored"])
-    fresh = mz.value_targets(net, b, reanalyse=True)
+    fresh = mz.value_targets(net, b, 1.0)
     with torch.no_grad():
         v = mz.support_to_scalar(net.initial_inference(b["bootstrap_obs"].reshape(-1, 4))[2], 10).reshape(6, 4)
     assert torch.allclose(fresh, b["value_prefix"] + b["bootstrap_scale"] * v)
     assert not torch.allclose(fresh, stored)
+    half = mz.value_targets(net, b, 0.5)  # the first half of the batch reanalysed, the rest as stored
+    assert torch.allclose(half[:3], fresh[:3]) and torch.allclose(half[3:], stored[3:])
 
 
 def test_unroll_loss_is_the_sum_of_the_cross_entropies():

@@ -10,9 +10,10 @@ policies in, from reward alone.
 * Training (appendix G): unroll K steps from a replayed position; cross-entropy of the value against
   the n-step target z, of the reward against u, of the policy against the search's visit distribution;
   the unrolled steps' losses scaled by 1/K; prioritized replay on |v − z| with importance weights.
-* Reanalyse (Schrittwieser et al. 2021, "MuZero Unplugged"): with ``reanalyse_values`` the bootstrap
-  value of every target is recomputed by the target network from the stored observation instead of the
-  old search's root value (EfficientZero, Ye et al. 2021, does the same with its target model).
+* Reanalyse (Schrittwieser et al. 2021, "MuZero Unplugged"): for a ``reanalyse_fraction`` of the replayed
+  positions the bootstrap values of the targets are recomputed by the target network from the stored
+  observations instead of taken from the old searches' root values (EfficientZero, Ye et al. 2021, does the
+  same with its target model). The policy targets stay those of the search that played the move.
 * Acting: the batched search in ``rlworks.search`` over all envs at once — pUCT with Dirichlet noise and
   a visit-count temperature (appendix B, D), or Gumbel MuZero's sequential halving (``search="gumbel"``).
 
@@ -119,9 +120,9 @@ class MuZeroConfig:
     """environment steps before the first gradient step"""
     target_update_interval: int = 200
     """gradient steps between copies of the target network that values the bootstrap states"""
-    reanalyse_values: bool = True
-    """bootstrap value targets with the target network's value of the stored observation (Reanalyse), not
-    the root value of the search that played the move"""
+    reanalyse_fraction: float = 1.0
+    """fraction of each batch whose bootstrap values the target network recomputes from the stored observations
+    (Reanalyse); the rest use the root value of the search that played the move"""
     backend: str = "autograd"
     """how the update runs: "auto" and "autograd" (the only one so far)"""
 
@@ -137,6 +138,7 @@ class MuZeroConfig:
         check_range("updates_per_step", self.updates_per_step, 0.0, low_open=True)
         check_range("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_range("reanalyse_fraction", self.reanalyse_fraction, 0.0, 1.0)
         if len(self.temperatures) != len(self.temperature_stages) + 1:
             raise ConfigError(f"temperatures={self.temperatures} needs one more entry than temperature_stages="
                               f"{self.temperature_stages}")
@@ -278,14 +280,17 @@ class MuZeroPlanner(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def value_targets(target: MuZeroNet, batch: dict[str, torch.Tensor], reanalyse: bool) -> torch.Tensor:
-    """z (B, K+1) = the n-step reward sum + the discounted bootstrap value (appendix G, eq. 3)."""
+def value_targets(target: MuZeroNet, batch: dict[str, torch.Tensor], fraction: float) -> torch.Tensor:
+    """z (B, K+1) = the n-step reward sum + the discounted bootstrap value (appendix G, eq. 3), the bootstrap
+    value recomputed by ``target`` for the first ``fraction`` of the (randomly drawn) batch."""
     boot = batch["bootstrap_stored"]
-    if reanalyse:
-        B, K1 = boot.shape
+    B, K1 = boot.shape
+    n = round(fraction * B)
+    if n > 0:
         with torch.no_grad():
-            v_logits = target.initial_inference(batch["bootstrap_obs"].reshape(B * K1, -1))[2]
-            boot = support_to_scalar(v_logits, target.support_size).reshape(B, K1)
+            v_logits = target.initial_inference(batch["bootstrap_obs"][:n].reshape(n * K1, -1))[2]
+            fresh = support_to_scalar(v_logits, target.support_size).reshape(n, K1)
+        boot = torch.cat([fresh, boot[n:]])
     return batch["value_prefix"] + batch["bootstrap_scale"] * boot
 
 
@@ -335,7 +340,7 @@ def update(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor]
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One gradient step on a replayed batch; returns |v − z| at the roots (the new priorities)."""
     net = st.planner.net
-    z = value_targets(st.target, batch, cfg.reanalyse_values)
+    z = value_targets(st.target, batch, cfg.reanalyse_fraction)
     loss, v0, parts = unroll_loss(net, batch, z, cfg)
     st.opt.zero_grad(set_to_none=True)
     l2 = cfg.weight_decay * sum(p.square().sum() for p in net.parameters())
