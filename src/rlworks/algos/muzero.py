@@ -85,6 +85,9 @@ class MuZeroConfig:
     """size of the hidden state"""
     hidden: tuple[int, ...] = (64,)
     """hidden layers of each of the five MLPs"""
+    residual_dynamics: bool = True
+    """the dynamics network predicts the change of the hidden state (LightZero's MLP model); False: the next
+    state itself, as the paper's MLP would (on CartPole it then ignores the action: docs/muzero.md)"""
     activation: str = "relu"
     """activation of the MLPs"""
     support_size: int = 25
@@ -164,8 +167,9 @@ class MuZeroNet(nn.Module):
     """h (representation), g (dynamics with its reward head) and f (prediction), each an MLP."""
 
     def __init__(self, obs_dim: int, num_actions: int, latent_dim: int, hidden: tuple[int, ...], support_size: int,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", residual: bool = True) -> None:
         super().__init__()
+        self.residual = residual
         atoms = 2 * support_size + 1
         kw = {"activation": activation, "ortho_init": False}
         self.num_actions, self.support_size = num_actions, support_size
@@ -189,7 +193,7 @@ class MuZeroNet(nn.Module):
         # a residual step (LightZero's MLP model: res_connection_in_dynamics): g only learns the change, which
         # in smooth control is small next to the state (CartPole moves 0.02 s per step)
         delta = self.dynamics(torch.cat([s, F.one_hot(action, self.num_actions).to(s.dtype)], -1))
-        nxt = scale_latent(s + delta)
+        nxt = scale_latent(s + delta if self.residual else delta)
         return nxt, self.reward_head(nxt), self.policy_head(nxt), self.value_head(nxt)
 
 
@@ -360,7 +364,7 @@ CONFIG, ACTOR, AGENT = MuZeroConfig, "planner", selfplay.SearchAgent
 
 def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: MuZeroConfig) -> MuZeroPlanner:
     model = MuZeroNet(spec["obs_dim"], spec["act_dim"], cfg.latent_dim, tuple(cfg.hidden), cfg.support_size,
-                      cfg.activation)
+                      cfg.activation, cfg.residual_dynamics)
     return MuZeroPlanner(model, cfg, net["discount"], net.get("legal_rule"))
 
 
