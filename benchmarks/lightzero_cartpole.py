@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (the wall clock starts before the heavy imports, on purpose)
 """LightZero MuZero on CartPole-v1: wall time (and env steps) until the evaluation mean first reaches 195.
 
 What it measures
@@ -166,12 +167,12 @@ def main():
     from ding.policy import create_policy
     from ding.utils import set_pkg_seed
     from ding.worker import BaseLearner
-    from tensorboardX import SummaryWriter
+    from lzero.entry.utils import calculate_update_per_collect
     from lzero.mcts import MuZeroGameBuffer as GameBuffer
     from lzero.policy import visit_count_temperature
     from lzero.worker import MuZeroCollector as Collector
     from lzero.worker import MuZeroEvaluator as Evaluator
-    from lzero.entry.utils import calculate_update_per_collect
+    from tensorboardX import SummaryWriter
 
     cfg, create_cfg = build_config(a.seed)
     cfg.policy.device = "cpu"

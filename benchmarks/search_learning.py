@@ -104,6 +104,38 @@ def table(rows: list[dict]) -> None:
         print(line + f"  ({r['train_seconds']:.0f} s training)")
 
 
+def markdown(rows: list[dict]) -> str:
+    """The rows as markdown tables (CartPole-style runs and TicTacToe runs apart), with a median line."""
+    out = []
+    cart = [r for r in rows if "final_eval" in r]
+    if cart:
+        marks = sorted({s for r in cart for s, _, _ in r["evals"]})
+        marks = [m for m in marks if m in (5000, 10000, 15000, 20000, 30000, 50000)] or marks
+        out.append("| seed | " + " | ".join(f"eval @ {m // 1000}k" for m in marks)
+                   + " | final (fresh 10 episodes) | first eval ≥ 195: steps, wall s | training s |")
+        out.append("|---" * (len(marks) + 4) + "|")
+        for r in cart:
+            at = {s: m for s, m, _ in r["evals"]}
+            first = next(((s, w) for s, m, w in r["evals"] if m >= 195), None)
+            out.append(f"| {r['seed']} | " + " | ".join(f"{at.get(m, float('nan')):.1f}" for m in marks)
+                       + f" | {r['final_eval']['mean']:.1f} | "
+                       + (f"{first[0]:,}, {first[1]:.0f}" if first else "never") + f" | {r['train_seconds']:.0f} |")
+        med = [np.median([{s: m for s, m, _ in r["evals"]}.get(m, np.nan) for r in cart]) for m in marks]
+        out.append("| **median** | " + " | ".join(f"**{v:.1f}**" for v in med)
+                   + f" | **{np.median([r['final_eval']['mean'] for r in cart]):.1f}** | | |")
+    ttt = [r for r in rows if "games" in r]
+    if ttt:
+        keys = [k for k in ttt[0]["games"]]
+        out.append("")
+        out.append("| seed | " + " | ".join(k.replace("/", " ") for k in keys) + " | training s |")
+        out.append("|---" * (len(keys) + 2) + "|")
+        for r in ttt:
+            g = r["games"]
+            out.append(f"| {r['seed']} | " + " | ".join(f"L {g[k]['losses']:.2f} / D {g[k]['draws']:.2f}" for k in keys)
+                       + f" | {r['train_seconds']:.0f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algo", default="muzero", choices=("muzero", "alphazero"))
@@ -116,11 +148,15 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], help="config overrides k=v (python literals)")
     p.add_argument("--json", default="search-learning.jsonl")
     p.add_argument("--table", action="store_true", help="print the file's results and stop")
+    p.add_argument("--markdown", action="store_true", help="print the file's results as markdown and stop")
     a = p.parse_args()
     path = Path(a.json)
     rows = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
     if a.table:
         table(rows)
+        return
+    if a.markdown:
+        print(markdown(rows))
         return
     import ast
 

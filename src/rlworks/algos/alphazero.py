@@ -23,100 +23,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, check_choice, check_range
+from ..config import ConfigError, check_choice
 from ..core.nets import ACTIVATIONS, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
 from ..core.seeding import seeded_init
 from ..core.support import scalar_to_support, support_to_scalar
 from ..envs.simulators import SIMULATORS
-from ..search import (
-    GumbelConfig,
-    PUCTConfig,
-    RootOutput,
-    StepOutput,
-    Tree,
-    dirichlet_noise,
-    gumbel_noise,
-    gumbel_search,
-    puct_search,
-)
-from ..search.puct import WALKS
+from ..search import RootOutput, StepOutput, Tree
 from . import selfplay
-from .muzero import SEARCHES, temperature
+from .planning import SelfPlayOptions, act_from_search, search_with
 
 
 @dataclass(frozen=True)
-class AlphaZeroConfig:
-    n_envs: int = 8
-    """self-play environments, searched together"""
-    num_simulations: int = 50
-    """simulations per search"""
-    search: str = "puct"
-    """"puct" or "gumbel" (Danihelka et al. 2022)"""
-    max_considered_actions: int = 16
-    """Gumbel: root actions sequential halving starts with"""
-    walk: str = "auto"
-    """how pUCT walks its trees: "compiled" (numba loops, CPU), "tensor" (torch ops, any device), "auto"
-    (compiled on CPU); the same search either way (search/kernels.py)"""
-    pb_c_init: float = 1.25
-    """pUCT c1"""
-    pb_c_base: float = 19652.0
-    """pUCT c2"""
-    dirichlet_alpha: float = 0.3
-    """root noise α while acting in training (chess 0.3)"""
-    exploration_fraction: float = 0.25
-    """root noise weight while acting in training"""
-    temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)
-    """visit-count temperatures for acting in training, one per stage"""
-    temperature_stages: tuple[float, ...] = (0.5, 0.75)
-    """fractions of total_steps at which the next temperature starts"""
-    discount: float = 1.0
-    """γ (1 for board games)"""
+class AlphaZeroConfig(SelfPlayOptions):
+    """AlphaZero's own fields and defaults; the shared ones: ``planning.SelfPlayOptions``."""
+
+    dirichlet_alpha: float = 0.3  # chess's
+    discount: float = 1.0  # board games are undiscounted
+    td_steps: int = 500  # the game's outcome z (the paper); n-step bootstrapping for longer tasks
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    replay_size: int = 50_000
+    per_alpha: float = 0.0  # uniform replay, as the paper
+    learning_starts: int = 500
     hidden: tuple[int, ...] = (128, 128)
     """hidden layers of the network"""
     activation: str = "relu"
     """activation"""
-    support_size: int = 25
-    """S: values live on the atoms −S..S of h(x)"""
-    td_steps: int = 500
-    """n of the value targets; at least the game's length gives the game's outcome (the paper's z)"""
-    batch_size: int = 256
-    """positions per gradient step"""
-    learning_rate: float = 1e-3
-    """Adam step size"""
-    weight_decay: float = 1e-4
-    """c of the L2 term c‖θ‖² added to the loss (paper: 1e-4)"""
-    max_grad_norm: float = 5.0
-    """global gradient-norm clip; 0 disables"""
-    replay_size: int = 50_000
-    """replay capacity in steps"""
-    per_alpha: float = 0.0
-    """priority exponent (0: uniform, as the paper)"""
-    per_beta: float = 1.0
-    """importance-sampling exponent"""
-    updates_per_step: float = 0.25
-    """gradient steps per environment step"""
-    learning_starts: int = 500
-    """environment steps before the first gradient step"""
-    backend: str = "autograd"
-    """how the update runs: "auto" and "autograd" (the only one so far)"""
 
     num_unroll = 0  # the true rules need no learned dynamics: nothing is unrolled (for the shared replay)
 
     def __post_init__(self) -> None:
-        for name in ("n_envs", "num_simulations", "max_considered_actions", "support_size", "td_steps",
-                     "batch_size", "replay_size"):
-            check_range(name, getattr(self, name), 1)
-        check_choice("search", self.search, SEARCHES)
-        check_choice("walk", self.walk, WALKS)
+        self.check()
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_choice("backend", self.backend, ("auto", "autograd"))
-        check_range("discount", self.discount, 0.0, 1.0)
-        check_range("updates_per_step", self.updates_per_step, 0.0, low_open=True)
-        if len(self.temperatures) != len(self.temperature_stages) + 1:
-            raise ConfigError(f"temperatures={self.temperatures} needs one more entry than temperature_stages="
-                              f"{self.temperature_stages}")
 
 
 class AlphaZeroNet(nn.Module):
@@ -163,17 +103,7 @@ def search(net: AlphaZeroNet, sim: Any, obs: torch.Tensor, cfg: AlphaZeroConfig,
         return StepOutput(reward=reward.to(logits.dtype), discount=discount, prior_logits=p_logits, value=value,
                           embedding=nxt, legal=legal)
 
-    if cfg.search == "gumbel":
-        g = None if rng is None else gumbel_noise(rng, tuple(logits.shape), logits.device, logits.dtype)
-        return gumbel_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, gumbel=g, tree=tree,
-                             config=GumbelConfig(max_considered_actions=cfg.max_considered_actions))
-    noise = None
-    if rng is not None and cfg.exploration_fraction > 0:
-        mask = torch.ones_like(logits, dtype=torch.bool) if legal is None else legal
-        noise = dirichlet_noise(rng, mask, cfg.dirichlet_alpha).to(logits.dtype)
-    return puct_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, root_noise=noise, tree=tree,
-                       walk=cfg.walk, config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha,
-                                                        cfg.exploration_fraction))
+    return search_with(cfg, root, recurrent_fn, legal=legal, rng=rng, tree=tree)
 
 
 class AlphaZeroPlanner(nn.Module):
@@ -205,9 +135,7 @@ class AlphaZeroPlanner(nn.Module):
         rng = None if deterministic else np.random.default_rng(
             int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         out = search(self.net, self.sim, obs, self.cfg, rng=rng)
-        if deterministic or self.cfg.search == "gumbel":
-            return out.action
-        return torch.multinomial(out.policy, 1, generator=generator).squeeze(-1)
+        return act_from_search(out, self.cfg.search, deterministic, generator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +213,7 @@ def train(env_id: Any, config: AlphaZeroConfig | None = None, *, total_steps: in
                 out = search(s.state.planner.net, sim, torch.as_tensor(obs, device=s.device), cfg, rng=s.rng,
                              tree=tree)
             actions = selfplay.choose_actions(s, out, cfg.search == "gumbel",
-                                              temperature(cfg, s.global_step / s.total_steps))
+                                              cfg.temperature(s.global_step / s.total_steps))
             return actions, out.policy.cpu().numpy(), out.root_value.cpu().numpy()
 
         def value(s: selfplay.Session, obs: np.ndarray) -> np.ndarray:
@@ -293,14 +221,7 @@ def train(env_id: Any, config: AlphaZeroConfig | None = None, *, total_steps: in
                 return s.state.planner.net.value(torch.as_tensor(obs, device=s.device)).cpu().numpy()
 
         def learn(s: selfplay.Session, n: int) -> dict[str, torch.Tensor]:
-            st, metrics = s.state, {}
-            for _ in range(n):
-                b = s.replay.sample(cfg.batch_size)
-                batch = {k: torch.as_tensor(v, device=s.device) for k, v in b.items() if k != "legal"}
-                prio, metrics = update(st, cfg, batch)
-                s.replay.update_priorities(b["indices"], prio.detach().cpu().numpy())
-                st.n_updates += 1
-            return metrics
+            return selfplay.learn_rounds(s, n, update)
 
         return selfplay.run(s, plan, learn, value, run or RunContext())
     finally:

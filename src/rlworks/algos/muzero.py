@@ -31,56 +31,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, check_choice, check_range
+from ..config import check_choice, check_range
 from ..core.nets import ACTIVATIONS, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
 from ..core.seeding import seeded_init
 from ..core.support import scalar_to_support, support_to_scalar
-from ..search import (
-    GumbelConfig,
-    PUCTConfig,
-    RootOutput,
-    StepOutput,
-    Tree,
-    dirichlet_noise,
-    gumbel_noise,
-    gumbel_search,
-    puct_search,
-)
-from ..search.puct import WALKS
+from ..search import RootOutput, StepOutput, Tree
 from . import selfplay
-
-SEARCHES = ("puct", "gumbel")
+from .planning import SelfPlayOptions, act_from_search, search_with
 
 
 @dataclass(frozen=True)
-class MuZeroConfig:
-    n_envs: int = 8
-    """self-play environments, searched together (one batched search per step)"""
-    num_simulations: int = 50
-    """simulations per search"""
-    search: str = "puct"
-    """"puct" (MuZero) or "gumbel" (Gumbel MuZero, Danihelka et al. 2022: better with few simulations)"""
-    max_considered_actions: int = 16
-    """Gumbel: root actions sequential halving starts with"""
-    walk: str = "auto"
-    """how pUCT walks its trees: "compiled" (numba loops, CPU), "tensor" (torch ops, any device), "auto"
-    (compiled on CPU); the same search either way (search/kernels.py)"""
-    pb_c_init: float = 1.25
-    """pUCT c1"""
-    pb_c_base: float = 19652.0
-    """pUCT c2"""
-    dirichlet_alpha: float = 0.25
-    """root noise α while acting in training"""
-    exploration_fraction: float = 0.25
-    """root noise weight while acting in training"""
-    temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)
-    """visit-count temperatures for acting in training, one per stage (muzero-general's schedule)"""
-    temperature_stages: tuple[float, ...] = (0.5, 0.75)
-    """fractions of total_steps at which the next temperature starts (one fewer than temperatures)"""
-    discount: float = 0.997
-    """γ"""
+class MuZeroConfig(SelfPlayOptions):
+    """MuZero's own fields; self-play, search, replay and optimiser fields: ``planning.SelfPlayOptions``."""
+
     latent_dim: int = 64
     """size of the hidden state"""
     hidden: tuple[int, ...] = (64,)
@@ -90,20 +55,8 @@ class MuZeroConfig:
     state itself, as the paper's MLP would (on CartPole it then ignores the action: docs/muzero.md)"""
     activation: str = "relu"
     """activation of the MLPs"""
-    support_size: int = 25
-    """S: values and rewards live on the atoms −S..S of h(x); h⁻¹(25) ≈ 700"""
     num_unroll: int = 5
     """K: dynamics steps unrolled in training"""
-    td_steps: int = 10
-    """n of the n-step value targets"""
-    batch_size: int = 128
-    """positions per gradient step"""
-    learning_rate: float = 3e-3
-    """Adam step size"""
-    weight_decay: float = 1e-4
-    """c of the L2 term c‖θ‖² added to the loss (appendix G: 1e-4)"""
-    max_grad_norm: float = 5.0
-    """global gradient-norm clip; 0 disables"""
     value_loss_weight: float = 0.25
     """weight of the value loss (MuZero Reanalyze: 0.25)"""
     consistency_loss_weight: float = 2.0
@@ -111,40 +64,18 @@ class MuZeroConfig:
     state sᵏ should match the encoder's state for the observation it stands for, h(o_{t+k}) (stop-gradient).
     Compared directly in the latent space, as TD-MPC does (Hansen et al. 2022), not through EfficientZero's
     SimSiam heads, which left the dynamics ignoring the action on CartPole (docs/muzero.md); 0 turns it off"""
-    replay_size: int = 100_000
-    """replay capacity in steps (whole games are dropped when full)"""
-    per_alpha: float = 0.5
-    """priority exponent α (0: uniform replay)"""
-    per_beta: float = 1.0
-    """importance-sampling exponent β"""
-    updates_per_step: float = 0.25
-    """gradient steps per environment step (the replay ratio)"""
-    learning_starts: int = 1000
-    """environment steps before the first gradient step"""
     target_update_interval: int = 200
     """gradient steps between copies of the target network that values the bootstrap states"""
     reanalyse_fraction: float = 1.0
     """fraction of each batch whose bootstrap values the target network recomputes from the stored observations
     (Reanalyse); the rest use the root value of the search that played the move"""
-    backend: str = "autograd"
-    """how the update runs: "auto" and "autograd" (the only one so far)"""
 
     def __post_init__(self) -> None:
-        for name in ("n_envs", "num_simulations", "max_considered_actions", "latent_dim", "support_size",
-                     "num_unroll", "td_steps", "batch_size", "replay_size", "target_update_interval"):
+        self.check()
+        for name in ("latent_dim", "num_unroll", "target_update_interval"):
             check_range(name, getattr(self, name), 1)
-        check_choice("search", self.search, SEARCHES)
-        check_choice("walk", self.walk, WALKS)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_choice("backend", self.backend, ("auto", "autograd"))
-        check_range("discount", self.discount, 0.0, 1.0)
-        check_range("updates_per_step", self.updates_per_step, 0.0, low_open=True)
-        check_range("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
-        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_range("reanalyse_fraction", self.reanalyse_fraction, 0.0, 1.0)
-        if len(self.temperatures) != len(self.temperature_stages) + 1:
-            raise ConfigError(f"temperatures={self.temperatures} needs one more entry than temperature_stages="
-                              f"{self.temperature_stages}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,8 +135,8 @@ class MuZeroNet(nn.Module):
 
 def search(net: MuZeroNet, obs: torch.Tensor, cfg: MuZeroConfig, *, discount: float, rng: np.random.Generator | None,
            tree: Tree | None = None, legal: torch.Tensor | None = None):
-    """One batched search from each observation; ``rng`` adds the training-time root noise (Dirichlet for
-    pUCT, Gumbel draws for Gumbel MuZero), none for evaluation."""
+    """One batched search from each observation, the network as the model; ``rng`` adds the training-time root
+    noise, none for evaluation."""
     S = net.support_size
     s0, logits, v_logits = net.initial_inference(obs)
     root = RootOutput(prior_logits=logits, value=support_to_scalar(v_logits, S), embedding=s0)
@@ -216,17 +147,7 @@ def search(net: MuZeroNet, obs: torch.Tensor, cfg: MuZeroConfig, *, discount: fl
         return StepOutput(reward=support_to_scalar(r_logits, S), discount=gamma, prior_logits=p_logits,
                           value=support_to_scalar(v, S), embedding=nxt)
 
-    if cfg.search == "gumbel":
-        g = None if rng is None else gumbel_noise(rng, tuple(logits.shape), logits.device, logits.dtype)
-        return gumbel_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, gumbel=g, tree=tree,
-                             config=GumbelConfig(max_considered_actions=cfg.max_considered_actions))
-    noise = None
-    if rng is not None and cfg.exploration_fraction > 0:
-        noise = dirichlet_noise(rng, torch.ones_like(logits, dtype=torch.bool) if legal is None else legal,
-                                cfg.dirichlet_alpha).to(logits.dtype)
-    return puct_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, root_noise=noise, tree=tree,
-                       walk=cfg.walk, config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha,
-                                                        cfg.exploration_fraction))
+    return search_with(cfg, root, recurrent_fn, legal=legal, rng=rng, tree=tree)
 
 
 def legal_rule(env_id: str | None):
@@ -274,9 +195,7 @@ class MuZeroPlanner(nn.Module):
         rng = None if deterministic else np.random.default_rng(
             int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         out = search(self.net, obs, self.cfg, discount=self.discount, rng=rng, legal=legal)
-        if deterministic or self.cfg.search == "gumbel":
-            return out.action
-        return torch.multinomial(out.policy, 1, generator=generator).squeeze(-1)
+        return act_from_search(out, self.cfg.search, deterministic, generator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,10 +291,6 @@ def acting_model(s: selfplay.Session) -> MuZeroPlanner:
     return s.state.planner
 
 
-def temperature(cfg: MuZeroConfig, progress: float) -> float:
-    return cfg.temperatures[sum(progress >= f for f in cfg.temperature_stages)]
-
-
 def train(env_id: Any, config: MuZeroConfig | None = None, *, total_steps: int, seed: int = 0, device: str = "cpu",
           run: RunContext | None = None) -> selfplay.SearchAgent:
     """Train MuZero on ``env_id`` (Discrete actions) for ``total_steps`` environment steps."""
@@ -396,7 +311,7 @@ def train(env_id: Any, config: MuZeroConfig | None = None, *, total_steps: int, 
                 out = search(planner.net, x, cfg, discount=s.net["discount"], rng=s.rng, tree=tree,
                              legal=None if planner.legal is None else planner.legal(x))
             actions = selfplay.choose_actions(s, out, cfg.search == "gumbel",
-                                              temperature(cfg, s.global_step / s.total_steps))
+                                              cfg.temperature(s.global_step / s.total_steps))
             return actions, out.policy.cpu().numpy(), out.root_value.cpu().numpy()
 
         def value(s: selfplay.Session, obs: np.ndarray) -> np.ndarray:
@@ -404,17 +319,12 @@ def train(env_id: Any, config: MuZeroConfig | None = None, *, total_steps: int, 
                 v = s.state.planner.net.initial_inference(torch.as_tensor(obs, device=s.device))[2]
                 return support_to_scalar(v, cfg.support_size).cpu().numpy()
 
+        def sync_target(s: selfplay.Session) -> None:
+            if s.state.n_updates % cfg.target_update_interval == 0:
+                s.state.target.load_state_dict(s.state.planner.net.state_dict())
+
         def learn(s: selfplay.Session, n: int) -> dict[str, torch.Tensor]:
-            st, metrics = s.state, {}
-            for _ in range(n):
-                b = s.replay.sample(cfg.batch_size)
-                batch = {k: torch.as_tensor(v, device=s.device) for k, v in b.items() if k != "legal"}
-                prio, metrics = update(st, cfg, batch)
-                s.replay.update_priorities(b["indices"], prio.detach().cpu().numpy())
-                st.n_updates += 1
-                if st.n_updates % cfg.target_update_interval == 0:
-                    st.target.load_state_dict(st.planner.net.state_dict())
-            return metrics
+            return selfplay.learn_rounds(s, n, update, after=sync_target)
 
         return selfplay.run(s, plan, learn, value, run or RunContext())
     finally:

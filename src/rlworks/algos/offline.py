@@ -14,7 +14,6 @@ This is plumbing, not a base class: networks, losses and updates stay in each al
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source
 from ..core.evaluation import PeriodicEvaluator
-from ..core.guards import NonFiniteError, check_module
+from ..core.guards import check_losses, check_module
 from ..core.run import RunContext, StopSignals, TrainingInterrupted
 from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
@@ -266,9 +265,7 @@ def run(s: Session, update: UpdateFn, ctx: RunContext,
             step = s.global_step
             if step - last_logged >= log_every or step >= end:
                 out = {k: float(v) for k, v in metrics.items()}
-                for k, v in out.items():
-                    if k.startswith("losses/") and not math.isfinite(v):
-                        raise NonFiniteError("loss", f"{k} = {v} at step {step}")
+                check_losses(out, step)
                 out["perf/ups"] = ups_steps / max(ups_time, 1e-9)
                 logger.log(step, out)
                 last_logged, ups_steps, ups_time = step, 0, 0.0

@@ -8,7 +8,6 @@ This is plumbing, not a base class: networks, losses and update rules stay in ea
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -26,11 +25,11 @@ from ..config import ConfigError
 from ..core import features
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source
-from ..core.guards import NonFiniteError, QGuard, check_array, check_module
+from ..core.guards import QGuard, check_array, check_losses, check_module
 from ..core.optim import eager
 from ..core.replay import Batch as ReplayBatch
 from ..core.replay import ReplayBuffer
-from ..core.run import RunContext, StopSignals, TrainingInterrupted
+from ..core.run import RunContext, StopSignals
 from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
@@ -308,9 +307,7 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, on_done
                 if callable(metrics):
                     metrics = metrics()
                 out = {k: float(v) for k, v in metrics.items()}
-                for k, v in out.items():
-                    if k.startswith("losses/") and not math.isfinite(v):
-                        raise NonFiniteError("loss", f"{k} = {v} at step {step}")
+                check_losses(out, step)
                 check_module("parameter", getattr(s.state, s.actor))
                 guard.check(step, out)
                 out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
@@ -319,15 +316,7 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, on_done
                 out["perf/ups"] = sps_updates / max(sps_time, 1e-9)
                 logger.log(step, out)
                 last_logged, sps_steps, sps_time, sps_updates = step, 0, 0.0, 0
-            every = ctx.checkpoint_every
-            saved = None
-            if ctx.checkpoint_dir is not None and ((every and step // every > prev // every) or step >= end):
-                saved = _save(s, ctx, step)
-            if stop.signum is not None:
-                if ctx.checkpoint_dir is not None and saved is None:
-                    saved = _save(s, ctx, step)
-                raise TrainingInterrupted(stop.signum, step, saved)
-            if ctx.callback is not None and ctx.callback(s):
+            if ctx.after_step(s, stop, step, prev, end, lambda at: _save(s, ctx, at)):
                 break
     agent = s.agent()
     agent.meta["train_seconds"] = train_time

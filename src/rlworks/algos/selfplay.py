@@ -31,14 +31,32 @@ from ..config import ConfigError
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source
 from ..core.evaluation import EvalResult, evaluate_lockstep
-from ..core.guards import NonFiniteError, check_array
-from ..core.run import RunContext, StopSignals, TrainingInterrupted
+from ..core.guards import check_array, check_losses
+from ..core.run import RunContext, StopSignals
 from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
-from ..search import visit_policy
+from ..search import (
+    visit_policy,
+)
 from .agent import OffPolicyAgent
 from .games import GameHistory, GameReplay
+
+
+def learn_rounds(s: Session, n: int, update: Callable[[Any, Any, dict[str, torch.Tensor]], tuple[torch.Tensor, dict]],
+                 after: Callable[[Session], None] | None = None) -> dict[str, torch.Tensor]:
+    """``n`` gradient steps: sample a batch of positions with their targets, ``update(state, config, batch)``
+    (which returns the new priorities), write the priorities back; ``after(s)`` after each step."""
+    metrics: dict[str, torch.Tensor] = {}
+    for _ in range(n):
+        b = s.replay.sample(s.config.batch_size)
+        batch = {k: torch.as_tensor(v, device=s.device) for k, v in b.items() if k != "legal"}
+        priorities, metrics = update(s.state, s.config, batch)
+        s.replay.update_priorities(b["indices"], priorities.detach().cpu().numpy())
+        s.state.n_updates += 1
+        if after is not None:
+            after(s)
+    return metrics
 
 
 class SearchAgent(OffPolicyAgent):
@@ -194,24 +212,14 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
             step = s.global_step
             if step - last_logged >= log_every or step >= end:
                 out = {k: float(v.detach()) for k, v in metrics.items()}
-                for k, v in out.items():
-                    if k.startswith("losses/") and not math.isfinite(v):
-                        raise NonFiniteError("loss", f"{k} = {v} at step {step}")
+                check_losses(out, step)
                 out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
                 out["charts/episodic_length"] = float(np.mean(lengths)) if lengths else float("nan")
                 out["perf/sps"] = sps_steps / max(sps_time, 1e-9)
                 out["perf/ups"] = sps_updates / max(sps_time, 1e-9)
                 logger.log(step, out)
                 last_logged, sps_steps, sps_time, sps_updates = step, 0, 0.0, 0
-            every = ctx.checkpoint_every
-            saved = None
-            if ctx.checkpoint_dir is not None and ((every and step // every > prev // every) or step >= end):
-                saved = _save(s, ctx, step)
-            if stop.signum is not None:
-                if ctx.checkpoint_dir is not None and saved is None:
-                    saved = _save(s, ctx, step)
-                raise TrainingInterrupted(stop.signum, step, saved)
-            if ctx.callback is not None and ctx.callback(s):
+            if ctx.after_step(s, stop, step, prev, end, lambda at: _save(s, ctx, at)):
                 break
     agent = s.agent()
     agent.meta["train_seconds"] = train_time

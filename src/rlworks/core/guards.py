@@ -8,6 +8,7 @@ critic's Q-values leave the range the rewards allow: finite, but diverging.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -35,6 +36,13 @@ def check_array(origin: str, x: np.ndarray, where: str = "") -> None:
 def check_tensor(origin: str, x: torch.Tensor, where: str = "") -> None:
     if not bool(torch.isfinite(x).all()):
         raise NonFiniteError(origin, f"{where} contains NaN/inf".strip())
+
+
+def check_losses(metrics: dict[str, float], step: int) -> None:
+    """Raise ``NonFiniteError`` if a logged ``losses/...`` value is NaN or infinite."""
+    for k, v in metrics.items():
+        if k.startswith("losses/") and not math.isfinite(v):
+            raise NonFiniteError("loss", f"{k} = {v} at step {step}")
 
 
 def check_module(origin: str, module: torch.nn.Module) -> None:

@@ -50,6 +50,21 @@ class RunContext:
     def every(self, default: int) -> int:
         return default if self.log_every is None else int(self.log_every)
 
+    def after_step(self, session: Any, stop: StopSignals, step: int, prev: int, end: int,
+                   save: Callable[[int], Path]) -> bool:
+        """What a training loop does after each step that took it from ``prev`` to ``step`` env steps (of
+        ``end``): a checkpoint with ``save(step)`` when one is due (every ``checkpoint_every`` steps and at the
+        end); on SIGINT/SIGTERM a checkpoint, then ``TrainingInterrupted``; then the callback. True: stop."""
+        every = self.checkpoint_every
+        saved = None
+        if self.checkpoint_dir is not None and ((every and step // every > prev // every) or step >= end):
+            saved = save(step)
+        if stop.signum is not None:
+            if self.checkpoint_dir is not None and saved is None:
+                saved = save(step)
+            raise TrainingInterrupted(stop.signum, step, saved)
+        return self.callback is not None and bool(self.callback(session))
+
 
 class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped a training loop once its current step was done and checkpointed.

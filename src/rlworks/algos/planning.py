@@ -1,0 +1,131 @@
+"""What MuZero and AlphaZero share about planning: their common config fields (self-play, search, replay,
+optimiser), the configured search (pUCT or Gumbel, with the training-time root noise), and acting from it.
+The self-play loop and its checkpoints are in ``algos/selfplay.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, check_choice, check_range
+from ..search import (
+    GumbelConfig,
+    PUCTConfig,
+    RecurrentFn,
+    RootOutput,
+    SearchResult,
+    Tree,
+    dirichlet_noise,
+    gumbel_noise,
+    gumbel_search,
+    puct_search,
+)
+from ..search.puct import WALKS
+
+SEARCHES = ("puct", "gumbel")
+
+
+@dataclass(frozen=True)
+class SelfPlayOptions:
+    """The config fields MuZero and AlphaZero share: self-play, the search, the replay and the optimiser."""
+
+    n_envs: int = 8
+    """self-play environments, searched together (one batched search per step)"""
+    num_simulations: int = 50
+    """simulations per search"""
+    search: str = "puct"
+    """"puct" (MuZero's pUCT) or "gumbel" (Gumbel MuZero, Danihelka et al. 2022: better with few simulations)"""
+    max_considered_actions: int = 16
+    """Gumbel: root actions sequential halving starts with"""
+    walk: str = "auto"
+    """how pUCT walks its trees: "compiled" (numba loops, CPU), "tensor" (torch ops, any device), "auto"
+    (compiled on CPU); the same search either way (search/kernels.py)"""
+    pb_c_init: float = 1.25
+    """pUCT c1"""
+    pb_c_base: float = 19652.0
+    """pUCT c2"""
+    dirichlet_alpha: float = 0.25
+    """root noise α while acting in training (Atari 0.25, chess 0.3)"""
+    exploration_fraction: float = 0.25
+    """root noise weight while acting in training"""
+    temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)
+    """visit-count temperatures for acting in training, one per stage (muzero-general's schedule)"""
+    temperature_stages: tuple[float, ...] = (0.5, 0.75)
+    """fractions of total_steps at which the next temperature starts (one fewer than temperatures)"""
+    discount: float = 0.997
+    """γ"""
+    support_size: int = 25
+    """S: values (and MuZero's rewards) live on the atoms −S..S of h(x) (core/support.py); h⁻¹(25) ≈ 700"""
+    td_steps: int = 10
+    """n of the n-step value targets; at least a game's length gives its outcome"""
+    batch_size: int = 128
+    """positions per gradient step"""
+    learning_rate: float = 3e-3
+    """Adam step size"""
+    weight_decay: float = 1e-4
+    """c of the L2 term c‖θ‖² added to the loss (MuZero appendix G, AlphaZero "Methods": 1e-4)"""
+    max_grad_norm: float = 5.0
+    """global gradient-norm clip; 0 disables"""
+    replay_size: int = 100_000
+    """replay capacity in steps (whole games are dropped when full)"""
+    per_alpha: float = 0.5
+    """priority exponent α (0: uniform replay)"""
+    per_beta: float = 1.0
+    """importance-sampling exponent β"""
+    updates_per_step: float = 0.25
+    """gradient steps per environment step (the replay ratio)"""
+    learning_starts: int = 1000
+    """environment steps before the first gradient step"""
+    backend: str = "autograd"
+    """how the update runs: "auto" and "autograd" (the only one so far)"""
+
+    def check(self) -> None:
+        """The shared fields' checks (each config's ``__post_init__`` calls this, then its own)."""
+        for name in ("n_envs", "num_simulations", "max_considered_actions", "support_size", "td_steps",
+                     "batch_size", "replay_size"):
+            check_range(name, getattr(self, name), 1)
+        check_choice("search", self.search, SEARCHES)
+        check_choice("walk", self.walk, WALKS)
+        check_choice("backend", self.backend, ("auto", "autograd"))
+        check_range("discount", self.discount, 0.0, 1.0)
+        check_range("updates_per_step", self.updates_per_step, 0.0, low_open=True)
+        check_range("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
+        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+        if len(self.temperatures) != len(self.temperature_stages) + 1:
+            raise ConfigError(f"temperatures={self.temperatures} needs one more entry than temperature_stages="
+                              f"{self.temperature_stages}")
+
+    def temperature(self, progress: float) -> float:
+        """The acting temperature at ``progress`` (a fraction of total_steps)."""
+        return self.temperatures[sum(progress >= f for f in self.temperature_stages)]
+
+
+def search_with(cfg: SelfPlayOptions, root: RootOutput, recurrent_fn: RecurrentFn, *, legal: torch.Tensor | None,
+                rng: np.random.Generator | None, tree: Tree | None = None) -> SearchResult:
+    """The configured search from ``root``; ``rng`` adds the training-time root noise (Dirichlet for pUCT,
+    Gumbel draws for Gumbel MuZero), none for evaluation."""
+    logits = root.prior_logits
+    if cfg.search == "gumbel":
+        g = None if rng is None else gumbel_noise(rng, tuple(logits.shape), logits.device, logits.dtype)
+        return gumbel_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, gumbel=g, tree=tree,
+                             config=GumbelConfig(max_considered_actions=cfg.max_considered_actions))
+    noise = None
+    if rng is not None and cfg.exploration_fraction > 0:
+        mask = torch.ones_like(logits, dtype=torch.bool) if legal is None else legal
+        noise = dirichlet_noise(rng, mask, cfg.dirichlet_alpha).to(logits.dtype)
+    return puct_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, root_noise=noise, tree=tree,
+                       walk=cfg.walk, config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha,
+                                                        cfg.exploration_fraction))
+
+
+def act_from_search(out: SearchResult, search: str, deterministic: bool, generator: torch.Generator | None
+                    ) -> torch.Tensor:
+    """An agent's action from its search: the search's choice, or (``deterministic=False`` with pUCT) a draw
+    from the visit distribution."""
+    if deterministic or search == "gumbel":
+        return out.action
+    return torch.multinomial(out.policy, 1, generator=generator).squeeze(-1)
+
+
