@@ -43,8 +43,9 @@ _LINES = tuple(tuple(int(c) for c in line) for line in LINES)  # plain ints: the
 STATE_SIZE = 12
 
 
-class IllegalActionError(ValueError):
-    """A move onto an occupied cell, off the board, or after the game has ended."""
+class IllegalActionError(ConfigError):
+    """A move onto an occupied cell, off the board, or after the game has ended. A ``ConfigError`` (so a
+    ``ValueError``): bad input from the user's policy, which the CLI reports in one line with exit code 2."""
 
 
 def winner(board: Sequence[int]) -> int:
