@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 # torch first, pinned: a looser pin with no torch installed would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test test-all lint bench install install-dev chromium clean
+.PHONY: run test test-all lint bench install install-dev chromium clean lightzero-venv
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,16 @@ bench: install-dev
 	$(VENV)/bin/rlworks bench --vs sb3 --algo ppo --config best
 	$(VENV)/bin/rlworks bench --vs sb3 --algo dqn
 	$(VENV)/bin/rlworks bench --vs sb3 --algo sac
+
+# LightZero 0.2.0, the MuZero peer (benchmarks/search_vs_lightzero.py, benchmarks/lightzero_cartpole.py): its pins
+# (gym 0.25, gymnasium 0.28, numpy<2, DI-engine's setuptools<=66 against torch 2.13's >=77) cannot live beside
+# rlworks' stack, so it gets a venv of its own, .lzvenv, installed the way benchmarks/lightzero_notes.md records.
+LZVENV := .lzvenv
+lightzero-venv:
+	test -x $(LZVENV)/bin/python || $(PYTHON) -m venv $(LZVENV)
+	$(LZVENV)/bin/python -m pip install -q $(TORCH)
+	$(LZVENV)/bin/python -m pip install -q --no-deps LightZero==0.2.0 DI-engine==0.5.3
+	$(LZVENV)/bin/python -m pip install -q -c benchmarks/lightzero-constraints.txt -r benchmarks/lightzero-requirements.txt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

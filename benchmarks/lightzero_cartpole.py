@@ -24,7 +24,7 @@ How to run
 ----------
 LightZero lives in its own venv (it pins gym 0.25.1 / gymnasium 0.28 / numpy<2 / DI-engine)::
 
-    nice -n 10 /work/lzvenv/bin/python benchmarks/lightzero_cartpole.py --seed 0 \
+    nice -n 10 .lzvenv/bin/python benchmarks/lightzero_cartpole.py --seed 0 \
         --max-env-steps 50000 --max-minutes 60 --out benchmarks/results/lightzero_cartpole_s0.jsonl
 
 LightZero's own run files (compiled config, text logs, tensorboard events, checkpoints) go to

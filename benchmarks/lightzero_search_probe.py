@@ -29,9 +29,9 @@ How to run
 ----------
 LightZero needs its own venv (it pins gym 0.25.1 / gymnasium 0.28.0 / numpy<2 / DI-engine):
 
-    /work/lzvenv/bin/python benchmarks/lightzero_search_probe.py            # B=64 and B=256
-    /work/lzvenv/bin/python benchmarks/lightzero_search_probe.py --roots 64 --seconds 10
-    /work/lzvenv/bin/python benchmarks/lightzero_search_probe.py --latent 128   # CartPole config width
+    .lzvenv/bin/python benchmarks/lightzero_search_probe.py            # B=64 and B=256
+    .lzvenv/bin/python benchmarks/lightzero_search_probe.py --roots 64 --seconds 10
+    .lzvenv/bin/python benchmarks/lightzero_search_probe.py --latent 128   # CartPole config width
 
 One JSON line is printed per batch size.
 """

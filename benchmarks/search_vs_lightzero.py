@@ -8,7 +8,7 @@ with MuZero's MLP network (``algos/muzero.py``) at the sizes LightZero's probe u
 ``benchmarks/lightzero_search_probe.py`` (its ``MuZeroMCTSCtree`` and its ``MuZeroModelMLP``) in its own venv,
 in the same run, alternating. One torch thread each; run it with nothing else busy.
 
-    python benchmarks/search_vs_lightzero.py --lightzero-python /work/lzvenv/bin/python
+    python benchmarks/search_vs_lightzero.py --lightzero-python .lzvenv/bin/python
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main() -> None:
     p.add_argument("--simulations", type=int, default=50)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds per library")
-    p.add_argument("--lightzero-python", default="/work/lzvenv/bin/python",
+    p.add_argument("--lightzero-python", default=".lzvenv/bin/python",
                    help="the python of a venv with LightZero 0.2.0 (benchmarks/lightzero_notes.md)")
     p.add_argument("--json", default=None, help="append the results there")
     a = p.parse_args()

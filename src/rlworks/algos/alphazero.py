@@ -151,7 +151,8 @@ def loss_fn(net: AlphaZeroNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Te
     value = -(scalar_to_support(z, net.support_size) * F.log_softmax(v_logits, -1)).sum(-1)
     policy = -(batch["target_policies"][:, 0] * F.log_softmax(logits, -1).clamp(min=-1e4)).sum(-1)
     v = support_to_scalar(v_logits.detach(), net.support_size)
-    return value + policy, (v - z).abs(), {"losses/value": value.mean(), "losses/policy": policy.mean()}
+    parts = {"losses/value": value.detach().mean(), "losses/policy": policy.detach().mean()}
+    return value + policy, (v - z).abs(), parts
 
 
 @dataclass

@@ -247,8 +247,8 @@ def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor,
         reward = reward + scale_gradient(ce(r_logits, scalar_to_support(batch["target_rewards"][:, k], S)), 1 / K)
         policy = policy + scale_gradient(ce(p_logits, batch["target_policies"][:, k]) * batch["masks"][:, k], 1 / K)
     loss = cfg.value_loss_weight * value + reward + policy + cfg.consistency_loss_weight * consistency
-    return loss, v0, {"losses/value": value.mean(), "losses/reward": reward.mean(), "losses/policy": policy.mean(),
-                      "losses/consistency": consistency.mean()}
+    parts = {"losses/value": value, "losses/reward": reward, "losses/policy": policy, "losses/consistency": consistency}
+    return loss, v0, {k: v.detach().mean() for k, v in parts.items()}  # detached: a logged metric holds no graph
 
 
 @dataclass
