@@ -25,4 +25,5 @@ def test_alphazero_learns_tictactoe_by_self_play():
 def test_muzero_learns_cartpole():
     torch.set_num_threads(1)
     agent = rlworks.train("muzero", "CartPole-v1", total_steps=8000, seed=0)
-    assert agent.evaluate(5, seed=100).mean_return >= 150
+    # 158.0 on this seed (a policy that does not balance: about 20); the bar leaves room for other CPUs' rounding
+    assert agent.evaluate(5, seed=100).mean_return >= 100
