@@ -397,6 +397,8 @@ def evaluate(args: argparse.Namespace) -> int:
             kwargs = {**agent.env_kwargs, **parse_env_kwargs(args.env_kwargs)}
             env = lambda: gym.make(agent.env_id, **kwargs)  # noqa: E731
         if args.show_search:
+            from .show_search import show_search
+
             print(f"search picture written to {show_search(agent, env, args.seed or 0, args.show_search)}")
         res = agent.evaluate(episodes, seed=args.seed, video=args.video, env=env() if env else None)
     print(f"{agent.algo} {agent.env_id} step {agent.meta.get('global_step')}: return "
@@ -404,28 +406,4 @@ def evaluate(args: argparse.Namespace) -> int:
           + (f"; video written to {args.video}" if args.video else ""))
     return 0
 
-
-def show_search(agent, env, seed: int, out: str) -> Path:
-    """Draw the agent's search at the first observation of an episode reset with ``seed``."""
-    import numpy as np
-    import torch
-
-    from ..search.picture import draw_search
-
-    if not hasattr(agent.model, "explain"):
-        raise ConfigError(f"--show-search draws a tree search; {agent.algo} does not search (muzero, alphazero do)")
-    if not out.lower().endswith(".png"):
-        raise ConfigError(f"--show-search {out!r}: the file must end in .png")
-    e = env() if env is not None else agent.env.for_evaluation().make(None)
-    try:
-        obs, _ = e.reset(seed=seed)
-    finally:
-        e.close()
-    x = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
-    prior, result, legal = agent.model.explain(x)
-    return draw_search(prior[0], result.visit_counts[0], result.q_values[0], out,
-                       legal=None if legal is None else legal[0],
-                       title=f"{agent.algo} on {agent.env_id}, step {agent.meta.get('global_step')}: "
-                             f"{int(result.visit_counts[0].sum())} simulations, root value "
-                             f"{float(result.root_value[0]):.2f}")
 
