@@ -12,13 +12,13 @@ $(VENV)/.base: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install $(TORCH)
-	$(PIP) install -c constraints.txt -e ".[envs,offline]"
+	$(PIP) install -c constraints.txt -e ".[envs,offline,rlhf]"
 	touch $@
 
 # d3rlpy (benchmarks/offline_vs_d3rlpy.py) pins gymnasium==1.0.0 and we have 1.4: it goes in without its
 # dependencies, and the bench extra brings the ones it imports (docs/offline-vs-d3rlpy.md)
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install -c constraints.txt -e ".[envs,offline,dev,bench]"
+	$(PIP) install -c constraints.txt -e ".[envs,offline,rlhf,dev,bench]"
 	$(PIP) install --no-deps d3rlpy==2.8.1
 	touch $@
 

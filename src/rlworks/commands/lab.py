@@ -1,6 +1,7 @@
 """``rlworks lab``: serve the live grid-world lab, or export its Q-value flood as GIF/PNG.
 
     rlworks lab [--host 127.0.0.1] [--port 8765] [--no-browser]
+    rlworks lab --label PAIRS.jsonl [--labels OUT.jsonl]   (preference labelling at /label)
     rlworks lab --export out.gif|out.png [--episodes N] [--preset NAME | --layout "S..\\n.W.\\n..G"]
 """
 
@@ -21,6 +22,9 @@ def parser() -> Parser:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     p.add_argument("--no-browser", action="store_true", help="print the URL but do not open a browser")
+    g = p.add_argument_group("preference labelling (RLHF)")
+    g.add_argument("--label", metavar="PAIRS", help="label the pairs in PAIRS.jsonl at /label (opens that page)")
+    g.add_argument("--labels", metavar="OUT", help="where preferences go (default: PAIRS with suffix .labels.jsonl)")
     g = p.add_argument_group("export (no server)")
     g.add_argument("--export", metavar="FILE", help="write the Q-value flood to FILE (.gif or .png) and exit")
     g.add_argument("--episodes", type=int, default=200,
@@ -58,16 +62,29 @@ def _export(args) -> int:
 def main(argv: list[str]) -> int:
     """Entry point for ``rlworks lab``; bad flags and a busy port raise ConfigError."""
     args = parser().parse_args(argv)
+    if args.labels and not args.label:
+        raise ConfigError("--labels needs --label PAIRS.jsonl (the pairs to label)")
     if args.export:
+        if args.label:
+            raise ConfigError("--label and --export do not go together: pick one")
         return _export(args)
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port} is out of range: allowed 1..65535")
     from rlworks.lab.server import bind, make_server
 
+    store = None
+    if args.label:
+        from rlworks.lab.labelling import LabelStore
+
+        store = LabelStore(args.label, args.labels)  # validates the pairs file, repairs a torn last line
+        done = store.progress()
+        print(f"labelling {done['total']} pairs from {store.pairs_path} into {store.labels_path} "
+              f"({done['labelled']} labelled, {done['skipped']} skipped so far)", flush=True)
+
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{port}/"
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{port}/{'label' if store else ''}"
     print(f"rlworks lab: {url}  (Ctrl+C to stop)", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use the lab", flush=True)
@@ -76,7 +93,7 @@ def main(argv: list[str]) -> int:
             webbrowser.open(url)
         except Exception:  # noqa: BLE001 - a missing browser must not stop the server
             pass
-    server = make_server(sock)
+    server = make_server(sock, label_store=store)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rlworks.config import ConfigError
 from rlworks.lab import protocol
+from rlworks.lab.labelling import label_routes
 from rlworks.lab.session import FPS, MAX_SPEED_BUDGET_S, LabSession
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -177,11 +178,12 @@ async def health(request) -> Response:
     return JSONResponse({"ok": True, "sessions": request.app.state.lab.sessions})
 
 
-def create_app() -> Starlette:
-    """The lab's ASGI app."""
+def create_app(label_store=None) -> Starlette:
+    """The lab's ASGI app; ``label_store`` (a ``labelling.LabelStore``) backs the ``/label`` page."""
     app = Starlette(
         routes=[
             Route("/", index),
+            *label_routes(),
             Route("/health", health),
             Route("/export/{token}", download),
             WebSocketRoute("/ws", lab_socket),
@@ -189,6 +191,7 @@ def create_app() -> Starlette:
         ]
     )
     app.state.lab = LabState()
+    app.state.label_store = label_store
     return app
 
 
@@ -213,9 +216,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(sock: socket.socket, log_level: str = "warning"):
+def make_server(sock: socket.socket, log_level: str = "warning", label_store=None):
     """A uvicorn server for the lab app on an already-bound socket (``server.run(sockets=[sock])``)."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(), log_level=log_level, ws_max_size=WS_MAX_BYTES, lifespan="off")
+    config = uvicorn.Config(create_app(label_store), log_level=log_level, ws_max_size=WS_MAX_BYTES, lifespan="off")
     return uvicorn.Server(config)
