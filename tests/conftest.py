@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 
 from rlworks.core.checkpoint import load_checkpoint
+
+# nothing in the suite may reach a model hub (RLHF's models, tokenizers and data are made here)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def assert_same_checkpoints(a, b) -> None:

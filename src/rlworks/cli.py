@@ -7,7 +7,8 @@
     rlworks compare RUN_OR_GLOB ...       runs and seed sets side by side: IQM with 95% bootstrap intervals, curves
     rlworks collect --from RUN_DIR ...    record episodes of an agent (or random) as a Minari dataset
     rlworks datasets list|show|make       offline datasets on disk; `datasets make ENV`: D4RL's five kinds
-    rlworks lab                           the live grid world in the browser
+    rlworks lab                           the live grid world in the browser (--label PAIRS: preference labelling)
+    rlworks rlhf run|pretrain|sft|...     RLHF on a language model made here: reward model, PPO, DPO, GRPO
     rlworks list                          algorithms and envs
     rlworks bench                         benchmarks against the peers, printed as ratios (bench offline: the
                                           D4RL-protocol table on locally made datasets)
@@ -27,7 +28,7 @@ from rlworks.commands.parsing import Done
 from rlworks.config import ConfigError, suggest
 
 USAGE = __doc__.split("\n\n")[1]
-COMMANDS = ("train", "plan", "eval", "compare", "collect", "datasets", "lab", "list", "bench")
+COMMANDS = ("train", "plan", "eval", "compare", "collect", "datasets", "lab", "rlhf", "list", "bench")
 
 
 class _Console(Console):
@@ -141,6 +142,12 @@ def cmd_lab(argv: list[str], console: Console) -> int:
     return lab.main(argv)
 
 
+def cmd_rlhf(argv: list[str], console: Console) -> int:
+    from rlworks.commands import rlhf
+
+    return rlhf.main(argv)
+
+
 def cmd_list(argv: list[str], console: Console) -> int:
     from rich.table import Table
 
@@ -197,7 +204,7 @@ def cmd_bench(argv: list[str], console: Console) -> int:
 
 
 HANDLERS = {"train": cmd_train, "plan": cmd_plan, "eval": cmd_eval, "compare": cmd_compare, "collect": cmd_collect,
-            "datasets": cmd_datasets, "lab": cmd_lab, "list": cmd_list, "bench": cmd_bench}
+            "datasets": cmd_datasets, "lab": cmd_lab, "rlhf": cmd_rlhf, "list": cmd_list, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,7 +171,7 @@ def grpo(sft_dir: str | Path, rm_dir: str | Path, out_dir: str | Path, prompts: 
 
     policy.eval().save_pretrained(stage.dir)
     tok.save_pretrained(stage.dir)
-    results = {k.split("/")[1]: float(np.mean([r[k] for r in recent])) for k in
-               ("charts/rm_score", "charts/kl", "charts/kl_sequence", "charts/completion_length")} if recent else {}
+    last = ("charts/rm_score", "charts/kl", "charts/kl_sequence", "charts/completion_length")
+    results = {k.split("/")[1]: float(np.mean([r[k] for r in recent])) for k in last}  # means of the last 10 steps
     results["prompts"] = len(prompts)
     return stage.finish(results, curves=("losses/grpo", "charts/rm_score", "charts/kl", "charts/completion_length"))

@@ -23,6 +23,7 @@ from torch import nn
 from ..config import ConfigError
 
 PAD, EOS = "<pad>", "<eos>"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,6 +66,10 @@ def load_tokenizer(path: str | Path):
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"model folder {str(path)!r} does not exist")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        # transformers 5 would build an empty tokenizer from config.json alone, without a word
+        raise ConfigError(f"{path}: no tokenizer in this model folder (none of {', '.join(TOKENIZER_FILES)}); save "
+                          "the tokenizer beside the model with tokenizer.save_pretrained")
     try:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
@@ -190,8 +195,16 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
         mask = torch.cat([mask, keep[-1].long()[:, None]], 1)  # the token just fed is real unless done before
         pos = pos + 1
         out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos[:, None],
-                    past_key_values=out.past_key_values, use_cache=True)
+                    use_cache=True, **_cache_kwarg(model, out))
     return Samples(query, query_mask, torch.stack(tokens, 1), torch.stack(keep, 1).long())
+
+
+def _cache_kwarg(model: nn.Module, out) -> dict:
+    """The key/value cache of the previous call, under the name this version of transformers uses (``cache``
+    from 5.x; ``past_key_values`` before)."""
+    if hasattr(out, "cache"):
+        return {"cache": out.cache}
+    return {"past_key_values": out.past_key_values}
 
 
 def token_logits(model: nn.Module, s: Samples) -> torch.Tensor:
@@ -202,9 +215,10 @@ def token_logits(model: nn.Module, s: Samples) -> torch.Tensor:
     return logits[:, p - 1:-1]
 
 
-def response_logprobs(model: nn.Module, s: Samples) -> torch.Tensor:
-    """log π(response token | everything before it) (B, L); padding positions hold junk (mask them)."""
-    logits = token_logits(model, s).float()
+def response_logprobs(model: nn.Module, s: Samples, temperature: float = 1.0) -> torch.Tensor:
+    """log π(response token | everything before it) (B, L) under the sampling temperature (Huang et al. 2022:
+    the logits are divided by it, as when sampling); padding positions hold junk (mask them)."""
+    logits = token_logits(model, s).float() / temperature
     return torch.log_softmax(logits, -1).gather(-1, s.response.unsqueeze(-1)).squeeze(-1)
 
 

@@ -99,8 +99,8 @@ def rollout(policy, ref, reward_model, value_model, tok, prompts: list[str], cfg
     s = lm.sample(policy, q, qm, cfg.max_new_tokens, tok.eos_token_id, tok.pad_token_id,
                   temperature=cfg.temperature, generator=gen)
     mask = s.response_mask.float()  # (B, L)
-    logp = lm.response_logprobs(policy, s)
-    ref_logp = lm.response_logprobs(ref, s)
+    logp = lm.response_logprobs(policy, s, cfg.temperature)
+    ref_logp = lm.response_logprobs(ref, s, cfg.temperature)
     values = values_of(value_model, s)
     raw = lm.sequence_scores(reward_model, s.ids, s.mask)  # (B,)
     ended = (s.response == tok.eos_token_id).any(1)
@@ -123,7 +123,7 @@ def update(policy, value_model, opt: Adam, batch: dict, cfg: PPOConfig, gen: tor
             idx = order[i:i + cfg.minibatch_size]
             mb = lm.Samples(s.query[idx], s.query_mask[idx], s.response[idx], s.response_mask[idx])
             mask = batch["mask"][idx]
-            logp = lm.response_logprobs(policy, mb)
+            logp = lm.response_logprobs(policy, mb, cfg.temperature)
             pg_loss, pg = losses.ppo_policy_loss(logp, batch["logp"][idx], batch["advantages"][idx], mask, cfg.clip)
             vf_loss = losses.ppo_value_loss(values_of(value_model, mb), batch["values"][idx], batch["returns"][idx],
                                             mask, cfg.value_clip)

@@ -119,7 +119,7 @@ def _fit(stage: Stage, model, data: tuple[torch.Tensor, torch.Tensor, torch.Tens
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        loss = float(out)
+        loss = float(out.detach())
         if step % 25 == 0 or step == steps:
             stage.log(step, {"losses/lm": loss, "charts/lr": opt.param_groups[0]["lr"]})
         if stage.due(step, steps):
