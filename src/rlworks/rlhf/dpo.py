@@ -73,17 +73,10 @@ def encode_pairs(tok, rows: list[dict], max_completion_tokens: int) -> tuple[tor
     return q, qm, c, cm
 
 
-def trimmed(q: torch.Tensor, qm: torch.Tensor, r: torch.Tensor, rm: torch.Tensor) -> lm.Samples:
-    """A batch without the columns that no row uses: leading prompt padding, trailing completion padding."""
-    first = int((qm.sum(0) > 0).long().argmax())
-    width = int(rm.sum(1).max())
-    return lm.Samples(q[:, first:], qm[:, first:], r[:, :width], rm[:, :width])
-
-
 def sequence_logprobs(model, q: torch.Tensor, qm: torch.Tensor, c: torch.Tensor, cm: torch.Tensor) -> torch.Tensor:
     """log π(y|x) = Σ_t log π(y_t | x, y_<t) over each completion's tokens, eos included: (2B,) for prompts (B, P)
     and completions (2B, L) (chosen, then rejected)."""
-    s = trimmed(q.repeat(2, 1), qm.repeat(2, 1), c, cm)
+    s = lm.trimmed(lm.Samples(q.repeat(2, 1), qm.repeat(2, 1), c, cm))
     return masked_sum(lm.response_logprobs(model, s), s.response_mask, dim=1)  # (2B,)
 
 

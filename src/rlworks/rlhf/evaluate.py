@@ -24,12 +24,13 @@ def head_to_head(policy_dir: str | Path, ref_dir: str | Path, prompts: list[str]
     tok = lm.load_tokenizer(policy_dir)
     policy, ref = lm.load_model(policy_dir), lm.load_model(ref_dir)
     rm = lm.load_model(rm_dir, kind="scorer") if rm_dir is not None else None
-    gen = torch.Generator().manual_seed(seed)
+    # one stream per model: the reference's samples are then the same whichever policy it is compared with
+    gen, gen_ref = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     gold_pi, gold_ref, kls, proxy, proxy_ref, pi_texts, ref_texts = [], [], [], [], [], [], []
     for i in range(0, len(prompts), batch_size):
         q, qm = lm.encode_prompts(tok, prompts[i:i + batch_size])
         s_pi = lm.sample(policy, q, qm, max_new_tokens, tok.eos_token_id, tok.pad_token_id, generator=gen)
-        s_ref = lm.sample(ref, q, qm, max_new_tokens, tok.eos_token_id, tok.pad_token_id, generator=gen)
+        s_ref = lm.sample(ref, q, qm, max_new_tokens, tok.eos_token_id, tok.pad_token_id, generator=gen_ref)
         delta = lm.response_logprobs(policy, s_pi) - lm.response_logprobs(ref, s_pi)
         kls += losses.masked_sum(delta, s_pi.response_mask, dim=1).tolist()
         a = lm.decode_completions(tok, s_pi.response, s_pi.response_mask)

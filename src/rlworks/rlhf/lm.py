@@ -168,6 +168,14 @@ class Samples:
         return torch.cat([self.query_mask, self.response_mask], 1)
 
 
+def trimmed(s: Samples) -> Samples:
+    """The batch without the columns that no row uses: leading prompt padding, trailing completion padding
+    (a minibatch of short rows then costs what its rows need, not what the longest row of the dataset did)."""
+    first = int((s.query_mask.sum(0) > 0).long().argmax())
+    width = max(int(s.response_mask.sum(1).max()), 1)
+    return Samples(s.query[:, first:], s.query_mask[:, first:], s.response[:, :width], s.response_mask[:, :width])
+
+
 @torch.no_grad()
 def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int, eos_id: int,
            pad_id: int, *, temperature: float = 1.0, greedy: bool = False,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ def run(preset: str | Preset = "tiny", *, seed: int = 0, run_dir: str | Path = "
     p = preset if isinstance(preset, Preset) else load_preset(preset)
     root = Path(run_dir)
     root.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
     _write_json(root / "preset.json", {"preset": p.name, "seed": seed, "configs": p.as_dict()})
     say = log or (lambda msg: None)
     d = root / "pretrain"
@@ -145,10 +147,13 @@ def run(preset: str | Preset = "tiny", *, seed: int = 0, run_dir: str | Path = "
         rows = prefs.read_preferences(labels_path)
     else:
         say("preferences")
+        t0 = time.perf_counter()
         pairs = prefs.make_pairs(sft_dir, p.data.pairs, seed=seed, max_new_tokens=p.ppo.max_new_tokens)
         prefs.write_jsonl(pref_dir / "pairs.jsonl", pairs)
         rows = prefs.simulate_labels(pairs, Labeller(p.data.labeller_temperature), seed=seed)
         prefs.write_jsonl(labels_path, rows)
+        _write_json(pref_dir / "stage.json", {"stage": "preferences", "done": True,
+                                              "seconds": round(time.perf_counter() - t0, 2), "pairs": len(rows)})
     train_rows, held_rows = prefs.split(rows, p.data.held_out, seed=seed)
     rm_dir = root / "reward-model"
     if not is_done(rm_dir):
@@ -174,6 +179,7 @@ def run(preset: str | Preset = "tiny", *, seed: int = 0, run_dir: str | Path = "
             ppo.ppo(sft_dir, rm_dir, d, prompts, cfg, seed=seed)
         sweep[beta] = d
     say("evaluate")
+    t0 = time.perf_counter()
     evals = {name: evaluate.head_to_head(root / name, sft_dir, eval_prompts, seed=seed + 10, rm_dir=rm_dir,
                                            max_new_tokens=p.ppo.max_new_tokens)
              for name in ("ppo", "dpo", "grpo")}
@@ -183,8 +189,12 @@ def run(preset: str | Preset = "tiny", *, seed: int = 0, run_dir: str | Path = "
     stages = {name: read_stage(root / name) for name in ("sft", "reward-model", "ppo", "dpo", "grpo")}
     if base_model is None:
         stages["pretrain"] = read_stage(root / "pretrain")
+    if is_done(pref_dir) and preferences_file is None:
+        stages["preferences"] = read_stage(pref_dir)
+    stages["evaluate"] = {"seconds": round(time.perf_counter() - t0, 2)}
     out = report.build(p, seed, stages, evals, {b: (read_stage(d), sweep_evals[b]) for b, d in sweep.items()},
                        root, base_model=base_model, preferences_file=preferences_file)
+    out["seconds"]["this_call_wall"] = round(time.perf_counter() - t_start, 2)
     _write_json(root / "report.json", out)
     report.pictures(out, root)
     return out

@@ -121,12 +121,12 @@ def update(policy, value_model, opt: Adam, batch: dict, cfg: PPOConfig, gen: tor
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, cfg.minibatch_size):
             idx = order[i:i + cfg.minibatch_size]
-            mb = lm.Samples(s.query[idx], s.query_mask[idx], s.response[idx], s.response_mask[idx])
-            mask = batch["mask"][idx]
+            mb = lm.trimmed(lm.Samples(s.query[idx], s.query_mask[idx], s.response[idx], s.response_mask[idx]))
+            old = {k: batch[k][idx, :mb.response.shape[1]] for k in ("mask", "logp", "advantages", "values", "returns")}
             logp = lm.response_logprobs(policy, mb, cfg.temperature)
-            pg_loss, pg = losses.ppo_policy_loss(logp, batch["logp"][idx], batch["advantages"][idx], mask, cfg.clip)
-            vf_loss = losses.ppo_value_loss(values_of(value_model, mb), batch["values"][idx], batch["returns"][idx],
-                                            mask, cfg.value_clip)
+            pg_loss, pg = losses.ppo_policy_loss(logp, old["logp"], old["advantages"], old["mask"], cfg.clip)
+            vf_loss = losses.ppo_value_loss(values_of(value_model, mb), old["values"], old["returns"], old["mask"],
+                                            cfg.value_clip)
             loss = pg_loss + cfg.value_coef * vf_loss
             opt.zero_grad()
             loss.backward()

@@ -27,8 +27,8 @@ def build(preset: Any, seed: int, stages: dict[str, dict], evals: dict[str, dict
           preferences_file: Any = None) -> dict[str, Any]:
     seconds = {name: s["seconds"] for name, s in stages.items()}
     seconds["overoptimisation"] = round(sum(s["seconds"] for s, _ in sweep.values()), 2)
-    seconds["total"] = round(sum(seconds.values()), 2)
-    rm = stages["reward-model"]["results"]
+    seconds["total"] = round(sum(seconds.values()), 2)  # every stage, as if run in one go
+    rm = stages["reward-model"]["results"]  # (stages without results, such as evaluate, only carry seconds)
     rm_out = {k: rm.get(k) for k in ("held_out_accuracy", "noise_ceiling", "train_accuracy", "train_pairs",
                                      "held_out_pairs")}
     if rm.get("noise_ceiling") is not None and rm.get("held_out_accuracy") is not None:

@@ -48,20 +48,23 @@ class RewardModelConfig:
 
 
 def encode_pairs(tok, rows: list[dict]) -> dict[str, torch.Tensor]:
-    """[prompt | chosen] and [prompt | rejected] as ids and masks, and the soft label t of each pair."""
+    """The prompts (N, P) left-padded; the completions (2N, L) right-padded with eos, chosen in rows 0 … N − 1
+    and rejected in rows N … 2N − 1; and the soft label t of each pair."""
     q, qm = lm.encode_prompts(tok, [r["prompt"] for r in rows])
-    out = {}
-    for side in ("chosen", "rejected"):
-        c, cm = lm.encode_completions(tok, [r[side] for r in rows])
-        s = lm.Samples(q, qm, c, cm)
-        out[f"{side}_ids"], out[f"{side}_mask"] = s.ids, s.mask
-    out["target"] = torch.tensor([0.5 if r.get("tie") else 1.0 for r in rows])
-    return out
+    c, cm = lm.encode_completions(tok, [r["chosen"] for r in rows] + [r["rejected"] for r in rows])
+    n = len(rows)
+    return {"q": q, "qm": qm, "chosen": c[:n], "chosen_mask": cm[:n], "rejected": c[n:], "rejected_mask": cm[n:],
+            "target": torch.tensor([0.5 if r.get("tie") else 1.0 for r in rows])}
 
 
 def pair_scores(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    return (lm.sequence_scores(model, batch["chosen_ids"], batch["chosen_mask"]),
-            lm.sequence_scores(model, batch["rejected_ids"], batch["rejected_mask"]))
+    """r(x, y_c) and r(x, y_r) (B,) each, in one forward pass over the 2B sequences."""
+    s = lm.trimmed(lm.Samples(batch["q"].repeat(2, 1), batch["qm"].repeat(2, 1),
+                              torch.cat([batch["chosen"], batch["rejected"]]),
+                              torch.cat([batch["chosen_mask"], batch["rejected_mask"]])))
+    scores = lm.sequence_scores(model, s.ids, s.mask)
+    n = batch["q"].shape[0]
+    return scores[:n], scores[n:]
 
 
 @torch.no_grad()
