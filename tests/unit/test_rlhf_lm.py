@@ -144,3 +144,17 @@ def test_folder_errors(tmp_path, folder):
     other = lm.train_tokenizer(["completely different words here"] * 20, 270)
     with pytest.raises(ConfigError, match="share one vocabulary"):
         lm.check_same_vocab(lm.load_tokenizer(folder), other, "reward model")
+
+
+def test_reward_model_pairs_are_cut_to_the_models_positions(folder):
+    """A sampled completion's text can encode to more tokens than were sampled: the pair is cut to fit, eos kept."""
+    from rlworks.rlhf.reward_model import encode_pairs
+
+    tok = lm.load_tokenizer(folder)
+    rows = [{"prompt": "the plot was", "chosen": "great , " * 40 + ".", "rejected": "dull ."}]
+    data = encode_pairs(tok, rows, limit=32)
+    assert data["q"].shape[1] + data["chosen"].shape[1] <= 32
+    n = int(data["chosen_mask"][0].sum())
+    assert data["chosen"][0, n - 1] == tok.eos_token_id
+    with pytest.raises(ConfigError, match="no room"):
+        encode_pairs(tok, rows, limit=3)

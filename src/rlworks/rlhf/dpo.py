@@ -120,7 +120,7 @@ def dpo(sft_dir: str | Path, out_dir: str | Path, preferences: list[dict], cfg: 
     policy = lm.load_model(sft_dir)
     reference = lm.load_model(sft_dir).requires_grad_(False)
     q, qm, c, cm = encode_pairs(tok, rows, cfg.max_completion_tokens)
-    limit = getattr(policy.config, "n_positions", None) or getattr(policy.config, "max_position_embeddings", None)
+    limit = lm.max_positions(policy)
     if limit is not None and q.shape[1] + c.shape[1] > limit:
         raise ConfigError(f"prompt ({q.shape[1]} tokens) + completion ({c.shape[1]}) exceed the model's "
                           f"{limit} positions; lower max_completion_tokens={cfg.max_completion_tokens}")

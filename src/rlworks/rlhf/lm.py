@@ -103,6 +103,12 @@ def load_model(path: str | Path, kind: str = "causal-lm", **kwargs) -> nn.Module
     return model.eval()
 
 
+def max_positions(model: nn.Module) -> int | None:
+    """The longest sequence the model takes (GPT-2's ``n_positions``, Llama's ``max_position_embeddings``)."""
+    cfg = model.config
+    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
+
 def check_same_vocab(a, b, what: str) -> None:
     """Refuse two tokenizers that do not map text to the same ids (a reward model trained on another
     vocabulary would score token ids it never saw)."""

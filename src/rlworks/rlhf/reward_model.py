@@ -47,11 +47,15 @@ class RewardModelConfig:
         check_range("warmup", self.warmup, 0)
 
 
-def encode_pairs(tok, rows: list[dict]) -> dict[str, torch.Tensor]:
+def encode_pairs(tok, rows: list[dict], limit: int | None = None) -> dict[str, torch.Tensor]:
     """The prompts (N, P) left-padded; the completions (2N, L) right-padded with eos, chosen in rows 0 … N − 1
-    and rejected in rows N … 2N − 1; and the soft label t of each pair."""
+    and rejected in rows N … 2N − 1, cut so that prompt + completion fit ``limit`` positions (a sampled
+    completion's text can encode to more tokens than were sampled); and the soft label t of each pair."""
     q, qm = lm.encode_prompts(tok, [r["prompt"] for r in rows])
-    c, cm = lm.encode_completions(tok, [r["chosen"] for r in rows] + [r["rejected"] for r in rows])
+    room = None if limit is None else limit - q.shape[1]
+    if room is not None and room < 2:
+        raise ConfigError(f"the longest prompt ({q.shape[1]} tokens) leaves no room in the model's {limit} positions")
+    c, cm = lm.encode_completions(tok, [r["chosen"] for r in rows] + [r["rejected"] for r in rows], room)
     n = len(rows)
     return {"q": q, "qm": qm, "chosen": c[:n], "chosen_mask": cm[:n], "rejected": c[n:], "rejected_mask": cm[n:],
             "target": torch.tensor([0.5 if r.get("tie") else 1.0 for r in rows])}
@@ -91,7 +95,9 @@ def train_reward_model(sft_dir: str | Path, out_dir: str | Path, train_rows: lis
     tok = lm.load_tokenizer(sft_dir)
     torch.manual_seed(seed)  # the new head's initialisation
     model = lm.load_model(sft_dir, kind="scorer")
-    train, held = encode_pairs(tok, train_rows), encode_pairs(tok, held_out_rows) if held_out_rows else None
+    limit = lm.max_positions(model)
+    train = encode_pairs(tok, train_rows, limit)
+    held = encode_pairs(tok, held_out_rows, limit) if held_out_rows else None
     opt = Adam(model.parameters(), lr=cfg.learning_rate)
     rng, gen = np.random.default_rng([seed, 5]), torch.Generator().manual_seed(seed)
     step, extra = stage.restore({"model": model}, {"opt": opt})
