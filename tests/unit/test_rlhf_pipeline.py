@@ -112,3 +112,25 @@ def test_cli_help_and_print_config():
     out = subprocess.run([sys.executable, "-m", "rlworks", "rlhf", "run", "--print-config", "--set", "ppo.beta=0.3"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["ppo"]["beta"] == 0.3
+
+
+def test_pipeline_trains_on_a_labelling_page_file(tmp_path):
+    """Labels written by the lab's page (TRL rows with id, tie, shown, time) replace the simulated labeller."""
+    from rlworks.lab.labelling import LabelStore
+
+    torch.set_num_threads(1)
+    first = pipeline.run("micro", seed=0, run_dir=tmp_path / "sim")
+    pairs = preferences.make_pairs(tmp_path / "sim" / "sft", 24, seed=5, max_new_tokens=8)
+    preferences.write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    store = LabelStore(tmp_path / "pairs.jsonl", tmp_path / "labels.jsonl")
+    for choice in ["1", "2", "t", "s"] * 6:
+        pair = store.next()
+        store.answer(pair["id"], choice, pair["shown"])
+    rows = preferences.read_preferences(tmp_path / "labels.jsonl")
+    assert len(rows) == 18 and sum(r["tie"] for r in rows) == 6  # skips are not preference rows
+    report = pipeline.run("micro", seed=0, run_dir=tmp_path / "human", preferences_file=tmp_path / "labels.jsonl")
+    assert report["preferences"] == str(tmp_path / "labels.jsonl")
+    assert report["reward_model"]["train_pairs"] + report["reward_model"]["held_out_pairs"] == 18
+    assert report["reward_model"].get("noise_ceiling") is None  # people's labels carry no known probability
+    assert not (tmp_path / "human" / "preferences" / "labels.jsonl").exists()
+    assert first["preferences"] == "simulated labeller"
