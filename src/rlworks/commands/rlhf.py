@@ -17,7 +17,6 @@ tokenizer. The options of each stage come from its config dataclass (``rlworks r
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from rlworks.commands.options import HelpFormatter, add_config_fields, given, int_arg
@@ -204,5 +203,4 @@ def main(argv: list[str]) -> int:
         return cmd_pairs(rest)
     if cmd == "eval":
         return cmd_eval(rest)
-    sys.stdout.flush()
     return cmd_stage(cmd, rest)

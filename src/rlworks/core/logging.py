@@ -88,11 +88,14 @@ class RunLogger:
             self.episodes.append((int(step), float(ret)))
             self._episodes_csv.writerow([int(step), float(ret), int(length)])
 
-    def close(self, title: str = "") -> Path | None:
+    def close(self, title: str = "", *, plot: bool = True) -> Path | None:
+        """Close the files; with ``plot``, draw ``learning_curve.png`` (a caller with curves of its own says no)."""
         self._fh.close()
         self._episodes_fh.close()
         if self._tb is not None:
             self._tb.close()
+        if not plot:
+            return None
         return plot_learning_curve(self.csv_path, self.dir / "learning_curve.png", title, episodes=self.episodes)
 
 

@@ -121,10 +121,7 @@ def grpo(sft_dir: str | Path, rm_dir: str | Path, out_dir: str | Path, prompts: 
     reference = lm.load_model(sft_dir).requires_grad_(False)
     scorer = lm.load_model(rm_dir, kind="scorer").requires_grad_(False)
     all_q, all_qm = lm.encode_prompts(tok, prompts)  # (N, P) left-padded
-    limit = lm.max_positions(policy)
-    if limit is not None and all_q.shape[1] + cfg.max_new_tokens > limit:
-        raise ConfigError(f"the longest prompt ({all_q.shape[1]} tokens) + max_new_tokens={cfg.max_new_tokens} "
-                          f"exceed the model's {limit} positions; lower max_new_tokens")
+    lm.check_room(policy, all_q.shape[1], cfg.max_new_tokens)
 
     gen = torch.Generator().manual_seed(seed)
     opt = Adam(policy.parameters(), lr=cfg.learning_rate)

@@ -109,6 +109,14 @@ def max_positions(model: nn.Module) -> int | None:
     return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
 
 
+def check_room(model: nn.Module, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse a sampling length that would run past the model's positions."""
+    limit = max_positions(model)
+    if limit is not None and prompt_tokens + max_new_tokens > limit:
+        raise ConfigError(f"the longest prompt ({prompt_tokens} tokens) + max_new_tokens={max_new_tokens} exceed the "
+                          f"model's {limit} positions; lower max_new_tokens")
+
+
 def check_same_vocab(a, b, what: str) -> None:
     """Refuse two tokenizers that do not map text to the same ids (a reward model trained on another
     vocabulary would score token ids it never saw)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, check_range
+from ..config import check_range
 from ..core.optim import Adam
 from . import lm, losses
 from .stage import Stage, rng_state, set_rng_state
@@ -157,10 +157,7 @@ def ppo(sft_dir: str | Path, rm_dir: str | Path, out_dir: str | Path, prompts: l
     policy, ref = lm.load_model(sft_dir), lm.load_model(sft_dir).requires_grad_(False)
     reward_model = lm.load_model(rm_dir, kind="scorer").requires_grad_(False)
     value_model = lm.load_model(rm_dir, kind="scorer")
-    limit, longest = lm.max_positions(policy), int(lm.encode_prompts(tok, prompts)[0].shape[1])
-    if limit is not None and longest + cfg.max_new_tokens > limit:
-        raise ConfigError(f"the longest prompt ({longest} tokens) + max_new_tokens={cfg.max_new_tokens} exceed the "
-                          f"model's {limit} positions; lower max_new_tokens")
+    lm.check_room(policy, int(lm.encode_prompts(tok, prompts)[0].shape[1]), cfg.max_new_tokens)
     opt = Adam([*policy.parameters(), *value_model.parameters()], lr=cfg.learning_rate)
     rng, gen = np.random.default_rng([seed, 6]), torch.Generator().manual_seed(seed + 6)
     kl_ctl = (losses.AdaptiveKLController(cfg.beta, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl

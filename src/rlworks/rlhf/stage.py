@@ -103,10 +103,7 @@ class Stage:
     def finish(self, results: dict[str, Any], curves: tuple[str, ...] = ()) -> dict[str, Any]:
         """Close the logs, draw ``curves.png`` and write ``stage.json`` (last: it marks the stage done)."""
         if self.logger is not None:
-            self.logger._fh.close()
-            self.logger._episodes_fh.close()
-            if self.logger._tb is not None:
-                self.logger._tb.close()
+            self.logger.close(plot=False)
             (self.dir / "episodes.csv").unlink(missing_ok=True)  # an RL env's file; a stage has no episodes
         if curves:
             plot_curves(self.dir / "metrics.csv", self.dir / "curves.png", curves, f"{self.name} (seed {self.seed})")
