@@ -16,7 +16,7 @@ from typing import Any
 from ..config import MATMUL_PRECISIONS, ConfigError, from_dict, suggest
 from . import options
 from .options import QUIET_HELP, at_least, choice_arg, device_arg
-from .parsing import Parser, is_checkpoint, is_step_dir, read_run
+from .parsing import Parser, is_checkpoint, is_step_dir, named_checkpoint, read_run
 from .resolve import DEFAULT_TOTAL_STEPS, evaluation, help_text, print_config, resolve
 from .seeds import parse_seeds
 
@@ -141,13 +141,6 @@ def _reject_unknown(extras: list[str], parser: Parser, algo: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# resolving what a command line means: preset, then --config file, then flags
-# ---------------------------------------------------------------------------------------------
-
-
-
-
-# ---------------------------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------------------------
 
@@ -247,7 +240,7 @@ def resume(run_dir: str, argv: list[str]) -> int:
     if ns.checkpoint:
         if ckpt is not None:
             raise ConfigError(f"--checkpoint: {path} already names a checkpoint; pass the run directory instead")
-        ckpt = _named_checkpoint(run_path, ns.checkpoint, allow_best=False)
+        ckpt = named_checkpoint(run_path, ns.checkpoint, allow_best=False)
     try:
         # the latest checkpoint, or else the newest intact one before it; one named (a step-N) is taken or refused
         ckpt, damaged = intact_checkpoint(ckpt or run_path)
@@ -297,20 +290,6 @@ def _reject_on_resume(tok: str, parser: Parser, algo: str, meta: dict[str, Any],
                           f"them); {allowed}; to train with other settings start a new run: "
                           f"rlworks train {algo} --env {meta['env_id']} {flag} ...")
     raise ConfigError(f"unknown option {flag}{suggest(flag, parser.option_names())}; {allowed}")
-
-
-def _named_checkpoint(run_path: Path, name: str, *, allow_best: bool) -> Path:
-    """RUN/checkpoints/step-N, or RUN/best, from a ``--checkpoint`` value."""
-    if name == "best" and allow_best:  # the best evaluated policy of a run trained with --eval-every
-        if not (run_path / "best" / "latest").is_file():
-            raise ConfigError(f"--checkpoint best: {run_path} has no best policy (train with --eval-every N)")
-        return run_path / "best"
-    if "/" in name or not (run_path / "checkpoints" / name).is_dir():
-        steps = sorted((p.name for p in (run_path / "checkpoints").glob("step-*")), key=lambda n: (len(n), n))
-        have = steps + (["best"] if allow_best else [])
-        raise ConfigError(f"--checkpoint {name!r}: no such checkpoint in {run_path / 'checkpoints'}"
-                          f"{suggest(name, have)}; have: {', '.join(have) or 'none'}")
-    return run_path / "checkpoints" / name
 
 
 def _train_loop(folder: Any, cfg: Any, *, device: str, threads: int, precision: str | None, quiet: bool,
@@ -377,7 +356,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.checkpoint:
         if is_checkpoint(path):
             raise ConfigError(f"--checkpoint: {path} already names a checkpoint; pass the run directory instead")
-        path = _named_checkpoint(path, args.checkpoint, allow_best=True)
+        path = named_checkpoint(path, args.checkpoint, allow_best=True)
     elif (path / "best" / "latest").is_file() and read_run(path).get("keep") == "best":
         path = path / "best"  # the policy the run kept (--keep best); --checkpoint step-N reads the others
     episodes = args.episodes or 10

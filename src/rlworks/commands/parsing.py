@@ -108,3 +108,17 @@ def is_checkpoint(path: str | Path) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     return name.startswith("step-") and "/" not in name and is_step_dir(p / name)
+
+
+def named_checkpoint(run_path: Path, name: str, *, allow_best: bool) -> Path:
+    """RUN/checkpoints/step-N, or RUN/best, from a ``--checkpoint`` value."""
+    if name == "best" and allow_best:  # the best evaluated policy of a run trained with --eval-every
+        if not (run_path / "best" / "latest").is_file():
+            raise ConfigError(f"--checkpoint best: {run_path} has no best policy (train with --eval-every N)")
+        return run_path / "best"
+    if "/" in name or not (run_path / "checkpoints" / name).is_dir():
+        steps = sorted((p.name for p in (run_path / "checkpoints").glob("step-*")), key=lambda n: (len(n), n))
+        have = steps + (["best"] if allow_best else [])
+        raise ConfigError(f"--checkpoint {name!r}: no such checkpoint in {run_path / 'checkpoints'}"
+                          f"{suggest(name, have)}; have: {', '.join(have) or 'none'}")
+    return run_path / "checkpoints" / name
