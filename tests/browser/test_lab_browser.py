@@ -382,3 +382,36 @@ def _side_by_side(path: Path, images: list[tuple[bytes, str]]) -> None:
         ax.set_axis_off()
         ax.set_title(title, fontsize=13, color="#1f2937")
     FigureCanvasAgg(fig).print_png(str(path))
+
+
+def test_search_view_from_a_floor_cell(page):
+    """In search mode a click asks the server for a pUCT search from that cell; the panel shows one row per
+    action whose visits add up to the simulations chosen, and the map is not edited."""
+    pause(page)
+    layout = grid_data(page)["layout"]
+    page.get_by_test_id("click-mode").select_option("search")
+    page.get_by_test_id("search-sims").select_option("64")
+    box = page.get_by_test_id("grid").bounding_box()
+    cell = box["width"] / 5
+    page.mouse.click(box["x"] + 4.5 * cell, box["y"] + 3.5 * cell)  # row 3, col 4: floor, above the goal
+    page.get_by_test_id("search-panel").wait_for(state="visible")
+    rows = page.get_by_test_id("search-row")
+    assert rows.count() == 4
+    visits = [int(rows.nth(a).get_attribute("data-visits")) for a in range(4)]
+    assert sum(visits) == 64
+    chosen = int(page.get_by_test_id("search-panel").get_attribute("data-action"))
+    assert "chosen" in (rows.nth(chosen).get_attribute("class") or "") and visits[chosen] == max(visits)
+    assert "64 simulations" in page.get_by_test_id("search-panel").text_content()
+    data = grid_data(page)
+    assert data["searched"] == "3,4" and data["layout"] == layout  # searched, not edited
+    if (ROOT / "test-artifacts").is_dir():
+        page.screenshot(path=str(ROOT / "test-artifacts" / "lab-search.png"))
+    # a wall is refused in the red banner; back in edit mode a click edits again
+    page.mouse.click(box["x"] + 1.5 * cell, box["y"] + 1.5 * cell)
+    banner = page.get_by_test_id("error")
+    banner.wait_for(state="visible")
+    assert "is a wall" in banner.text_content()
+    page.get_by_test_id("click-mode").select_option("edit")
+    box = page.get_by_test_id("grid").bounding_box()  # the banner moved the grid down
+    page.mouse.click(box["x"] + 2.5 * cell, box["y"] + 0.5 * cell)
+    page.wait_for_function("() => document.querySelector('[data-testid=grid]').dataset.layout.startsWith('S.W')")

@@ -16,6 +16,8 @@ def test_valid_messages_round_trip():
     assert parse(b'{"type":"map","layout":["S.","WG"]}')["layout"] == ["S.", "WG"]
     assert parse('{"type":"step","n":5}') == {"type": "step", "n": 5}
     assert parse('{"type":"export","episodes":50,"format":"png"}')["format"] == "png"
+    assert parse('{"type":"search","row":2,"col":3}') == {"type": "search", "row": 2, "col": 3}
+    assert parse('{"type":"search","row":0,"col":0,"simulations":512}')["simulations"] == 512
 
 
 @pytest.mark.parametrize(
@@ -50,6 +52,15 @@ def test_valid_messages_round_trip():
         ('{"type": "preset", "name": "maze9000"}', "not one of"),
         ('{"type": "optimal", "show": 1}', "show must be true or false"),
         ('{"type": "export", "episodes": 0}', "episodes=0 is out of range"),
+        ('{"type": "search", "row": "1", "col": 0}', "row must be a whole number"),
+        ('{"type": "search", "row": 0, "col": 1.5}', "col must be a whole number"),
+        ('{"type": "search", "row": true, "col": 0}', "row must be a whole number"),
+        ('{"type": "search", "row": 0, "col": 16}', "col=16 is out of range: allowed 0..15"),
+        ('{"type": "search", "row": 0}', "search: missing field col"),
+        ('{"type": "search", "row": 0, "col": 0, "simulations": 0}', "simulations=0 is out of range: allowed 1..512"),
+        ('{"type": "search", "row": 0, "col": 0, "simulations": 513}', "simulations=513 is out of range"),
+        ('{"type": "search", "row": 0, "col": 0, "simulations": 8.5}', "simulations must be a whole number"),
+        ('{"type": "search", "row": 0, "col": 0, "depth": 3}', 'search: unknown field "depth"; allowed: row, col, sim'),
         (b"\xff\xfe", "not UTF-8"),
     ],
 )

@@ -189,6 +189,28 @@ def test_deepsea_and_visit_counts_over_the_socket(client):
         assert later["steps"] > frame["steps"]  # the session lives on
 
 
+def test_search_over_the_socket(client):
+    """A search from a floor cell comes back as a "search" frame; a wall is refused and the tab lives on."""
+    with client.websocket_connect("/ws") as ws:
+        until(ws, "state")
+        ws.send_text('{"type": "pause"}')
+        until(ws, "state")
+        ws.send_text('{"type": "search", "row": 3, "col": 4, "simulations": 16}')
+        msg = until(ws, "search")
+        assert (msg["row"], msg["col"], msg["simulations"]) == (3, 4, 16) and sum(msg["visits"]) == 16
+        assert len(msg["prior"]) == len(msg["q"]) == 4 and sum(msg["prior"]) == pytest.approx(1.0)
+        assert msg["epsilon"] == 0.2 and msg["note"] is None
+        ws.send_text('{"type": "search", "row": 1, "col": 1}')
+        assert "is a wall" in until(ws, "error")["message"]
+        ws.send_text('{"type": "search", "row": 0, "col": 0, "simulations": 1000}')
+        assert "simulations=1000 is out of range" in until(ws, "error")["message"]
+        ws.send_text('{"type": "set", "slip": 0.25}')
+        until(ws, "state")
+        ws.send_text('{"type": "search", "row": 0, "col": 0}')
+        msg = until(ws, "search")
+        assert sum(msg["visits"]) == 32 and "intended moves only" in msg["note"]
+
+
 def test_export_downloads_a_png(client):
     with client.websocket_connect("/ws") as ws:
         until(ws, "state")

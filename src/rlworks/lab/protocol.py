@@ -17,13 +17,16 @@ Inbound types (fields in brackets are optional):
     optimal show                                overlay value iteration's V* and policy
     visits show                                 colour cells by visit count: frames carry "visits"
     export [episodes format]                    render the Q-value flood as GIF/PNG (grid worlds)
+    search row col [simulations]                pUCT search from that cell (grid worlds); 1..512, default 32
 
 Outbound: ``state`` (settings, the world: ``layout`` one character per cell, ``rows``, ``cols``,
 ``world`` {kind, editable, slip, size}, ``actions`` (n_actions) and ``action_dirs`` (per cell and
 action, an index into ``directions``), choices, the optimal overlay); ``frame`` (``q`` for the
 ``rows * cols`` cells, row-major, ``n_actions`` per cell; the agent's cell; counters; the episodes
 finished since the last frame; ``visits``, the number of times the agent acted in each cell, or
-null while the visit view is off); ``error`` (one line); ``export`` (a download URL).
+null while the visit view is off); ``error`` (one line); ``export`` (a download URL); ``search`` (the
+root's children after a search: ``prior``, ``visits``, ``q`` per action, ``root_value``, the chosen
+``action``, a ``note``; see ``search_view.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ SPEEDS: dict[str, float | None] = {
 }  # fmt: skip
 EXPORT_FORMATS = ("gif", "png")
 MAX_EXPORT_EPISODES = 5_000
+MAX_SEARCH_SIMULATIONS = 512
 
 
 class ProtocolError(ValueError):
@@ -137,6 +141,10 @@ MESSAGES: dict[str, tuple[dict, dict]] = {
     "export": (
         {},
         {"episodes": _integer("episodes", 1, MAX_EXPORT_EPISODES), "format": _choice("format", EXPORT_FORMATS)},
+    ),
+    "search": (
+        {"row": _integer("row", 0, MAX_SIDE - 1), "col": _integer("col", 0, MAX_SIDE - 1)},
+        {"simulations": _integer("simulations", 1, MAX_SEARCH_SIMULATIONS)},
     ),
 }
 

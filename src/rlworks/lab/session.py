@@ -17,6 +17,7 @@ import numpy as np
 from rlworks.config import ConfigError
 from rlworks.lab.presets import PRESETS, Preset
 from rlworks.lab.protocol import MAX_SIDE, SPEEDS, ProtocolError
+from rlworks.lab.search_view import DEFAULT_SIMULATIONS, search_from
 from rlworks.lab.worlds import DIRECTIONS, DeepSeaMap, GridMap
 from rlworks.tabular.kernels import seed_rng
 from rlworks.tabular.learner import ALGORITHMS, BONUSES, TIE_BREAKS, TabularLearner
@@ -182,6 +183,11 @@ class LabSession:
             self.show_optimal = msg["show"]
         elif kind == "visits":
             self.show_visits = msg["show"]
+        elif kind == "search":  # answered with the search alone: nothing the page draws changed
+            s = self.settings
+            sims = msg.get("simulations", DEFAULT_SIMULATIONS)
+            return [search_from(self.world, self.learner.q, msg["row"], msg["col"], gamma=s["gamma"],
+                                epsilon=s["epsilon"], simulations=sims)]  # fmt: skip
         else:  # "export" is served by the server (it runs in a worker thread)
             raise ProtocolError(f"message type {kind!r} is not handled by the session")
         return [self.state()]

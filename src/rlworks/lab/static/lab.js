@@ -26,6 +26,7 @@
   let drawQueued = false;
   let errorTimer = null;
   let shownKind = "gridworld";
+  let searched = null; // last "search" message: shown in the panel, its cell outlined on the grid
 
   // ------------------------------------------------------------------ socket
   function connect() {
@@ -40,6 +41,7 @@
       else if (msg.type === "frame") onFrame(msg);
       else if (msg.type === "error") showError(msg.message);
       else if (msg.type === "export") onExport(msg);
+      else if (msg.type === "search") onSearch(msg);
     };
   }
   function send(obj) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj)); }
@@ -65,6 +67,7 @@
     document.body.classList.toggle("optimal", !!st.show_optimal);
     document.body.classList.toggle("deepsea", st.world.kind === "deepsea");
     if (st.optimal && st.optimal.error) showError(`value iteration: ${st.optimal.error}`);
+    if (searched && searched.layout !== st.layout.join("/")) clearSearch(); // a new map: the search is stale
     sizeCanvas();
     queueDraw();
   }
@@ -80,6 +83,34 @@
     const now = performance.now();
     frameTimes.push(now);
     while (frameTimes.length && frameTimes[0] < now - 1000) frameTimes.shift();
+    queueDraw();
+  }
+
+  // the search from one cell: a row per action (prior, visits with a bar, Q), the chosen one highlighted
+  function onSearch(res) {
+    searched = { ...res, layout: state.layout.join("/") };
+    const most = Math.max(1, ...res.visits);
+    $("search-rows").innerHTML = res.visits.map((n, a) => {
+      const q = res.q[a] === null ? `<span class="muted">unvisited</span>` : res.q[a].toFixed(3);
+      const bar = `<span class="vbar"><i style="width:${(100 * n / most).toFixed(1)}%"></i></span>`;
+      return `<tr data-testid="search-row" data-action="${a}" data-visits="${n}"${a === res.action ? ' class="chosen"' : ""}>` +
+        `<td class="act">${res.actions[a]}</td><td>${res.prior[a].toFixed(3)}</td><td>${bar}${n}</td><td>${q}</td></tr>`;
+    }).join("");
+    $("search-title").textContent = `Search from row ${res.row}, col ${res.col}`;
+    $("search-summary").textContent = `${res.simulations} simulations · chosen ${res.actions[res.action]} (most ` +
+      `visits) · root value ${res.root_value.toFixed(3)} · ε ${res.epsilon.toFixed(2)}, γ ${res.gamma.toFixed(2)}`;
+    $("search-note").textContent = res.note || "";
+    $("search-note").hidden = !res.note;
+    const panel = $("search-panel");
+    panel.dataset.action = String(res.action);
+    panel.dataset.simulations = String(res.simulations);
+    panel.hidden = false;
+    queueDraw();
+  }
+
+  function clearSearch() {
+    searched = null;
+    $("search-panel").hidden = true;
     queueDraw();
   }
 
@@ -141,10 +172,7 @@
       $("export-note").textContent = w.editable
         ? "Trains a fresh agent with these settings and renders the flood." : "The export draws grid-world maps only.";
     }
-    $("hint").textContent = w.editable
-      ? "Click a cell (or arrow keys + Enter) to cycle floor → wall → goal → start. Hover a cell for its Q-values."
-      : "This map is fixed: every step goes one row down and one column left or right (which action is which " +
-        "differs per cell). Hover a cell for its Q-values and visit count.";
+    setHint();
     $("show-optimal").checked = !!st.show_optimal;
     $("show-visits").checked = !!st.show_visits;
     $("scale-q").hidden = !!st.show_visits;
@@ -152,6 +180,21 @@
     setRunning(st.running);
     const sc = st.scale;
     $("scale-lo").textContent = `−${fmt(sc)}`; $("scale-hi").textContent = `+${fmt(sc)}`;
+  }
+
+  function setHint() {
+    const w = state.world;
+    const searching = $("click-mode").value === "search";
+    $("search-sims-label").hidden = !searching;
+    if (searching) {
+      $("hint").textContent = "Click a floor cell (or arrow keys + Enter) to search from it: pUCT, as in MuZero, over " +
+        "the world's true moves, with the learner's ε-greedy policy as the prior and its max-Q at the leaves.";
+    } else {
+      $("hint").textContent = w.editable
+        ? "Click a cell (or arrow keys + Enter) to cycle floor → wall → goal → start. Hover a cell for its Q-values."
+        : "This map is fixed: every step goes one row down and one column left or right (which action is which " +
+          "differs per cell). Hover a cell for its Q-values and visit count.";
+    }
   }
 
   function setRunning(running) { $("run").disabled = running; $("pause").disabled = !running; }
@@ -201,18 +244,26 @@
       setTimeout(() => { $("export").disabled = false; }, 60000); // a 16x16 GIF takes ~10 s
     };
     $("error-close").onclick = () => { $("error").hidden = true; };
+    $("click-mode").onchange = () => { if (state) setHint(); };
+    $("search-close").onclick = clearSearch;
     const canvas = $("grid-canvas");
     canvas.addEventListener("mousemove", (ev) => { hover = cellAt(ev); queueDraw(); });
     canvas.addEventListener("mouseleave", () => { hover = null; $("tip").hidden = true; queueDraw(); });
-    const edit = (h) => { if (h && state.world.editable) send({ type: "edit", row: h.r, col: h.c }); };
-    canvas.addEventListener("click", (ev) => edit(cellAt(ev)));
-    // keyboard: arrows move the highlighted cell, Enter or Space cycles it
+    // a click edits the cell or searches from it, as "click a cell to" says
+    const clickCell = (h) => {
+      if (!h) return;
+      if ($("click-mode").value === "search") {
+        send({ type: "search", row: h.r, col: h.c, simulations: Number($("search-sims").value) });
+      } else if (state.world.editable) send({ type: "edit", row: h.r, col: h.c });
+    };
+    canvas.addEventListener("click", (ev) => clickCell(cellAt(ev)));
+    // keyboard: arrows move the highlighted cell, Enter or Space clicks it
     canvas.addEventListener("keydown", (ev) => {
       if (!state) return;
       const d = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[ev.key];
       const h = hover || { r: 0, c: 0 };
       if (d) hover = { r: Math.max(0, Math.min(state.rows - 1, h.r + d[0])), c: Math.max(0, Math.min(state.cols - 1, h.c + d[1])) };
-      else if (ev.key === "Enter" || ev.key === " ") edit(h);
+      else if (ev.key === "Enter" || ev.key === " ") clickCell(h);
       else return;
       ev.preventDefault();
       queueDraw();
@@ -352,6 +403,11 @@
       ctx.strokeRect(hover.c * cell + 1, hover.r * cell + 1, cell - 2, cell - 2);
       showTip(hover, opt);
     }
+    if (searched) { // the searched cell: a dashed magenta frame
+      ctx.strokeStyle = "#c026d3"; ctx.lineWidth = 3; ctx.setLineDash([6, 4]);
+      ctx.strokeRect(searched.col * cell + 2.5, searched.row * cell + 2.5, cell - 5, cell - 5);
+      ctx.setLineDash([]);
+    }
     const grid = $("grid");
     grid.dataset.rows = String(rows); grid.dataset.cols = String(cols);
     grid.dataset.layout = layout.join("/");
@@ -361,6 +417,7 @@
     grid.dataset.shade = shades.join(",");
     grid.dataset.view = visits ? "visits" : "q";
     if (visits) $("visits-hi").textContent = compact(most);
+    grid.dataset.searched = searched ? `${searched.row},${searched.col}` : "";
     grid.dataset.agent = String(frame.agent);
     grid.dataset.epoch = String(frame.epoch);
   }
