@@ -37,7 +37,8 @@ def main() -> None:
     over = {k: ast.literal_eval(v) for k, v in (x.split("=", 1) for x in a.set)}
     cfg = mz.MuZeroConfig(discount=1.0, td_steps=9, batch_size=256, **over)
     env, rng = gym.make("rlworks/TicTacToe-v0", opponent="self-play"), np.random.default_rng(0)
-    replay = GameReplay(100_000, 9, (27,), num_unroll=5, td_steps=9, alpha=0.5, beta=1.0, seed=0)
+    replay = GameReplay(100_000, 9, (27,), num_unroll=cfg.num_unroll, td_steps=9, alpha=cfg.per_alpha,
+                        beta=cfg.per_beta, seed=0)
     for ep in range(3000):
         obs, info = env.reset(seed=ep)
         game, done = GameHistory(), False
