@@ -56,7 +56,7 @@ def search_from(
     slip = float(world.env.slip)
     # intended moves only: rebuilt without slip (at slip 1 the world's model never makes the intended move)
     model = world.model if slip == 0 else world.with_slip(0.0).model
-    q = np.asarray(q, dtype=np.float64)[: model.n_states]
+    q = np.asarray(q, dtype=np.float64)  # (S, 4): the learner is built on this world's model
     next_cell = torch.as_tensor(model.next_states[:, :, 0])
     reward = torch.as_tensor(model.rewards[:, :, 0])
     discount = torch.as_tensor(np.where(model.dones[:, :, 0], 0.0, gamma))
