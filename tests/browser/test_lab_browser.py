@@ -404,8 +404,12 @@ def test_search_view_from_a_floor_cell(page):
     assert "64 simulations" in page.get_by_test_id("search-panel").text_content()
     data = grid_data(page)
     assert data["searched"] == "3,4" and data["layout"] == layout  # searched, not edited
+    in_sight = "() => { const r = document.getElementById('search-panel').getBoundingClientRect();" \
+               " return r.top >= 0 && r.bottom <= window.innerHeight + 1; }"
+    assert page.evaluate(in_sight)  # scrolled to, even below a large grid
     if (ROOT / "test-artifacts").is_dir():
         page.screenshot(path=str(ROOT / "test-artifacts" / "lab-search.png"))
+    box = page.get_by_test_id("grid").bounding_box()  # the page may have scrolled
     # a wall is refused in the red banner; back in edit mode a click edits again
     page.mouse.click(box["x"] + 1.5 * cell, box["y"] + 1.5 * cell)
     banner = page.get_by_test_id("error")

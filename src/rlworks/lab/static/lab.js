@@ -105,6 +105,7 @@
     panel.dataset.action = String(res.action);
     panel.dataset.simulations = String(res.simulations);
     panel.hidden = false;
+    panel.scrollIntoView({block: "nearest"});  // below a large grid it would open out of sight
     queueDraw();
   }
 
