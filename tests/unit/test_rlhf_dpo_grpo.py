@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from rlworks.config import ConfigError
 from rlworks.rlhf import lm
-from rlworks.rlhf.dpo import DPOConfig, dpo
+from rlworks.rlhf.dpo import DPOConfig, dpo, drawn_pairs
 from rlworks.rlhf.grpo import GRPOConfig, grpo, prompt_indices
 from rlworks.rlhf.supervised import StageStopped
 from rlworks.rlhf.task import Labeller, ReviewTask
@@ -95,6 +95,20 @@ def test_dpo_resume_is_exact(folders, tmp_path):
     dpo(folders / "sft", tmp_path / "cut", rows, cfg, seed=3, checkpoint_every=2)  # resumes from step 2
     _assert_same_weights(tmp_path / "whole", tmp_path / "cut")
     assert [r["step"] for r in _metrics(tmp_path / "cut")] == [str(s) for s in range(1, 7)]
+
+
+def test_dpo_needs_the_reference_only_on_the_pairs_it_draws(folders, tmp_path):
+    rng = np.random.default_rng([3, 6])
+    before = rng.bit_generator.state
+    used = drawn_pairs(rng, 40, 4, 3)
+    assert rng.bit_generator.state == before  # a replay of a copy: the loop's generator has not moved
+    loop = np.concatenate([rng.integers(0, 40, size=4) for _ in range(3)])  # what the training loop draws
+    assert used.tolist() == sorted(set(loop.tolist()))
+    out = dpo(folders / "sft", tmp_path / "few", _rows(40), DPOConfig(steps=3, batch_size=4, warmup=0), seed=3)
+    assert out["results"]["pairs"] == 40 and out["results"]["pairs_trained"] == len(used) < 40
+    losses = [float(r["losses/dpo"]) for r in _metrics(tmp_path / "few")]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)  # no pair without its reference was drawn
+    assert math.isfinite(out["results"]["loss"]) and math.isfinite(out["results"]["reward_margin"])
 
 
 def test_dpo_config_validation():
