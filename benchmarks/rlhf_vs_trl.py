@@ -32,8 +32,8 @@ pass are left out. ``setup_seconds`` (Adam built → loop start: the logger's CS
 process (``dpo.Adam`` / ``grpo.Adam``, ``Stage.restore``, ``Stage.log``, ``lm.sample``); no rlworks code changes.
 
 Tokens: real (non-padding) tokens of the sequences trained on, summed over the steps that ran.
-DPO: prompt + chosen + prompt + rejected of every pair of every step (rlworks: the rows its seeded sampler drew,
-replayed with the same generator; TRL: the ``attention_mask`` sum of every batch its training step received,
+DPO: prompt + chosen + prompt + rejected of every pair of every step (rlworks: the rows of the stage's
+minibatch plan, ``dpo.batch_plan``; TRL: the ``attention_mask`` sum of every batch its training step received,
 counted in ``training_step``). GRPO: prompt + completion tokens of every sampled completion (rlworks: the masks of each
 ``lm.sample`` call in the loop; TRL: ``prompt_mask`` + ``completion_mask`` of every generated batch).
 
@@ -135,7 +135,6 @@ def load_run(run_dir: Path, steps: int | None):
 
 def run_rlworks(a, run: dict, out_dir: Path) -> dict:
     """rlworks' own dpo() / grpo() into ``out_dir``; the loop is timed by wrapping the stage's restore and log."""
-    import numpy as np
     import torch
 
     from rlworks.core.optim import Adam
@@ -179,16 +178,14 @@ def run_rlworks(a, run: dict, out_dir: Path) -> dict:
     finally:
         mod.Adam, Stage.restore, Stage.log, lm.sample = Adam, original_restore, original_log, original_sample
     call_seconds = time.perf_counter() - t0
-    if a.algo == "dpo":  # replay the stage's sampler: default_rng([seed, 6]).integers(0, n, batch) per step
+    if a.algo == "dpo":  # the stage's minibatches: dpo.batch_plan
         cfg = run["dpo"]
         rows = [r for r in run["train_rows"] if not r.get("tie", False)]
         tok = lm.load_tokenizer(sft)
         q, qm, c, cm = dpo.encode_pairs(tok, rows, cfg.max_completion_tokens)
         n = len(rows)
         per_pair = 2 * qm.sum(1) + cm[:n].sum(1) + cm[n:].sum(1)  # (N,)
-        rng = np.random.default_rng([a.seed, 6])
-        tokens[0] = int(sum(int(per_pair[torch.from_numpy(rng.integers(0, n, size=cfg.batch_size))].sum())
-                            for _ in range(cfg.steps)))
+        tokens[0] = int(per_pair[dpo.batch_plan(a.seed, n, cfg.batch_size, cfg.steps)].sum())
     stage = json.loads((out_dir / "stage.json").read_text())
     return {"train_seconds": marks["end"] - marks["start"], "setup_seconds": marks["start"] - marks["adam"],
             "call_seconds": call_seconds, "loop_threads": marks["threads"],

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from rlworks.config import ConfigError
 from rlworks.rlhf import lm
-from rlworks.rlhf.dpo import DPOConfig, dpo, drawn_pairs
+from rlworks.rlhf.dpo import DPOConfig, batch_plan, dpo
 from rlworks.rlhf.grpo import GRPOConfig, grpo, prompt_indices
 from rlworks.rlhf.supervised import StageStopped
 from rlworks.rlhf.task import Labeller, ReviewTask
@@ -98,12 +98,10 @@ def test_dpo_resume_is_exact(folders, tmp_path):
 
 
 def test_dpo_needs_the_reference_only_on_the_pairs_it_draws(folders, tmp_path):
-    rng = np.random.default_rng([3, 6])
-    before = rng.bit_generator.state
-    used = drawn_pairs(rng, 40, 4, 3)
-    assert rng.bit_generator.state == before  # a replay of a copy: the loop's generator has not moved
-    loop = np.concatenate([rng.integers(0, 40, size=4) for _ in range(3)])  # what the training loop draws
-    assert used.tolist() == sorted(set(loop.tolist()))
+    plan = batch_plan(3, 40, 4, 3)
+    rng = np.random.default_rng([3, 6])  # the stream the stage drew step by step before the plan existed
+    assert plan.tolist() == [rng.integers(0, 40, size=4).tolist() for _ in range(3)]
+    used = plan.unique()
     out = dpo(folders / "sft", tmp_path / "few", _rows(40), DPOConfig(steps=3, batch_size=4, warmup=0), seed=3)
     assert out["results"]["pairs"] == 40 and out["results"]["pairs_trained"] == len(used) < 40
     losses = [float(r["losses/dpo"]) for r in _metrics(tmp_path / "few")]

@@ -14,16 +14,16 @@ move from the reference: the implicit reward of a completion is β log π(y|x)/�
 ``charts/reward_accuracy`` (chosen's implicit reward above rejected's) and ``charts/reward_margin``.
 
 The reference is the SFT model, frozen. Its log-probabilities never change, so they are computed once before
-training (as TRL's ``precompute_ref_log_probs``), for the pairs the seeded sampler will draw (a replay of its
-generator: 300 steps of 32 pairs touch about 8,000 of the tiny preset's 28,800); each step then runs the policy
-only, on chosen and rejected concatenated into one batch. The after-training figures (loss, implicit-reward
-accuracy and margin) are over those same trained pairs. Ties (``"tie": true``) say nothing about which is better and
-are skipped. Adam with a linear warm-up and a cosine decay, gradients clipped at norm 1.0.
+training (as TRL's ``precompute_ref_log_probs``), for the pairs training will draw: the seeded minibatches of
+every step are drawn up front (``batch_plan``; 300 steps of 32 pairs touch about 8,000 of the tiny preset's
+28,800). Each step then runs the policy only, on chosen and rejected concatenated into one batch. The
+after-training figures (loss, implicit-reward accuracy and margin) are over those same trained pairs. Ties
+(``"tie": true``) say nothing about which is better and are skipped. Adam with a linear warm-up and a cosine
+decay, gradients clipped at norm 1.0.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -98,11 +98,11 @@ def dataset_logprobs(model, q: torch.Tensor, qm: torch.Tensor, c: torch.Tensor, 
     return torch.cat(chosen), torch.cat(rejected)
 
 
-def drawn_pairs(rng: np.random.Generator, n: int, batch_size: int, steps: int) -> torch.Tensor:
-    """The sorted indices of every pair that ``steps`` draws of ``batch_size`` from ``rng`` pick (a copy of it is
-    replayed; ``rng`` itself does not move)."""
-    replay = copy.deepcopy(rng)
-    return torch.from_numpy(np.unique(np.concatenate([replay.integers(0, n, size=batch_size) for _ in range(steps)])))
+def batch_plan(seed: int, n: int, batch_size: int, steps: int) -> torch.Tensor:
+    """The pairs of every step's minibatch, (steps, batch_size) indices into the N pairs, drawn uniformly with
+    replacement from the stage's seeded generator (step s trains on row s, so a resumed run needs only its step)."""
+    rng = np.random.default_rng([seed, 6])
+    return torch.from_numpy(np.stack([rng.integers(0, n, size=batch_size) for _ in range(steps)]))
 
 
 def _usable(preferences: list[dict]) -> list[dict]:
@@ -135,18 +135,16 @@ def dpo(sft_dir: str | Path, out_dir: str | Path, preferences: list[dict], cfg: 
         raise ConfigError(f"prompt ({q.shape[1]} tokens) + completion ({c.shape[1]}) exceed the model's "
                           f"{limit} positions; lower max_completion_tokens={cfg.max_completion_tokens}")
     n = q.shape[0]
-    rng = np.random.default_rng([seed, 6])
-    used = drawn_pairs(rng, n, cfg.batch_size, cfg.steps)  # (U,): the pairs training will see
+    plan = batch_plan(seed, n, cfg.batch_size, cfg.steps)  # (steps, B)
+    used = plan.unique()  # (U,) sorted: the pairs training will see
     used_rows = torch.cat([used, used + n])  # their chosen and rejected rows of c
     ref_chosen, ref_rejected = torch.full((n,), float("nan")), torch.full((n,), float("nan"))
     ref_chosen[used], ref_rejected[used] = dataset_logprobs(reference, q[used], qm[used], c[used_rows], cm[used_rows])
     opt = Adam(policy.parameters(), lr=cfg.learning_rate)
-    step, extra = stage.restore({"policy": policy}, {"opt": opt})
-    if extra:
-        rng.bit_generator.state = extra["rng"]
+    step, _ = stage.restore({"policy": policy}, {"opt": opt})
     policy.train()
     while step < cfg.steps:
-        idx = torch.from_numpy(rng.integers(0, n, size=cfg.batch_size))
+        idx = plan[step]
         opt.param_groups[0]["lr"] = lr_at(step, cfg.steps, cfg.learning_rate, cfg.warmup)
         both = sequence_logprobs(policy, q[idx], qm[idx], torch.cat([c[idx], c[n + idx]]),
                                  torch.cat([cm[idx], cm[n + idx]]))  # (2B,)
@@ -163,7 +161,7 @@ def dpo(sft_dir: str | Path, out_dir: str | Path, preferences: list[dict], cfg: 
                          "charts/reward_margin": float((chosen_rewards - rejected_rewards).mean()),
                          "charts/lr": opt.param_groups[0]["lr"]})
         if stage.due(step, cfg.steps):
-            stage.save(step, {"policy": policy}, {"opt": opt}, {"rng": rng.bit_generator.state})
+            stage.save(step, {"policy": policy}, {"opt": opt}, {})
         if stage.stopped(step):
             raise StageStopped(step)
 
