@@ -4,8 +4,9 @@ Each (algorithm, env, seed) trains with its preset through ``rlworks.train`` and
 ``--eval-every`` env steps (``--eval-episodes`` deterministic episodes, searching). A run records each
 evaluation with the wall time since the run began (evaluations included), the final evaluation of the
 agent the API returns, and the training seconds. On TicTacToe (trained by self-play) the returned agent
-also plays ``--games`` games against the random and the perfect (minimax) player, first and second, with
-its search and with its raw policy head.
+is scored against the random and the perfect (minimax) player, first and second, with its search and with
+its raw policy head: exactly, as win/draw/loss probabilities over every game the opponent can make
+(``envs.tictactoe.exact_outcomes``; no sampling noise), and, with ``--games N``, also over N sampled games.
 
 Results are appended to ``--json`` one line per run; runs already there are skipped, so an interrupted
 sweep resumes. ``--table`` prints what the file holds.
@@ -64,6 +65,23 @@ def games(agent, n: int) -> dict:
     return out
 
 
+def exact_games(agent) -> dict:
+    """The exact win/draw/loss probabilities against each opponent and side, with the search and with the raw
+    policy head: every game the opponent can make, followed to its end (``envs.tictactoe.exact_outcomes``)."""
+    from rlworks.envs.tictactoe import exact_outcomes
+
+    out = {}
+    for search in (True, False):
+        agent.model.use_search = search
+        for opponent in ("random", "minimax"):
+            for side in ("first", "second"):
+                res = exact_outcomes(lambda obs: agent.act(obs, True), opponent, side)
+                out[f"{'search' if search else 'policy'}/{opponent}/{side}"] = {
+                    k: res[k] for k in ("wins", "draws", "losses")}
+    agent.model.use_search = True
+    return out
+
+
 def run_one(algo: str, env: str, seed: int, steps: int | None, eval_every: int, eval_episodes: int, n_games: int,
             overrides: dict) -> dict:
     import torch
@@ -82,7 +100,9 @@ def run_one(algo: str, env: str, seed: int, steps: int | None, eval_every: int, 
            "wall_seconds": wall, "train_seconds": agent.meta.get("train_seconds"),
            "n_updates": agent.meta.get("n_updates")}
     if env in SELF_PLAY:
-        row["games"] = games(agent, n_games)
+        row["exact"] = exact_games(agent)
+        if n_games:
+            row["games"] = games(agent, n_games)
     else:
         final = agent.evaluate(eval_episodes, seed=2_000_000)
         row["final_eval"] = {"mean": final.mean_return, "returns": list(final.returns)}
@@ -98,9 +118,10 @@ def table(rows: list[dict]) -> None:
             line += (f"eval@20k {at.get(20000, float('nan')):.1f}, final {r['final_eval']['mean']:.1f}; "
                      f"first eval >= 195: {first}")
         else:
-            g = r["games"]
-            line += " ".join(f"{k.split('/', 1)[1]} L{v['losses']:.2f}/D{v['draws']:.2f}" for k, v in g.items()
-                             if k.startswith("search"))
+            g = r.get("exact") or r["games"]
+            line += ("exact " if "exact" in r else "") + " ".join(
+                f"{k.split('/', 1)[1]} L{v['losses']:.3f}/D{v['draws']:.3f}" for k, v in g.items()
+                if k.startswith("search"))
         print(line + f"  ({r['train_seconds']:.0f} s training)")
 
 
@@ -123,15 +144,17 @@ def markdown(rows: list[dict]) -> str:
         med = [np.median([{s: m for s, m, _ in r["evals"]}.get(m, np.nan) for r in cart]) for m in marks]
         out.append("| **median** | " + " | ".join(f"**{v:.1f}**" for v in med)
                    + f" | **{np.median([r['final_eval']['mean'] for r in cart]):.1f}** | | |")
-    ttt = [r for r in rows if "games" in r]
+    ttt = [r for r in rows if "exact" in r or "games" in r]
     if ttt:
-        keys = [k for k in ttt[0]["games"]]
+        what = "exact" if all("exact" in r for r in ttt) else "games"
+        keys = [k for k in ttt[0][what]]
         out.append("")
         out.append("| seed | " + " | ".join(k.replace("/", " ") for k in keys) + " | training s |")
         out.append("|---" * (len(keys) + 2) + "|")
         for r in ttt:
-            g = r["games"]
-            out.append(f"| {r['seed']} | " + " | ".join(f"L {g[k]['losses']:.2f} / D {g[k]['draws']:.2f}" for k in keys)
+            g, digits = r[what], 3 if what == "exact" else 2
+            out.append(f"| {r['seed']} | " + " | ".join(f"L {g[k]['losses']:.{digits}f} / D {g[k]['draws']:.{digits}f}"
+                                                         for k in keys)
                        + f" | {r['train_seconds']:.0f} |")
     return "\n".join(out)
 
@@ -144,7 +167,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="env steps (default: the preset's)")
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--games", type=int, default=100, help="TicTacToe games per opponent and side")
+    p.add_argument("--games", type=int, default=0,
+                   help="TicTacToe: also play this many sampled games per opponent and side (the exact outcomes "
+                        "over every game the opponent can make are always computed)")
     p.add_argument("--set", nargs="*", default=[], help="config overrides k=v (python literals)")
     p.add_argument("--json", default="search-learning.jsonl")
     p.add_argument("--table", action="store_true", help="print the file's results and stop")

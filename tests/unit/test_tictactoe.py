@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 
 import rlworks  # noqa: F401  (registers the envs)
 from rlworks.envs import TICTACTOE_ID, IllegalActionError, TicTacToe, TicTacToeRules
-from rlworks.envs.tictactoe import _solve, minimax_value, optimal_moves, winner
+from rlworks.envs.tictactoe import _solve, exact_outcomes, minimax_value, observe, optimal_moves, winner
 
 EMPTY = (0,) * 9
 
@@ -136,6 +136,49 @@ def test_perfect_agent_never_loses_to_random_opponent():
             ret += reward
         returns.append(ret)
     assert min(returns) >= 0.0 and np.mean(returns) > 0.5
+
+
+def _lowest_empty(obs: np.ndarray) -> list[int]:
+    """An imperfect deterministic policy: the first empty cell."""
+    return [int(np.flatnonzero(o[:9] + o[9:18] == 0)[0]) for o in obs]
+
+
+def _perfect(obs: np.ndarray) -> list[int]:
+    return [optimal_moves(o[:9] * (1 if o[18] else -1) - o[9:18] * (1 if o[18] else -1), 1 if o[18] else -1)[0]
+            for o in obs]
+
+
+@pytest.mark.parametrize("opponent", ["random", "minimax"])
+@pytest.mark.parametrize("side", ["first", "second"])
+def test_exact_outcomes_match_played_games(opponent, side):
+    exact = exact_outcomes(_lowest_empty, opponent, side)
+    assert exact["wins"] + exact["draws"] + exact["losses"] == pytest.approx(1.0)
+    env = gym.make(TICTACTOE_ID, opponent=opponent, agent_plays=side)
+    returns = []
+    for i in range(2000):
+        obs, _ = env.reset(seed=i)
+        done = False
+        while not done:
+            obs, r, done, _, _ = env.step(_lowest_empty(obs[None])[0])
+        returns.append(r)
+    played = {"wins": np.mean(np.array(returns) > 0), "draws": np.mean(np.array(returns) == 0),
+              "losses": np.mean(np.array(returns) < 0)}
+    for k, p in played.items():  # 2,000 games: the standard error is at most 0.011
+        assert abs(p - exact[k]) < 0.045, (k, p, exact[k])
+    if opponent == "minimax":
+        assert exact["losses"] == pytest.approx(1.0)  # the first empty cell loses to perfect play from either side
+
+
+def test_exact_outcomes_of_perfect_play_and_observation():
+    for side in ("first", "second"):
+        assert exact_outcomes(_perfect, "minimax", side)["draws"] == pytest.approx(1.0)
+        assert exact_outcomes(_perfect, "random", side)["losses"] == 0.0
+    env = gym.make(TICTACTOE_ID, opponent="random", agent_plays="second")
+    obs, _ = env.reset(seed=3)
+    state = env.unwrapped.get_state()
+    np.testing.assert_array_equal(obs, observe(state[:9], int(state[9])))
+    with pytest.raises(IllegalActionError):
+        exact_outcomes(lambda obs: [4] * len(obs), "random", "second")  # the centre, whoever holds it
 
 
 def test_illegal_actions_raise():

@@ -98,6 +98,57 @@ def optimal_moves(board: Sequence[int], to_play: int) -> list[int]:
     ]  # fmt: skip
 
 
+def observe(board: Sequence[int], to_play: int) -> np.ndarray:
+    """The env's observation of ``board`` for the player ``to_play``: float32 (27,), the mover's marks, the
+    opponent's, and a plane of ones when the mover is X."""
+    board = np.asarray(board)
+    obs = np.empty(27, dtype=np.float32)
+    obs[:9] = board == to_play
+    obs[9:18] = board == -to_play
+    obs[18:] = to_play == X
+    return obs
+
+
+def exact_outcomes(act, opponent: str, agent_plays: str) -> dict[str, float]:
+    """The exact probabilities of a win, draw and loss for a deterministic policy against ``opponent``
+    (``"random"``: uniform over the empty cells; ``"minimax"``: uniform over the optimal moves, as the env's
+    opponents play), with no sampling: every game the opponent can make is followed to its end, weighted by
+    its probability. ``act`` maps a batch of observations (N, 27) to N cells and is called once per ply
+    with every position the agent can face there (at most a few hundred). An illegal cell raises
+    ``IllegalActionError``. Also returns ``positions``: how many distinct positions the agent was asked."""
+    check_choice("opponent", opponent, ("random", "minimax"))
+    check_choice("agent_plays", agent_plays, ("first", "second"))
+    me = X if agent_plays == "first" else O
+    result = {"wins": 0.0, "draws": 0.0, "losses": 0.0, "positions": 0}
+    outcome = {me: "wins", -me: "losses"}
+    frontier: dict[tuple[int, ...], float] = {(EMPTY,) * 9: 1.0}
+    mover = X
+    while frontier:
+        nxt: dict[tuple[int, ...], float] = {}
+        boards = list(frontier)
+        if mover == me:
+            cells = np.asarray(act(np.stack([observe(b, me) for b in boards]))).reshape(-1)
+            result["positions"] += len(boards)
+            moves = [[(int(c), 1.0)] for c in cells]
+        else:
+            moves = [[(c, 1.0 / len(m)) for c in m] for m in (
+                [i for i in range(9) if b[i] == EMPTY] if opponent == "random" else optimal_moves(b, mover)
+                for b in boards)]
+        for board, p, options in zip(boards, frontier.values(), moves):
+            for cell, q in options:
+                if not (0 <= cell < 9 and board[cell] == EMPTY):
+                    raise IllegalActionError(f"TicTacToe: the policy played cell {cell} on {list(board)}")
+                after = board[:cell] + (mover,) + board[cell + 1 :]
+                if winner(after):
+                    result[outcome[mover]] += p * q
+                elif EMPTY not in after:
+                    result["draws"] += p * q
+                else:
+                    nxt[after] = nxt.get(after, 0.0) + p * q
+        frontier, mover = nxt, -mover
+    return result
+
+
 def _mark_masks(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Boolean (size, size) masks of an X (two diagonals) and an O (a ring) inside one cell."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -188,11 +239,7 @@ class TicTacToe(gym.Env):
         raise IllegalActionError(f"TicTacToe: action {cell!r} is not legal here ({reason}); legal actions: {legal}")
 
     def _obs(self) -> np.ndarray:
-        obs = np.empty(27, dtype=np.float32)
-        obs[:9] = self.board == self.to_play
-        obs[9:18] = self.board == -self.to_play
-        obs[18:] = self.to_play == X
-        return obs
+        return observe(self.board, self.to_play)
 
     def _info(self) -> dict[str, Any]:
         mask = (self.board == EMPTY) & (not self.done)
