@@ -19,6 +19,7 @@ sweep resumes. ``--table`` prints what the file holds.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -77,13 +78,13 @@ def exact_games(agent) -> dict:
             for side in ("first", "second"):
                 res = exact_outcomes(lambda obs: agent.act(obs, True), opponent, side)
                 out[f"{'search' if search else 'policy'}/{opponent}/{side}"] = {
-                    k: res[k] for k in ("wins", "draws", "losses")}
+                    k: res[k] for k in ("wins", "draws", "losses", "positions", "mistakes")}
     agent.model.use_search = True
     return out
 
 
 def run_one(algo: str, env: str, seed: int, steps: int | None, eval_every: int, eval_episodes: int, n_games: int,
-            overrides: dict) -> dict:
+            overrides: dict, save_dir: str | None = None) -> dict:
     import torch
 
     import rlworks
@@ -99,6 +100,9 @@ def run_one(algo: str, env: str, seed: int, steps: int | None, eval_every: int, 
     row = {"algo": algo, "env": env, "seed": seed, "total_steps": total, "overrides": overrides, "evals": rec.evals,
            "wall_seconds": wall, "train_seconds": agent.meta.get("train_seconds"),
            "n_updates": agent.meta.get("n_updates")}
+    if save_dir:
+        tag = hashlib.md5(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+        row["checkpoint"] = str(agent.save(Path(save_dir) / f"{algo}-{env.split('/')[-1]}-seed{seed}-{tag}"))
     if env in SELF_PLAY:
         row["exact"] = exact_games(agent)
         if n_games:
@@ -120,8 +124,9 @@ def table(rows: list[dict]) -> None:
         else:
             g = r.get("exact") or r["games"]
             line += ("exact " if "exact" in r else "") + " ".join(
-                f"{k.split('/', 1)[1]} L{v['losses']:.3f}/D{v['draws']:.3f}" for k, v in g.items()
-                if k.startswith("search"))
+                f"{k.split('/', 1)[1]} L{v['losses']:.3f}/D{v['draws']:.3f}"
+                + (f" m{v['mistakes']}/{v['positions']}" if "mistakes" in v else "")
+                for k, v in g.items() if k.startswith("search"))
         print(line + f"  ({r['train_seconds']:.0f} s training)")
 
 
@@ -172,6 +177,7 @@ def main() -> None:
                         "over every game the opponent can make are always computed)")
     p.add_argument("--set", nargs="*", default=[], help="config overrides k=v (python literals)")
     p.add_argument("--json", default="search-learning.jsonl")
+    p.add_argument("--save-dir", default=None, help="also save each returned agent as a checkpoint under this folder")
     p.add_argument("--table", action="store_true", help="print the file's results and stop")
     p.add_argument("--markdown", action="store_true", help="print the file's results as markdown and stop")
     a = p.parse_args()
@@ -191,7 +197,7 @@ def main() -> None:
         if any((r["algo"], r["env"], r["seed"], r.get("steps_arg"), json.dumps(r["overrides"], sort_keys=True)) == key
                for r in rows):
             continue
-        row = run_one(a.algo, a.env, seed, a.steps, a.eval_every, a.eval_episodes, a.games, overrides)
+        row = run_one(a.algo, a.env, seed, a.steps, a.eval_every, a.eval_episodes, a.games, overrides, a.save_dir)
         row["steps_arg"] = a.steps
         with path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")

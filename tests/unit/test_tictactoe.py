@@ -172,7 +172,12 @@ def test_exact_outcomes_match_played_games(opponent, side):
 def test_exact_outcomes_of_perfect_play_and_observation():
     for side in ("first", "second"):
         assert exact_outcomes(_perfect, "minimax", side)["draws"] == pytest.approx(1.0)
-        assert exact_outcomes(_perfect, "random", side)["losses"] == 0.0
+        res = exact_outcomes(_perfect, "random", side)
+        assert res["losses"] == 0.0 and res["mistakes"] == 0 and res["positions"] > 0
+        res = exact_outcomes(_lowest_empty, "random", side, details=True)
+        assert res["mistakes"] == len(res["mistake_list"]) > 0
+        board, move, best, reach = res["mistake_list"][0]
+        assert move not in best and best == optimal_moves(board, 1 if side == "first" else -1) and 0 < reach <= 1
     env = gym.make(TICTACTOE_ID, opponent="random", agent_plays="second")
     obs, _ = env.reset(seed=3)
     state = env.unwrapped.get_state()

@@ -109,17 +109,22 @@ def observe(board: Sequence[int], to_play: int) -> np.ndarray:
     return obs
 
 
-def exact_outcomes(act, opponent: str, agent_plays: str) -> dict[str, float]:
+def exact_outcomes(act, opponent: str, agent_plays: str, details: bool = False) -> dict[str, Any]:
     """The exact probabilities of a win, draw and loss for a deterministic policy against ``opponent``
     (``"random"``: uniform over the empty cells; ``"minimax"``: uniform over the optimal moves, as the env's
     opponents play), with no sampling: every game the opponent can make is followed to its end, weighted by
     its probability. ``act`` maps a batch of observations (N, 27) to N cells and is called once per ply
     with every position the agent can face there (at most a few hundred). An illegal cell raises
-    ``IllegalActionError``. Also returns ``positions``: how many distinct positions the agent was asked."""
+    ``IllegalActionError``. Also returns ``positions``, how many distinct positions the agent was asked, and
+    ``mistakes``, in how many of them its move lowers the game's minimax value (a finer measure of play than
+    the outcomes: against the random player most mistakes go unpunished). ``details=True`` adds
+    ``mistake_list``: (board, move, the optimal moves, the probability of reaching the position) for each."""
     check_choice("opponent", opponent, ("random", "minimax"))
     check_choice("agent_plays", agent_plays, ("first", "second"))
     me = X if agent_plays == "first" else O
-    result = {"wins": 0.0, "draws": 0.0, "losses": 0.0, "positions": 0}
+    result = {"wins": 0.0, "draws": 0.0, "losses": 0.0, "positions": 0, "mistakes": 0}
+    if details:
+        result["mistake_list"] = []
     outcome = {me: "wins", -me: "losses"}
     frontier: dict[tuple[int, ...], float] = {(EMPTY,) * 9: 1.0}
     mover = X
@@ -129,6 +134,11 @@ def exact_outcomes(act, opponent: str, agent_plays: str) -> dict[str, float]:
         if mover == me:
             cells = np.asarray(act(np.stack([observe(b, me) for b in boards]))).reshape(-1)
             result["positions"] += len(boards)
+            wrong = [(list(b), int(c), optimal_moves(b, me), frontier[b]) for b, c in zip(boards, cells)
+                     if int(c) not in optimal_moves(b, me)]
+            result["mistakes"] += len(wrong)
+            if details:
+                result["mistake_list"] += wrong
             moves = [[(int(c), 1.0)] for c in cells]
         else:
             moves = [[(c, 1.0 / len(m)) for c in m] for m in (
