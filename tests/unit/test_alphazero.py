@@ -71,3 +71,28 @@ def test_the_search_takes_a_win_and_blocks_a_loss():
 def test_an_env_without_a_simulator_is_refused():
     with pytest.raises(ConfigError, match="true rules"):
         az.train("Acrobot-v1", az.AlphaZeroConfig(n_envs=1, num_simulations=2), total_steps=10)
+
+
+def test_temperature_moves_samples_the_opening_then_plays_the_most_visited():
+    from types import SimpleNamespace
+
+    from rlworks.algos.games import GameHistory
+    from rlworks.algos.selfplay import choose_actions
+
+    visits = torch.tensor([[1.0, 2.0, 5.0, 2.0]]).repeat(2, 1)  # env 0 at its first move, env 1 at its third
+    games = [GameHistory(), GameHistory()]
+    for _ in range(2):
+        games[1].append(np.zeros(3, np.float32), 0, 0.0, 1.0, 0.0, np.full(4, 0.25, np.float32))
+    out = SimpleNamespace(visit_counts=visits)
+
+    def draws(m):
+        cfg = az.AlphaZeroConfig(temperature_moves=m)
+        s = SimpleNamespace(config=cfg, games=games, rng=np.random.default_rng(0))
+        return np.stack([choose_actions(s, out, False, 1.0) for _ in range(400)])
+
+    sampled, late = draws(2).T
+    assert set(late) == {2}  # past its 2nd move: the most visited action, always
+    assert set(sampled) == {0, 1, 2, 3} and abs(np.mean(sampled == 2) - 0.5) < 0.08  # N(a)^(1/1) / ΣN = 5/10
+    assert len(set(draws(0)[:, 1])) > 1  # off (0): every move at the schedule's temperature
+    with pytest.raises(ConfigError, match="temperature_moves"):
+        az.AlphaZeroConfig(temperature_moves=-1)

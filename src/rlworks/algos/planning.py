@@ -54,6 +54,10 @@ class SelfPlayOptions:
     """visit-count temperatures for acting in training, one per stage (muzero-general's schedule)"""
     temperature_stages: tuple[float, ...] = (0.5, 0.75)
     """fractions of total_steps at which the next temperature starts (one fewer than temperatures)"""
+    temperature_moves: int = 0
+    """0: every move at the schedule's temperature; m > 0: only the first m moves of each game, then the most
+    visited action (AlphaGo Zero: temperature 1 for the first 30 moves, then → 0), so self-play sees varied
+    openings and plays sharply after them. pUCT only (Gumbel's root noise does its own exploring)"""
     discount: float = 0.997
     """γ"""
     support_size: int = 25
@@ -86,6 +90,7 @@ class SelfPlayOptions:
         for name in ("n_envs", "num_simulations", "max_considered_actions", "support_size", "td_steps",
                      "batch_size", "replay_size"):
             check_range(name, getattr(self, name), 1)
+        check_range("temperature_moves", self.temperature_moves, 0)
         check_choice("search", self.search, SEARCHES)
         check_choice("walk", self.walk, WALKS)
         check_choice("backend", self.backend, ("auto", "autograd"))

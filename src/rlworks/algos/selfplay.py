@@ -144,10 +144,16 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
 
 def choose_actions(s: Session, out: Any, gumbel: bool, temperature: float) -> np.ndarray:
     """The actions to play from a search result: Gumbel's own choice (its root noise already explores), or a
-    draw from N(a)^(1/T) with the session's RNG (AlphaZero's and MuZero's visit-count temperature)."""
+    draw from N(a)^(1/T) with the session's RNG (AlphaZero's and MuZero's visit-count temperature); with
+    ``temperature_moves`` = m > 0, games past their m-th move take the most visited action instead."""
     if gumbel:
         return out.action.cpu().numpy()
     probs = visit_policy(out.visit_counts, temperature).cpu().numpy()
+    m = s.config.temperature_moves
+    if m > 0:
+        late = np.array([len(g) >= m for g in s.games])
+        greedy = visit_policy(out.visit_counts, 0.0).cpu().numpy()
+        probs[late] = greedy[late]
     u = s.rng.random(len(probs))[:, None]
     return np.minimum((probs.cumsum(1) < u).sum(1), probs.shape[1] - 1)
 

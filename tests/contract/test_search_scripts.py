@@ -1,0 +1,35 @@
+"""``benchmarks/search_learning.py`` (issue 18's learning tables) scores a TicTacToe agent exactly and saves it;
+``benchmarks/tictactoe_play_simulations.py`` re-scores the saved agent with other numbers of simulations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_search_learning_scores_exactly_and_the_checkpoint_replays(tmp_path):
+    out, ckpts = tmp_path / "runs.jsonl", tmp_path / "ckpt"
+    args = ["--algo", "alphazero", "--env", "rlworks/TicTacToe-v0", "--seeds", "1", "--steps", "600",
+            "--eval-every", "600", "--eval-episodes", "2", "--set", "num_simulations=8", "learning_starts=100",
+            "--json", str(out), "--save-dir", str(ckpts)]
+    run = subprocess.run([sys.executable, str(BENCH / "search_learning.py"), *args], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["seed"] == 1 and row["overrides"] == {"num_simulations": 8, "learning_starts": 100}
+    assert len(row["exact"]) == 8 and "games" not in row  # sampled games only with --games
+    for score in row["exact"].values():
+        assert abs(score["wins"] + score["draws"] + score["losses"] - 1) < 1e-9
+        assert 0 <= score["mistakes"] <= score["positions"]
+    again = subprocess.run([sys.executable, str(BENCH / "tictactoe_play_simulations.py"), row["checkpoint"],
+                            "--sims", "8", "16"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    lines = again.stdout.strip().splitlines()
+    assert len(lines) == 2 and "8 simulations" in lines[0] and "16 simulations" in lines[1]
+    # the same checkpoint at the simulations it trained with scores as the run did
+    first = row["exact"]["search/minimax/second"]
+    assert f"minimax second: L {first['losses']:.3f}, mistakes {first['mistakes']}/{first['positions']}" in lines[0]
