@@ -7,7 +7,9 @@ simulations per move. Training is not repeated; only the acting search changes.
     python benchmarks/tictactoe_play_simulations.py /tmp/az-ckpt/alphazero-TicTacToe-v0-seed3-* --sims 50 100 200
 
 Prints, per checkpoint and number of simulations, the loss probability and the mistakes (moves that lower the
-game's minimax value, out of the positions faced) against the perfect and the random player, second and first.
+game's minimax value, out of the positions faced) against the perfect and the random player, second and first,
+and of those mistakes how many pass up an immediate win ("missed wins") or leave the opponent's immediate
+threat open ("missed blocks").
 """
 
 from __future__ import annotations
@@ -19,9 +21,23 @@ from pathlib import Path
 import torch
 
 import rlworks
-from rlworks.envs.tictactoe import exact_outcomes
+from rlworks.envs.tictactoe import LINES, exact_outcomes
 
 GAMES = (("minimax", "second"), ("minimax", "first"), ("random", "second"), ("random", "first"))
+
+
+def threats(board: list[int], mark: int) -> set[int]:
+    """The empty cells that would complete a line of ``mark``'s."""
+    return {int(line[i]) for line in LINES for i in range(3)
+            if board[line[i]] == 0 and all(board[c] == mark for j, c in enumerate(line) if j != i)}
+
+
+def kinds(mistakes: list, me: int) -> tuple[int, int]:
+    """(missed wins, missed blocks) among ``exact_outcomes(..., details=True)["mistake_list"]``."""
+    wins = sum(bool(threats(b, me)) for b, _, _, _ in mistakes)
+    blocks = sum(not threats(b, me) and bool(threats(b, -me)) and move not in threats(b, -me)
+                 for b, move, _, _ in mistakes)
+    return wins, blocks
 
 
 def main() -> None:
@@ -37,8 +53,10 @@ def main() -> None:
             agent.model.cfg = dataclasses.replace(trained, num_simulations=sims)
             cells = []
             for opponent, side in GAMES:
-                r = exact_outcomes(lambda obs, agent=agent: agent.act(obs, True), opponent, side)
-                cells.append(f"{opponent} {side}: L {r['losses']:.3f}, mistakes {r['mistakes']}/{r['positions']}")
+                r = exact_outcomes(lambda obs, agent=agent: agent.act(obs, True), opponent, side, details=True)
+                wins, blocks = kinds(r["mistake_list"], 1 if side == "first" else -1)
+                cells.append(f"{opponent} {side}: L {r['losses']:.3f}, mistakes {r['mistakes']}/{r['positions']} "
+                             f"(missed wins {wins}, missed blocks {blocks})")
             print(f"{Path(path).name} (trained with {trained.num_simulations}), {sims} simulations | "
                   + " | ".join(cells), flush=True)
 
