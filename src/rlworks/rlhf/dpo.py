@@ -85,7 +85,7 @@ def sequence_logprobs(model, q: torch.Tensor, qm: torch.Tensor, c: torch.Tensor,
 
 @torch.no_grad()
 def dataset_logprobs(model, q: torch.Tensor, qm: torch.Tensor, c: torch.Tensor, cm: torch.Tensor,
-                     batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+                     batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequence log-probs of every chosen and every rejected completion: ((N,), (N,)), in batches."""
     n = q.shape[0]
     chosen, rejected = [], []
