@@ -72,8 +72,9 @@ def pair_scores(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, to
 
 
 @torch.no_grad()
-def accuracy(model, data: dict[str, torch.Tensor], batch_size: int = 512) -> float:
-    """Fraction of decided (non-tie) pairs where the chosen completion scores higher."""
+def accuracy(model, data: dict[str, torch.Tensor], batch_size: int = 64) -> float:
+    """Fraction of decided (non-tie) pairs where the chosen completion scores higher. Small batches are faster:
+    each is padded to its own longest completion (64 pairs: half the time of 512 on the tiny preset's pairs)."""
     hits, n = 0.0, 0
     for i in range(0, len(data["target"]), batch_size):
         batch = {k: v[i:i + batch_size] for k, v in data.items()}
