@@ -50,19 +50,27 @@ class Recorder:
         pass
 
 
+def each_player(agent):
+    """Yields (key, opponent, side) for the four TicTacToe games, first acting with the search and then with the
+    raw policy head (``agent.model.use_search`` set to match; the search is back on afterwards)."""
+    try:
+        for search in (True, False):
+            agent.model.use_search = search
+            for opponent in ("random", "minimax"):
+                for side in ("first", "second"):
+                    yield f"{'search' if search else 'policy'}/{opponent}/{side}", opponent, side
+    finally:
+        agent.model.use_search = True
+
+
 def games(agent, n: int) -> dict:
     import gymnasium as gym
 
     out = {}
-    for search in (True, False):
-        agent.model.use_search = search
-        for opponent in ("random", "minimax"):
-            for side in ("first", "second"):
-                r = np.array(agent.evaluate(n, seed=10_000, env=lambda o=opponent, s=side: gym.make(
-                    "rlworks/TicTacToe-v0", opponent=o, agent_plays=s)).returns)
-                out[f"{'search' if search else 'policy'}/{opponent}/{side}"] = {
-                    "wins": float(np.mean(r > 0)), "draws": float(np.mean(r == 0)), "losses": float(np.mean(r < 0))}
-    agent.model.use_search = True
+    for key, opponent, side in each_player(agent):
+        r = np.array(agent.evaluate(n, seed=10_000, env=lambda o=opponent, s=side: gym.make(
+            "rlworks/TicTacToe-v0", opponent=o, agent_plays=s)).returns)
+        out[key] = {"wins": float(np.mean(r > 0)), "draws": float(np.mean(r == 0)), "losses": float(np.mean(r < 0))}
     return out
 
 
@@ -72,14 +80,9 @@ def exact_games(agent) -> dict:
     from rlworks.envs.tictactoe import exact_outcomes
 
     out = {}
-    for search in (True, False):
-        agent.model.use_search = search
-        for opponent in ("random", "minimax"):
-            for side in ("first", "second"):
-                res = exact_outcomes(lambda obs: agent.act(obs, True), opponent, side)
-                out[f"{'search' if search else 'policy'}/{opponent}/{side}"] = {
-                    k: res[k] for k in ("wins", "draws", "losses", "positions", "mistakes")}
-    agent.model.use_search = True
+    for key, opponent, side in each_player(agent):
+        res = exact_outcomes(lambda obs: agent.act(obs, True), opponent, side)
+        out[key] = {k: res[k] for k in ("wins", "draws", "losses", "positions", "mistakes")}
     return out
 
 

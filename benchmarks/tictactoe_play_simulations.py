@@ -21,15 +21,14 @@ from pathlib import Path
 import torch
 
 import rlworks
-from rlworks.envs.tictactoe import LINES, exact_outcomes
+from rlworks.envs.tictactoe import exact_outcomes, winner
 
 GAMES = (("minimax", "second"), ("minimax", "first"), ("random", "second"), ("random", "first"))
 
 
 def threats(board: list[int], mark: int) -> set[int]:
     """The empty cells that would complete a line of ``mark``'s."""
-    return {int(line[i]) for line in LINES for i in range(3)
-            if board[line[i]] == 0 and all(board[c] == mark for j, c in enumerate(line) if j != i)}
+    return {c for c in range(9) if board[c] == 0 and winner(board[:c] + [mark] + board[c + 1:]) == mark}
 
 
 def kinds(mistakes: list, me: int) -> tuple[int, int]:

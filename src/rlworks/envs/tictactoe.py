@@ -134,8 +134,8 @@ def exact_outcomes(act, opponent: str, agent_plays: str, details: bool = False) 
         if mover == me:
             cells = np.asarray(act(np.stack([observe(b, me) for b in boards]))).reshape(-1)
             result["positions"] += len(boards)
-            wrong = [(list(b), int(c), optimal_moves(b, me), frontier[b]) for b, c in zip(boards, cells)
-                     if int(c) not in optimal_moves(b, me)]
+            best = [optimal_moves(b, me) for b in boards]
+            wrong = [(list(b), int(c), o, frontier[b]) for b, c, o in zip(boards, cells, best) if int(c) not in o]
             result["mistakes"] += len(wrong)
             if details:
                 result["mistake_list"] += wrong
