@@ -10,7 +10,7 @@ seen from its parent (γ, −1 for alternating turns, 0 at the end).
 * The root starts with N = 1 and W = its value; an expanded leaf gets N = 1 and W = its value by the backup.
 * Selection maximises ``normalize(r + d·value(child)) + pb_c·sqrt(N)/(1 + N_child)·prior`` over legal actions,
   ties to the lowest index, with ``pb_c = log((N + base + 1)/base) + init`` and ``normalize`` the min-max of
-  the ``r + d·value`` seen so far in this tree (identity until two different values were seen).
+  the ``r + d·value`` seen so far in this tree (identity until two values further apart than rounding were seen).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class MinMaxStats:
         self.hi = max(self.hi, q)
 
     def normalize(self, q: float) -> float:
-        if self.hi > self.lo:
+        # a spread within 1e-5 of (1 + the largest |Q|) is rounding (rlworks.search.tree.SPREAD_TOL): identity
+        if self.hi - self.lo > 1e-5 * (1 + max(abs(self.lo), abs(self.hi))):
             return (q - self.lo) / (self.hi - self.lo)
         return q
 
@@ -100,8 +101,10 @@ def backup(path: list[Node], leaf_value: float, stats: MinMaxStats) -> None:
 
 def reference_search(root_prior_logits, root_value: float, root_embedding, step_one, num_simulations: int,
                      pb_c_init: float = 1.25, pb_c_base: float = 19652.0, exploration_fraction: float = 0.25,
-                     root_legal=None, root_noise=None) -> tuple[list[int], list[float], float]:
+                     root_legal=None, root_noise=None, max_depth=None) -> tuple[list[int], list[float], float]:
     """``step_one(embedding, action) -> (reward, discount, prior_logits (A,), value, embedding, legal or None)``.
+    ``max_depth``: a simulation whose next step would go below that depth evaluates the child there again
+    (mctx's depth cutoff) instead of descending into it.
 
     Returns (visit counts of the root's children, their q = r + d·value (0 where unvisited), the root's value).
     """
@@ -118,13 +121,15 @@ def reference_search(root_prior_logits, root_value: float, root_embedding, step_
         path = [root]
         while True:
             action = select_action(node, stats, pb_c_init, pb_c_base)
-            if action in node.children:
-                node = node.children[action]
+            child = node.children.get(action)
+            if child is not None and (max_depth is None or len(path) < max_depth):  # the child's depth: len(path)
+                node = child
                 path.append(node)
                 continue
             reward, discount, logits, value, embedding, legal = step_one(node.embedding, action)
-            child = Node(logits, legal, embedding, reward=reward, discount=discount)
-            node.children[action] = child
+            if child is None:
+                child = Node(logits, legal, embedding, reward=reward, discount=discount)
+                node.children[action] = child
             path.append(child)
             backup(path, float(value), stats)
             break

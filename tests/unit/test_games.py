@@ -283,3 +283,79 @@ def test_game_history_collection():
     assert len(replay) == 4 and replay.num_games == 2
     batch = replay.sample(32)
     assert batch["legal"].shape == (32, 2, A) and batch["legal"].all()
+
+
+def _tictactoe_games(n, seed):
+    """Random TicTacToe games through the real rules, each move's policy one-hot on the move played."""
+    import torch
+
+    from rlworks.envs.simulators import TicTacToeSimulator
+
+    sim, rng, games = TicTacToeSimulator(), np.random.default_rng(seed), []
+    for _ in range(n):
+        state = torch.zeros(1, 10)
+        state[0, 9] = 1.0
+        h = GameHistory()
+        while True:
+            legal = sim.legal(state)[0].numpy()
+            a = int(rng.choice(np.flatnonzero(legal)))
+            nxt, reward, done, _ = sim.step(state, torch.tensor([a]))
+            h.append(sim.observe(state)[0].numpy(), a, float(reward[0]), 0.0 if done[0] else -1.0,
+                     float(rng.normal()), np.eye(9, dtype=np.float32)[a], legal=legal)
+            state = nxt
+            if done[0]:
+                h.finish(sim.observe(state)[0].numpy(), terminated=True)
+                games.append(h)
+                break
+    return sim, games
+
+
+def test_tictactoe_symmetries_keep_the_game():
+    from rlworks.envs.simulators import TicTacToeSimulator
+    from rlworks.envs.tictactoe import minimax_value, optimal_moves, winner
+
+    obs_perm, cells = TicTacToeSimulator.symmetries()
+    assert len({tuple(c) for c in cells}) == 8 and (np.sort(cells, 1) == np.arange(9)).all()
+    np.testing.assert_array_equal(obs_perm[:, 9:18] - 9, cells)
+    for board in [(1, 1, 0, 0, -1, 0, 0, 0, -1), (1, 0, 0, 0, 0, 0, 0, 0, 0), (1, -1, 0, 0, 1, 0, 0, 0, -1)]:
+        to_play = 1 if sum(board) == 0 else -1
+        for c in cells:
+            moved = tuple(board[i] for i in c)  # cell i of the transformed board shows cell c[i]
+            assert minimax_value(moved, to_play) == minimax_value(board, to_play) and winner(moved) == winner(board)
+            # the best moves, seen through the symmetry, are the best moves
+            assert sorted(int(c[m]) for m in optimal_moves(moved, to_play)) == sorted(optimal_moves(board, to_play))
+
+
+def test_augmented_samples_are_games_under_one_symmetry():
+    import torch
+
+    from rlworks.algos.games import apply_symmetries
+
+    sim, games = _tictactoe_games(40, seed=3)
+    obs_perm, cells = sim.symmetries()
+    plain = GameReplay(1000, 9, (27,), num_unroll=3, td_steps=9, alpha=0.0, seed=5)
+    augmented = GameReplay(1000, 9, (27,), num_unroll=3, td_steps=9, alpha=0.0, seed=5, symmetries=(obs_perm, cells))
+    for g in games:
+        plain.add(g)
+        augmented.add(g)
+    a, b = plain.sample(64), augmented.sample(64)  # the same positions: the symmetry is drawn last
+    np.testing.assert_array_equal(a["indices"], b["indices"])
+    used = set()
+    for i in range(64):
+        keys = ("obs", "unroll_obs", "bootstrap_obs", "actions", "target_policies", "legal")
+        # one symmetry maps every part of the plain sample to the augmented one (an early board may allow several)
+        fits = [g for g in range(8) if all(np.array_equal(apply_symmetries(
+            {k: v[i:i + 1] for k, v in a.items()}, obs_perm[g:g + 1], cells[g:g + 1])[key][0], b[key][i])
+            for key in keys)]
+        assert fits, i
+        used.add(fits[0])
+        for k in range(3):  # the transformed steps follow the rules: o_{k+1} = step(o_k, a_k)
+            if b["masks"][i, k]:
+                state = sim.from_obs(torch.as_tensor(b["unroll_obs"][i, k:k + 1]))
+                assert b["legal"][i, k].tolist() == sim.legal(state)[0].tolist()
+                assert b["target_policies"][i, k, b["actions"][i, k]] == 1
+                nxt = sim.step(state, torch.as_tensor(b["actions"][i, k:k + 1]))[0]
+                np.testing.assert_array_equal(sim.observe(nxt)[0].numpy(), b["unroll_obs"][i, k + 1])
+    for key in ("target_rewards", "value_prefix", "bootstrap_scale", "bootstrap_stored", "masks", "weights"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert len(used) >= 6  # draws spread over the symmetries

@@ -112,7 +112,7 @@ def one_step(recurrent_fn):
 
 
 def reference_batch(root: RootOutput, recurrent_fn, num_simulations: int, config: PUCTConfig,
-                    root_legal=None, root_noise=None):
+                    root_legal=None, root_noise=None, max_depth=None):
     """The reference run on each root in turn, stacked like a SearchResult's fields."""
     counts, qs, values = [], [], []
     for b in range(root.embedding.shape[0]):
@@ -121,7 +121,7 @@ def reference_batch(root: RootOutput, recurrent_fn, num_simulations: int, config
             num_simulations, pb_c_init=config.pb_c_init, pb_c_base=config.pb_c_base,
             exploration_fraction=config.exploration_fraction,
             root_legal=None if root_legal is None else root_legal[b].tolist(),
-            root_noise=None if root_noise is None else root_noise[b].tolist())
+            root_noise=None if root_noise is None else root_noise[b].tolist(), max_depth=max_depth)
         counts.append(c)
         qs.append(q)
         values.append(v)
@@ -129,11 +129,12 @@ def reference_batch(root: RootOutput, recurrent_fn, num_simulations: int, config
 
 
 def assert_same_as_reference(root, recurrent_fn, num_simulations, config=None, root_legal=None, root_noise=None,
-                             tree=None, walk="tensor"):
+                             tree=None, walk="tensor", max_depth=None):
     config = PUCTConfig() if config is None else config
     result = puct_search(root, recurrent_fn, num_simulations, config=config, root_legal=root_legal,
-                         root_noise=root_noise, tree=tree, walk=walk)
-    counts, qs, values = reference_batch(root, recurrent_fn, num_simulations, config, root_legal, root_noise)
+                         root_noise=root_noise, tree=tree, walk=walk, max_depth=max_depth)
+    counts, qs, values = reference_batch(root, recurrent_fn, num_simulations, config, root_legal, root_noise,
+                                         max_depth)
     assert result.visit_counts.to(torch.long).tolist() == counts, f"{num_simulations} simulations"
     np.testing.assert_allclose(result.q_values.double().numpy(), qs, rtol=0, atol=1e-9)
     np.testing.assert_allclose(result.root_value.double().numpy(), values, rtol=0, atol=1e-9)
@@ -244,6 +245,31 @@ def test_batched_matches_reference_in_the_corridor(walk):
     assert result.visit_counts.argmax(-1).tolist() == [2] * 5
 
 
+@pytest.mark.parametrize("max_depth", [1, 2, 3])
+def test_batched_matches_reference_with_a_depth_cap(max_depth, walk):
+    """mctx's cutoff: a simulation that would go below ``max_depth`` evaluates that node again."""
+    net = RandomNet(seed=7, inner_legal=True)
+    root = net.root(torch.randn(8, 8, generator=torch.Generator().manual_seed(8), dtype=F64))
+    tree = Tree(8, 4, 41, (8,), dtype=F64, device="cpu")
+    assert_same_as_reference(root, net, 40, tree=tree, walk=walk, max_depth=max_depth)
+    depth = torch.zeros(8, 42, dtype=torch.long)  # each node's depth, from its parent (nodes come after parents)
+    made = tree.visits > 0
+    for node in range(1, 41):
+        parent = tree.parent[:, node].clamp(max=40)
+        depth[:, node] = torch.where(made[:, node], depth.gather(1, parent[:, None])[:, 0] + 1, 0)
+    assert depth.max() == max_depth
+    assert tree.visits[:, 0].tolist() == [41.0] * 8  # every simulation still backs a value up to the root
+
+
+def test_a_depth_cap_of_one_is_greedy_in_the_corridor(walk):
+    """With the cap at one step the search sees only r + γ·v of each move (v = 0 here): it takes the +0.5 into the
+    pit that the unbounded search avoids."""
+    root = table_root([0, 1, 2], 3)
+    assert assert_same_as_reference(root, mdp_step, 64, walk=walk).visit_counts.argmax(-1).tolist() == [2] * 3
+    capped = assert_same_as_reference(root, mdp_step, 64, walk=walk, max_depth=1)
+    assert capped.visit_counts.argmax(-1).tolist() == [0] * 3
+
+
 def test_a_tree_is_reused_and_cleared(walk):
     net = RandomNet(seed=4)
     root = net.root(torch.randn(8, 8, generator=torch.Generator().manual_seed(5), dtype=F64))
@@ -256,6 +282,13 @@ def test_a_tree_is_reused_and_cleared(walk):
 
 
 # ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_a_bad_depth_cap_is_refused(bad):
+    net = RandomNet(seed=0)
+    with pytest.raises(SearchError, match="max_depth"):
+        puct_search(net.root(torch.randn(2, 8, dtype=F64)), net, 4, max_depth=bad)
 
 
 def test_a_tree_too_small_is_refused():

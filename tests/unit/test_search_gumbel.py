@@ -68,3 +68,23 @@ def test_illegal_actions_are_never_chosen_or_visited():
     assert legal[torch.arange(B), out.action].all()
     assert (out.visit_counts[~legal] == 0).all()
     assert (out.policy[~legal] == 0).all()
+
+
+def test_a_depth_cap_keeps_every_node_at_the_root_and_changes_nothing_in_a_bandit():
+    """In a bandit every child ends the episode, so nodes below them add nothing: capped at depth 1, the search
+    makes no such node and chooses as before."""
+    from rlworks.search import Tree
+
+    rng = np.random.default_rng(3)
+    B, A, S = 8, 5, 20
+    means = torch.as_tensor(rng.normal(size=(B, A)))
+    root = RootOutput(prior_logits=torch.as_tensor(rng.normal(size=(B, A))), value=torch.zeros(B, dtype=torch.float64),
+                      embedding=torch.zeros(B, 1, dtype=torch.float64))
+    g = gumbel_noise(rng, (B, A), dtype=torch.float64)
+    free, capped_tree = Tree(B, A, S + 1, (1,), dtype=torch.float64), Tree(B, A, S + 1, (1,), dtype=torch.float64)
+    out = gumbel_search(root, bandit(means), S, gumbel=g, tree=free)
+    capped = gumbel_search(root, bandit(means), S, gumbel=g, tree=capped_tree, max_depth=1)
+    assert torch.equal(capped.action, out.action) and torch.equal(capped.visit_counts, out.visit_counts)
+    made = capped_tree.visits[:, 1:S + 1] > 0
+    assert (capped_tree.parent[:, 1:S + 1][made] == 0).all()  # every node made hangs off the root
+    assert (free.parent[:, 1:S + 1][free.visits[:, 1:S + 1] > 0] > 0).any()  # unbounded, the search went deeper

@@ -23,6 +23,14 @@ Beyond the end of a game the state is absorbing: reward and value targets 0 (exc
 game, whose target is ``bootstrap_value``), a uniform policy target with ``masks`` 0, and uniformly random
 actions drawn from the replay's generator (as the MuZero pseudocode does).
 
+Symmetries
+----------
+With ``symmetries`` (a game's rotations and reflections as permutations of the observation's entries and of
+the actions, e.g. ``envs.simulators.TicTacToeSimulator.symmetries``), each sampled position and its unrolled
+steps are shown under one random symmetry, the same for all its steps (AlphaGo Zero's data augmentation,
+Silver et al. 2017): observations, actions, policy targets and legal masks are permuted; rewards and values
+do not change.
+
 Storage
 -------
 Steps of whole games lie contiguously in a ring of ``capacity`` steps, addressed by a global step id
@@ -139,7 +147,7 @@ class GameReplay:
     def __init__(self, capacity: int, num_actions: int, obs_shape: tuple[int, ...], *, num_unroll: int = 5,
                  td_steps: int = 10, alpha: float = 1.0, beta: float = 1.0, seed: int | None = None,
                  rng: np.random.Generator | None = None, obs_dtype: Any = np.float32,
-                 priority_eps: float = 1e-6) -> None:
+                 priority_eps: float = 1e-6, symmetries: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         if td_steps < 1 or num_unroll < 0 or capacity < 1:
             raise ValueError("need capacity >= 1, td_steps >= 1 and num_unroll >= 0")
         C, A = int(capacity), int(num_actions)
@@ -147,6 +155,7 @@ class GameReplay:
         self.num_unroll, self.td_steps = int(num_unroll), int(td_steps)
         self.alpha, self.beta, self.priority_eps = float(alpha), float(beta), float(priority_eps)
         self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.symmetries = symmetries  # (obs_perm (G, D), action_perm (G, A)): sample() augments (module docstring)
         self.obs = np.zeros((C, *self.obs_shape), dtype=obs_dtype)
         self.actions = np.zeros(C, dtype=np.int64)
         self.rewards = np.zeros(C, dtype=np.float32)
@@ -305,7 +314,7 @@ class GameReplay:
         obs_shape1 = (*seen.shape, *[1] * len(self.obs_shape))
         unroll_obs = np.where((u >= Tb).reshape(obs_shape1), self.g_final[gb], self.obs[su])
         unroll_obs[~seen] = 0
-        return {
+        batch = {
             "obs": self.obs[slot],  # (B, *obs_shape)
             "unroll_obs": unroll_obs,  # (B, K+1, *obs_shape), zeros beyond T
             "unroll_seen": seen.astype(np.float32),  # (B, K+1): 1 where t+k <= T
@@ -321,6 +330,11 @@ class GameReplay:
             "weights": (w / w.max()).astype(np.float32),  # (B,)
             "indices": (lo + (slot - lo) % C).astype(np.int64),  # (B,) global step ids
         }
+        if self.symmetries is not None:
+            obs_perm, action_perm = self.symmetries
+            g = self.rng.integers(0, len(action_perm), size=B)
+            batch = apply_symmetries(batch, obs_perm[g], action_perm[g])
+        return batch
 
     # -- persistence (plain arrays for buffer.npz; no pickle) -------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -355,3 +369,23 @@ class GameReplay:
         leaves[slots] = self.priorities[slots] ** self.alpha
         self.tree.set_all(leaves)
         _rng_from_array(self.rng, d["rng_state"])
+
+
+def apply_symmetries(batch: dict[str, np.ndarray], obs_perm: np.ndarray, action_perm: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+    """``batch`` with sample b shown under the symmetry (obs_perm[b] (D,), action_perm[b] (A,)): position i of
+    a transformed observation (policy, legal mask) is entry perm[i] of the original, and move a becomes the c
+    with action_perm[b, c] == a."""
+    out = dict(batch)
+    B = obs_perm.shape[0]
+
+    def permute(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
+        idx = perm.reshape(B, *[1] * (x.ndim - 2), perm.shape[1])
+        return np.take_along_axis(x, np.broadcast_to(idx, x.shape), -1)
+
+    for key in ("obs", "unroll_obs", "bootstrap_obs"):
+        out[key] = permute(batch[key], obs_perm)
+    for key in ("target_policies", "legal"):
+        out[key] = permute(batch[key], action_perm)
+    out["actions"] = np.take_along_axis(np.argsort(action_perm, axis=1), batch["actions"], 1)
+    return out

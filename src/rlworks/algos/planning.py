@@ -39,6 +39,10 @@ class SelfPlayOptions:
     """"puct" (MuZero's pUCT) or "gumbel" (Gumbel MuZero, Danihelka et al. 2022: better with few simulations)"""
     max_considered_actions: int = 16
     """Gumbel: root actions sequential halving starts with"""
+    max_depth: int = 0
+    """deepest node a search may make below the root (a simulation that reaches it evaluates that node
+    again, mctx's cutoff); 0: unbounded. MuZero's model is trained to unroll ``num_unroll`` steps: deeper
+    nodes are states it has never been trained on (docs/muzero.md)"""
     walk: str = "auto"
     """how pUCT walks its trees: "compiled" (numba loops, CPU), "tensor" (torch ops, any device), "auto"
     (compiled on CPU); the same search either way (search/kernels.py)"""
@@ -82,6 +86,9 @@ class SelfPlayOptions:
     """gradient steps per environment step (the replay ratio)"""
     learning_starts: int = 1000
     """environment steps before the first gradient step"""
+    augment_symmetries: bool = False
+    """train on each replayed position under a random one of the game's symmetries (AlphaGo Zero's 8 rotations
+    and reflections of the board; rlworks/TicTacToe-v0): the positions the network learns from, 8 times over"""
     backend: str = "autograd"
     """how the update runs: "auto" and "autograd" (the only one so far)"""
 
@@ -91,6 +98,7 @@ class SelfPlayOptions:
                      "batch_size", "replay_size"):
             check_range(name, getattr(self, name), 1)
         check_range("temperature_moves", self.temperature_moves, 0)
+        check_range("max_depth", self.max_depth, 0)
         check_choice("search", self.search, SEARCHES)
         check_choice("walk", self.walk, WALKS)
         check_choice("backend", self.backend, ("auto", "autograd"))
@@ -115,14 +123,15 @@ def search_with(cfg: SelfPlayOptions, root: RootOutput, recurrent_fn: RecurrentF
     if cfg.search == "gumbel":
         g = None if rng is None else gumbel_noise(rng, tuple(logits.shape), logits.device, logits.dtype)
         return gumbel_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, gumbel=g, tree=tree,
-                             config=GumbelConfig(max_considered_actions=cfg.max_considered_actions))
+                             config=GumbelConfig(max_considered_actions=cfg.max_considered_actions),
+                             max_depth=cfg.max_depth or None)
     noise = None
     if rng is not None and cfg.exploration_fraction > 0:
         mask = torch.ones_like(logits, dtype=torch.bool) if legal is None else legal
         noise = dirichlet_noise(rng, mask, cfg.dirichlet_alpha).to(logits.dtype)
+    config = PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha, cfg.exploration_fraction)
     return puct_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, root_noise=noise, tree=tree,
-                       walk=cfg.walk, config=PUCTConfig(cfg.pb_c_init, cfg.pb_c_base, cfg.dirichlet_alpha,
-                                                        cfg.exploration_fraction))
+                       walk=cfg.walk, max_depth=cfg.max_depth or None, config=config)
 
 
 def act_from_search(out: SearchResult, search: str, deterministic: bool, generator: torch.Generator | None

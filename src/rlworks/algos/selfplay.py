@@ -132,8 +132,19 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
         raise ConfigError(f"{algo} searches over a Discrete action space, but {source.name} has {space}; "
                           "use sac or td3 for it")
     spec = space_spec(venv.single_observation_space, space)
+    symmetries = None
+    if cfg.augment_symmetries:
+        from ..envs.simulators import SIMULATORS
+
+        make = getattr(SIMULATORS.get(source.env_id or ""), "symmetries", None)
+        if make is None:
+            venv.close()
+            raise ConfigError(f"augment_symmetries: rlworks knows no symmetries of {source.name} (it knows those "
+                              f"of rlworks/TicTacToe-v0)")
+        symmetries = make()
     replay = GameReplay(cfg.replay_size, spec["act_dim"], (spec["obs_dim"],), num_unroll=cfg.num_unroll,
-                        td_steps=cfg.td_steps, alpha=cfg.per_alpha, beta=cfg.per_beta, seed=replay_seed)
+                        td_steps=cfg.td_steps, alpha=cfg.per_alpha, beta=cfg.per_beta, seed=replay_seed,
+                        symmetries=symmetries)
     players = int(getattr(venv.envs[0].unwrapped, "players", 1)) if hasattr(venv, "envs") else 1
     s = Session(algo, source.env_id, cfg, int(seed), int(total_steps), dev, spec, {}, venv, replay,
                 np.random.default_rng(np_seed), torch_generator(torch_seed, dev), source, players=players)

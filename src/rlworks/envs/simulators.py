@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .tictactoe import TicTacToeRules
@@ -42,6 +43,16 @@ class TicTacToeSimulator:
         moved = ~TicTacToeRules.finished(board)[:, None]
         x_next = torch.where(moved, 1 - x_to_move, x_to_move)
         return torch.cat([nxt, x_next], -1), reward.to(states.dtype), done, legal
+
+    @staticmethod
+    def symmetries() -> tuple[np.ndarray, np.ndarray]:
+        """The board's 8 symmetries (4 rotations, each with and without a reflection) as permutations:
+        ``cells`` (8, 9), where transform g shows old cell cells[g, i] in cell i, and the same for the
+        observation's 27 entries (three planes of 9). A transformed observation is obs[..., obs_perm[g]], a
+        transformed policy policy[..., cells[g]], and a move a becomes the cell c with cells[g, c] == a."""
+        grid = np.arange(9).reshape(3, 3)
+        cells = np.stack([m.ravel() for k in range(4) for m in (np.rot90(grid, k), np.fliplr(np.rot90(grid, k)))])
+        return np.concatenate([cells + 9 * plane for plane in range(3)], 1), cells
 
 
 class CartPoleSimulator:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .puct import check_sizes
+from .puct import check_depth, check_sizes
 from .tree import Tree
 from .types import RecurrentFn, RootOutput, SearchResult
 
@@ -84,9 +84,12 @@ def sigma(tree: Tree, node: torch.Tensor, config: GumbelConfig) -> tuple[torch.T
 @torch.no_grad()  # a search is arithmetic on the network's outputs, never differentiated
 def gumbel_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: int, *,
                   config: GumbelConfig = GumbelConfig(), root_legal: torch.Tensor | None = None,
-                  gumbel: torch.Tensor | None = None, tree: Tree | None = None) -> SearchResult:
+                  gumbel: torch.Tensor | None = None, tree: Tree | None = None,
+                  max_depth: int | None = None) -> SearchResult:
     """Search B roots at once with Gumbel MuZero's rules; ``gumbel`` (B, A) are the root's Gumbel draws
-    (``gumbel_noise``), or none for the deterministic (evaluation) search."""
+    (``gumbel_noise``), or none for the deterministic (evaluation) search; ``max_depth`` as in
+    ``puct_search``."""
+    check_depth(max_depth)
     tree = check_sizes(root, num_simulations, tree)
     tree.start(root, root_legal, None, 0.0)
     rows = tree.rows
@@ -117,7 +120,7 @@ def gumbel_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: 
 
     for s in range(num_simulations):
         step[0] = s
-        tree.simulate(s + 1, recurrent_fn, select)
+        tree.simulate(s + 1, recurrent_fn, select, max_depth)
     visits, q, root_value = tree.root_result()
     root = torch.zeros_like(rows)
     sig, n = sigma(tree, root, config)

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .tree import SPREAD_TOL
+
 try:
     import numba
 
@@ -24,9 +26,9 @@ except ImportError:  # pragma: no cover - numba is a dependency; the tensor code
 
 @njit
 def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo, hi, c_init, c_base,
-                leaf_parent, leaf_action):  # pragma: no cover - compiled
-    """Descend every tree by pUCT to an edge without a child; write that edge into leaf_parent/leaf_action
-    and return the deepest descent (the number of selection steps)."""
+                max_depth, leaf_parent, leaf_action):  # pragma: no cover - compiled
+    """Descend every tree by pUCT to an edge without a child, or whose child lies at depth ``max_depth``;
+    write that edge into leaf_parent/leaf_action and return the deepest descent (the selection steps)."""
     B, _, A = prior.shape
     deepest = 0
     for b in range(B):
@@ -35,6 +37,7 @@ def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo,
             n_parent = visits[b, node]
             pb_c = (math.log((n_parent + c_base + 1.0) / c_base) + c_init) * math.sqrt(n_parent)
             spread = hi[b] - lo[b]
+            normalise = spread > SPREAD_TOL * (1.0 + max(abs(lo[b]), abs(hi[b])))  # tree.has_spread
             best, best_a = -np.inf, -1
             for a in range(A):
                 if not legal[b, node, a]:
@@ -44,13 +47,13 @@ def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo,
                 if c >= 0 and visits[b, c] > 0:
                     n_child = visits[b, c]
                     q = reward[b, c] + discount[b, c] * value_sum[b, c] / n_child
-                    value_score = (q - lo[b]) / spread if spread > 0 else q
+                    value_score = (q - lo[b]) / spread if normalise else q
                 score = pb_c / (1.0 + n_child) * prior[b, node, a] + value_score
                 if score > best:
                     best, best_a = score, a
             depth += 1
             c = children[b, node, best_a]
-            if c < 0:
+            if c < 0 or depth >= max_depth:
                 leaf_parent[b], leaf_action[b] = node, best_a
                 break
             node = c
@@ -60,10 +63,10 @@ def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo,
 
 @njit
 def backup(visits, value_sum, reward, discount, parent, lo, hi, leaf, value, sink):  # pragma: no cover
-    """From node ``leaf`` of every tree up to its root: W += G, N += 1, min-max of Q, G = r + d·G."""
+    """From node ``leaf[b]`` of every tree b up to its root: W += G, N += 1, min-max of Q, G = r + d·G."""
     B = visits.shape[0]
     for b in range(B):
-        node, g = leaf, value[b]
+        node, g = leaf[b], value[b]
         while node != sink:
             value_sum[b, node] += g
             visits[b, node] += 1

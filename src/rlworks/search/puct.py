@@ -69,6 +69,11 @@ def check_sizes(root: RootOutput, num_simulations: int, tree: Tree | None) -> Tr
     return tree
 
 
+def check_depth(max_depth: int | None) -> None:
+    if max_depth is not None and (isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1):
+        raise SearchError(f"max_depth must be None or an int >= 1, got {max_depth!r}")
+
+
 #: how the tree is walked: "tensor" (torch ops on all B trees at once; any device), "compiled" (numba loops
 #: over the same arrays, CPU; search/kernels.py), "auto" (compiled on CPU where numba is present)
 WALKS = ("auto", "tensor", "compiled")
@@ -77,12 +82,16 @@ WALKS = ("auto", "tensor", "compiled")
 @torch.no_grad()  # a search is arithmetic on the network's outputs, never differentiated
 def puct_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: int, *,
                 config: PUCTConfig = PUCTConfig(), root_legal: torch.Tensor | None = None,
-                root_noise: torch.Tensor | None = None, tree: Tree | None = None, walk: str = "auto") -> SearchResult:
+                root_noise: torch.Tensor | None = None, tree: Tree | None = None, walk: str = "auto",
+                max_depth: int | None = None) -> SearchResult:
     """Search B roots at once, one ``recurrent_fn`` call per simulation. ``root_noise`` (B, A), e.g. from
     ``dirichlet_noise``, is mixed into the root priors with ``config.exploration_fraction``. ``walk``: how
-    selection and backup run (``WALKS``); every walk gives the same result."""
+    selection and backup run (``WALKS``); every walk gives the same result. ``max_depth``: no node deeper
+    than this many steps below the root (a simulation that reaches it evaluates that node again, as mctx's
+    cutoff does); None: unbounded."""
     if walk not in WALKS:
         raise SearchError(f"walk={walk!r} is not one of {', '.join(WALKS)}")
+    check_depth(max_depth)
     tree = check_sizes(root, num_simulations, tree)
     tree.start(root, root_legal, root_noise, config.exploration_fraction)
     c_init, c_base = config.pb_c_init, config.pb_c_base
@@ -93,12 +102,13 @@ def puct_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: in
         arrays = [t.numpy() for t in (tree.visits, tree.value_sum, tree.reward, tree.discount, tree.prior,
                                       tree.legal, tree.children, tree.lo, tree.hi)]
         parent = tree.parent.numpy()
+        depth_bound = num_simulations + 1 if max_depth is None else max_depth  # no walk is longer than S + 1
         leaf_parent, leaf_action = torch.zeros_like(rows), torch.zeros_like(rows)
         lp, la = leaf_parent.numpy(), leaf_action.numpy()
         for s in range(num_simulations):
-            kernels.puct_select(*arrays, c_init, c_base, lp, la)
-            value = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action)
-            kernels.backup(arrays[0], arrays[1], arrays[2], arrays[3], parent, arrays[7], arrays[8], s + 1,
+            kernels.puct_select(*arrays, c_init, c_base, depth_bound, lp, la)
+            value, leaf = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action)
+            kernels.backup(arrays[0], arrays[1], arrays[2], arrays[3], parent, arrays[7], arrays[8], leaf.numpy(),
                            value.numpy(), tree.sink)
         return _result(tree)
 
@@ -112,7 +122,7 @@ def puct_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: in
         return score.argmax(-1)
 
     for s in range(num_simulations):
-        tree.simulate(s + 1, recurrent_fn, select)
+        tree.simulate(s + 1, recurrent_fn, select, max_depth)
     return _result(tree)
 
 

@@ -77,10 +77,11 @@ class Tree:
         return n, torch.where(visited, q, torch.zeros_like(q)), visited
 
     def normalize(self, q: torch.Tensor) -> torch.Tensor:
-        """Min-max normalised Q per tree (B, A): (q − lo)/(hi − lo) where hi > lo, else q unchanged."""
+        """Min-max normalised Q per tree (B, A): (q − lo)/(hi − lo) where the tree has seen a spread of Q
+        (``has_spread``), else q unchanged."""
         lo, hi = self.lo[:, None], self.hi[:, None]
         spread = hi - lo
-        ok = spread > 0
+        ok = has_spread(lo, hi)
         return torch.where(ok, (q - lo) / torch.where(ok, spread, torch.ones_like(spread)), q)
 
 
@@ -100,10 +101,12 @@ class Tree:
         self.value_sum[:, 0] = self.raw_value[:, 0] = root.value.to(self.dtype)
         self.embedding[:, 0] = root.embedding
 
-    def simulate(self, index: int, recurrent_fn, select) -> None:
+    def simulate(self, index: int, recurrent_fn, select, max_depth: int | None = None) -> None:
         """One simulation in every tree: descend with ``select(node (B,), depth) -> action (B,)`` until an
-        edge has no child, expand that child as node ``index`` with one ``recurrent_fn`` call for all B
-        trees, and back its value up to the root."""
+        edge has no child, or the edge's child lies at depth ``max_depth`` (the root is at depth 0), expand
+        that edge's child with one ``recurrent_fn`` call for all B trees (as node ``index`` where it is new;
+        re-evaluated in place where it exists, as mctx's depth cutoff does) and back its value up to the
+        root."""
         rows = self.rows
         node = torch.zeros_like(rows)
         done = torch.zeros_like(rows, dtype=torch.bool)
@@ -112,38 +115,44 @@ class Tree:
         while True:
             action = select(node, depth)
             child = self.children[rows, node, action]
-            stop = ~done & (child < 0)
+            depth += 1
+            stop = ~done & ((child < 0) | (max_depth is not None and depth >= max_depth))
             leaf_parent = torch.where(stop, node, leaf_parent)
             leaf_action = torch.where(stop, action, leaf_action)
             done = done | stop
-            depth += 1
             if bool(done.all()):
                 break
             node = torch.where(done, node, child)
-        self.backup(self.expand(index, recurrent_fn, leaf_parent, leaf_action), index, depth)
+        value, leaf = self.expand(index, recurrent_fn, leaf_parent, leaf_action)
+        self.backup(value, leaf, depth)
 
     def expand(self, index: int, recurrent_fn, leaf_parent: torch.Tensor, leaf_action: torch.Tensor
-               ) -> torch.Tensor:
-        """Node ``index`` := the child of (leaf_parent, leaf_action) in every tree, from one
-        ``recurrent_fn`` call for all of them; returns its value (B,)."""
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The child of (leaf_parent, leaf_action) in every tree, from one ``recurrent_fn`` call for all of
+        them: node ``index`` where the edge has no child yet, else the existing child, written again with
+        the same outputs. Returns its value (B,) and its node (B,)."""
         rows = self.rows
         out = recurrent_fn(self.embedding[rows, leaf_parent], leaf_action)
-        self.children[rows, leaf_parent, leaf_action] = index
-        self.parent[:, index] = leaf_parent
-        self.reward[:, index] = out.reward.to(self.dtype)
-        self.discount[:, index] = out.discount.to(self.dtype)
-        self.logits[:, index] = out.prior_logits.to(self.dtype)
-        self.prior[:, index], self.legal[:, index] = masked_prior(self.logits[:, index], out.legal)
-        self.embedding[:, index] = out.embedding
-        self.raw_value[:, index] = out.value.to(self.dtype)
-        return self.raw_value[:, index]
+        existing = self.children[rows, leaf_parent, leaf_action]
+        node = torch.where(existing >= 0, existing, torch.full_like(existing, index))
+        self.children[rows, leaf_parent, leaf_action] = node
+        self.parent[rows, node] = leaf_parent
+        self.reward[rows, node] = out.reward.to(self.dtype)
+        self.discount[rows, node] = out.discount.to(self.dtype)
+        logits = out.prior_logits.to(self.dtype)
+        self.logits[rows, node] = logits
+        self.prior[rows, node], self.legal[rows, node] = masked_prior(logits, out.legal)
+        self.embedding[rows, node] = out.embedding
+        value = out.value.to(self.dtype)
+        self.raw_value[rows, node] = value
+        return value, node
 
-    def backup(self, value: torch.Tensor, index: int, depth: int) -> None:
-        """G := the leaf's value; at each node from the leaf to the root: W += G, N += 1, update the
+    def backup(self, value: torch.Tensor, leaf: torch.Tensor, depth: int) -> None:
+        """G := the leaf's value; at each node from the leaf (B,) to the root: W += G, N += 1, update the
         min-max statistics with the node's Q seen from its parent, then G := r + discount · G (MuZero
-        appendix B, in mctx's sign convention), starting at node ``index``; ``depth`` bounds its depth."""
+        appendix B, in mctx's sign convention); ``depth`` bounds the leaves' depth."""
         rows, g = self.rows, value
-        node = torch.full_like(rows, index)
+        node = leaf.clone()
         for _ in range(depth + 1):
             self.value_sum[rows, node] += g
             self.visits[rows, node] += 1
@@ -159,6 +168,18 @@ class Tree:
         """The roots' children visits (B, A), their Q (B, A; 0 where unvisited) and the roots' values (B,)."""
         n, q, _ = self.child_stats(torch.zeros_like(self.rows))
         return n, q, self.value_sum[:, 0] / self.visits[:, 0]
+
+
+#: a spread of Q within this fraction of (1 + the largest |Q|) is rounding, not information: the same Q summed
+#: in another order (W/N after N equal values, d·W/N against d·(W/N)) differs in its last bits, and dividing by
+#: such a spread would turn those bits into value scores of 0 or 1
+SPREAD_TOL = 1e-5
+
+
+def has_spread(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Whether min-max normalisation applies: hi − lo above ``SPREAD_TOL`` of the Q's scale (kernels.py and the
+    tests' reference search apply the same rule)."""
+    return hi - lo > SPREAD_TOL * (1 + torch.maximum(lo.abs(), hi.abs()))
 
 
 def masked_prior(logits: torch.Tensor, legal: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
