@@ -56,46 +56,6 @@ def test_value_targets_use_stored_values_or_the_target_network():
     assert torch.allclose(half[:3], fresh[:3]) and torch.allclose(half[3:], stored[3:])
 
 
-def _net_with_heads(obs_dim=4, A=3, S=10, seed=2):
-    torch.manual_seed(seed)
-    net = mz.MuZeroNet(obs_dim, A, 8, (16,), S)
-    for head in (net.value_head, net.reward_head):  # heads that are not zero
-        torch.nn.init.normal_(head[-1].weight)
-    return net
-
-
-def test_planned_values_are_the_best_legal_one_step_backup():
-    net, A, S = _net_with_heads(), 3, 10
-    obs = torch.randn(5, 4, generator=torch.Generator().manual_seed(3))
-    qs = []
-    with torch.no_grad():  # every move tried one at a time: r − v (two players, the discount −1)
-        s = net.initial_inference(obs)[0]
-        for a in range(A):
-            _, r_logits, _, v_logits = net.recurrent_inference(s, torch.full((5,), a))
-            qs.append(mz.support_to_scalar(r_logits, S) - mz.support_to_scalar(v_logits, S))
-    q = torch.stack(qs, 1)
-    legal = torch.ones(5, A, dtype=torch.bool)
-    torch.testing.assert_close(mz.planned_values(net, obs, legal, -1.0), q.amax(-1))
-    legal[torch.arange(5), q.argmax(-1)] = False  # the best move made illegal: the best of the others
-    got = mz.planned_values(net, obs, legal, -1.0)
-    torch.testing.assert_close(got, q.masked_fill(~legal, float("-inf")).amax(-1))
-    assert (got < q.amax(-1)).all()
-
-
-def test_planned_values_mix_into_the_targets_inside_the_games_only():
-    net, B, K = _net_with_heads(A=2), 6, 3
-    b = _batch(B=B, K=K, A=2)
-    b["masks"][:, 2:] = 0  # the games end after step 1
-    b["legal"] = torch.ones(B, K + 1, 2, dtype=torch.bool)
-    z = torch.rand(B, K + 1)
-    planned = mz.planned_values(net, b["unroll_obs"].reshape(-1, 4), b["legal"].reshape(-1, 2), 0.9).reshape(B, K + 1)
-    mixed = mz.mix_planned(z, net, b, 0.25, 0.9)
-    torch.testing.assert_close(mixed[:, :2], 0.75 * z[:, :2] + 0.25 * planned[:, :2])
-    torch.testing.assert_close(mixed[:, 2:], z[:, 2:])
-    with pytest.raises(ConfigError, match="planned_value_weight"):
-        mz.MuZeroConfig(planned_value_weight=1.5)
-
-
 def test_unroll_loss_is_the_sum_of_the_cross_entropies():
     torch.manual_seed(1)
     cfg = mz.MuZeroConfig(num_unroll=3, support_size=10, consistency_loss_weight=0.0, value_loss_weight=0.5)

@@ -69,11 +69,6 @@ class MuZeroConfig(SelfPlayOptions):
     reanalyse_fraction: float = 1.0
     """fraction of each batch whose bootstrap values the target network recomputes from the stored observations
     (Reanalyse); the rest use the root value of the search that played the move"""
-    planned_value_weight: float = 0.0
-    """λ: the value target is (1 − λ)·z + λ·V⁺, where V⁺(o) = max over the legal a of r(s, a) + γ·v(g(s, a)),
-    s = h(o), is a one-ply full-width search through the target network's model (Value Prediction Network's
-    backup, Oh et al. 2017). z, the n-step return, values the moves self-play made, temperature and noise
-    included; V⁺ values the best move the model knows, from any replayed position. 0: MuZero's z alone"""
 
     def __post_init__(self) -> None:
         self.check()
@@ -81,7 +76,6 @@ class MuZeroConfig(SelfPlayOptions):
             check_range(name, getattr(self, name), 1)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_range("reanalyse_fraction", self.reanalyse_fraction, 0.0, 1.0)
-        check_range("planned_value_weight", self.planned_value_weight, 0.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,28 +217,6 @@ def value_targets(target: MuZeroNet, batch: dict[str, torch.Tensor], fraction: f
     return batch["value_prefix"] + batch["bootstrap_scale"] * boot
 
 
-@torch.no_grad()
-def planned_values(target: MuZeroNet, obs: torch.Tensor, legal: torch.Tensor, discount: float) -> torch.Tensor:
-    """V⁺(o) (N,) = max over the legal a of r(s, a) + discount · v(g(s, a)), s = h(o): every legal move of
-    each observation tried through the model in one batched call (``planned_value_weight``)."""
-    N, A = legal.shape
-    s = target.initial_inference(obs)[0].repeat_interleave(A, 0)
-    actions = torch.arange(A, device=obs.device).repeat(N)
-    _, r_logits, _, v_logits = target.recurrent_inference(s, actions)
-    S = target.support_size
-    q = (support_to_scalar(r_logits, S) + discount * support_to_scalar(v_logits, S)).reshape(N, A)
-    return q.masked_fill(~legal, float("-inf")).amax(-1)
-
-
-def mix_planned(z: torch.Tensor, target: MuZeroNet, batch: dict[str, torch.Tensor], weight: float,
-                discount: float) -> torch.Tensor:
-    """(1 − λ)·z + λ·V⁺ at the positions inside their games (u < T); beyond a game's end z stays."""
-    B, K1 = z.shape
-    obs = batch["unroll_obs"].reshape(B * K1, -1)
-    planned = planned_values(target, obs, batch["legal"].reshape(B * K1, -1), discount).reshape(B, K1)
-    return torch.where(batch["masks"] > 0, (1 - weight) * z + weight * planned, z)
-
-
 def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor, cfg: MuZeroConfig
                 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Per-sample loss (B,), the root value predictions (B,) for new priorities, and the parts."""
@@ -292,8 +264,6 @@ def update(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor]
     """One gradient step on a replayed batch; returns |v − z| at the roots (the new priorities)."""
     net = st.planner.net
     z = value_targets(st.target, batch, cfg.reanalyse_fraction)
-    if cfg.planned_value_weight > 0:
-        z = mix_planned(z, st.target, batch, cfg.planned_value_weight, st.planner.discount)
     loss, v0, parts = unroll_loss(net, batch, z, cfg)
     st.opt.zero_grad(set_to_none=True)
     l2 = cfg.weight_decay * sum(p.square().sum() for p in net.parameters())
