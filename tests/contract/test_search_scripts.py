@@ -29,7 +29,12 @@ def test_search_learning_scores_exactly_and_the_checkpoint_replays(tmp_path):
                             "--sims", "8", "16"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     lines = again.stdout.strip().splitlines()
-    assert len(lines) == 2 and "8 simulations" in lines[0] and "16 simulations" in lines[1]
+    assert len(lines) == 2 and "8 simulations, depth free" in lines[0] and "16 simulations" in lines[1]
+    capped = subprocess.run([sys.executable, str(BENCH / "tictactoe_play_simulations.py"), row["checkpoint"],
+                             "--sims", "8", "--depths", "0", "1"], capture_output=True, text=True, timeout=300)
+    assert capped.returncode == 0, capped.stderr[-2000:]
+    assert [line.split(" | ")[0].split(", ")[-1] for line in capped.stdout.strip().splitlines()] == [
+        "depth free", "depth 1"]
     # the same checkpoint at the simulations it trained with scores as the run did
     first = row["exact"]["search/minimax/second"]
     assert f"minimax second: L {first['losses']:.3f}, mistakes {first['mistakes']}/{first['positions']}" in lines[0]
