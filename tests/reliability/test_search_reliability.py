@@ -14,6 +14,10 @@ CASES = {
     "muzero": (muzero, "CartPole-v1", None, dict(n_envs=2, num_simulations=4, batch_size=8, learning_starts=40,
                                                  latent_dim=8, hidden=(16,), num_unroll=3, td_steps=3,
                                                  replay_size=2000, updates_per_step=0.25)),
+    "muzero-symmetries": (muzero, "rlworks/TicTacToe-v0", {"opponent": "self-play"},
+                          dict(n_envs=2, num_simulations=4, batch_size=8, learning_starts=20, latent_dim=8,
+                               hidden=(16,), num_unroll=2, td_steps=9, replay_size=2000, updates_per_step=0.5,
+                               augment_symmetries=True)),
     "alphazero": (alphazero, "rlworks/TicTacToe-v0", {"opponent": "self-play"},
                   dict(n_envs=2, num_simulations=6, batch_size=8, learning_starts=20, hidden=(16,), replay_size=2000,
                        updates_per_step=0.5)),
@@ -28,7 +32,7 @@ def _train(name, steps, **run):
     return mod.train(env, mod.CONFIG(**over), total_steps=steps, seed=3, run=RunContext(**run))
 
 
-@pytest.mark.parametrize("name,n", [("muzero", 100), ("alphazero", 60)])
+@pytest.mark.parametrize("name,n", [("muzero", 100), ("muzero-symmetries", 60), ("alphazero", 60)])
 def test_train_2n_equals_train_n_then_resume(tmp_path, name, n, same_checkpoints):
     torch.set_num_threads(1)
     full = tmp_path / "full"

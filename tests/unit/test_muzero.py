@@ -103,3 +103,8 @@ def test_a_short_run_acts_saves_and_loads(tmp_path, search):
     assert set(loaded.act(obs).tolist()) <= {0, 1}
     result = agent.evaluate(2, seed=3)
     assert len(result.returns) == 2 and all(n >= 8 for n in result.lengths)
+
+
+def test_symmetries_of_an_env_without_them_are_refused():
+    with pytest.raises(ConfigError, match="no symmetries of CartPole-v1"):
+        mz.train("CartPole-v1", mz.MuZeroConfig(**TINY, augment_symmetries=True), total_steps=10)
