@@ -38,3 +38,20 @@ def test_search_learning_scores_exactly_and_the_checkpoint_replays(tmp_path):
     # the same checkpoint at the simulations it trained with scores as the run did
     first = row["exact"]["search/minimax/second"]
     assert f"minimax second: L {first['losses']:.3f}, mistakes {first['mistakes']}/{first['positions']}" in lines[0]
+
+
+def test_muzero_tactics_reads_a_checkpoint(tmp_path):
+    out, ckpts = tmp_path / "runs.jsonl", tmp_path / "ckpt"
+    args = ["--algo", "muzero", "--env", "rlworks/TicTacToe-v0", "--seeds", "0", "--steps", "400",
+            "--eval-every", "400", "--eval-episodes", "2", "--set", "num_simulations=4", "learning_starts=100",
+            "batch_size=16", "--json", str(out), "--save-dir", str(ckpts)]
+    run = subprocess.run([sys.executable, str(BENCH / "search_learning.py"), *args], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    tactics = subprocess.run([sys.executable, str(BENCH / "muzero_tictactoe_tactics.py"), row["checkpoint"]],
+                             capture_output=True, text=True, timeout=300)
+    assert tactics.returncode == 0, tactics.stderr[-2000:]
+    lines = tactics.stdout.strip().splitlines()
+    assert lines[0].endswith("4520 positions") and len(lines) == 5
+    assert "X to move, can win (1498)" in lines[1] and "O to move, must block (580 positions" in lines[4]
