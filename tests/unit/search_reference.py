@@ -28,8 +28,8 @@ class MinMaxStats:
         self.hi = max(self.hi, q)
 
     def normalize(self, q: float) -> float:
-        # a spread within 1e-5 of (1 + the largest |Q|) is rounding (rlworks.search.tree.SPREAD_TOL): identity
-        if self.hi - self.lo > 1e-5 * (1 + max(abs(self.lo), abs(self.hi))):
+        # a spread within 1e-9 of (1 + the largest |Q|) is rounding (rlworks.search.tree.SPREAD_TOL): identity
+        if self.hi - self.lo > 1e-9 * (1 + max(abs(self.lo), abs(self.hi))):
             return (q - self.lo) / (self.hi - self.lo)
         return q
 

@@ -10,8 +10,6 @@ import math
 
 import numpy as np
 
-from .tree import SPREAD_TOL
-
 try:
     import numba
 
@@ -25,10 +23,11 @@ except ImportError:  # pragma: no cover - numba is a dependency; the tensor code
 
 
 @njit
-def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo, hi, c_init, c_base,
+def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo, hi, c_init, c_base, spread_tol,
                 max_depth, leaf_parent, leaf_action):  # pragma: no cover - compiled
     """Descend every tree by pUCT to an edge without a child, or whose child lies at depth ``max_depth``;
-    write that edge into leaf_parent/leaf_action and return the deepest descent (the selection steps)."""
+    write that edge into leaf_parent/leaf_action and return the deepest descent (the selection steps).
+    ``spread_tol``: tree.SPREAD_TOL (an argument, not a global: numba's cache would keep an old value)."""
     B, _, A = prior.shape
     deepest = 0
     for b in range(B):
@@ -37,7 +36,7 @@ def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo,
             n_parent = visits[b, node]
             pb_c = (math.log((n_parent + c_base + 1.0) / c_base) + c_init) * math.sqrt(n_parent)
             spread = hi[b] - lo[b]
-            normalise = spread > SPREAD_TOL * (1.0 + max(abs(lo[b]), abs(hi[b])))  # tree.has_spread
+            normalise = spread > spread_tol * (1.0 + max(abs(lo[b]), abs(hi[b])))  # tree.has_spread
             best, best_a = -np.inf, -1
             for a in range(A):
                 if not legal[b, node, a]:

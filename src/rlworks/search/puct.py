@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import kernels
-from .tree import Tree
+from .tree import SPREAD_TOL, Tree
 from .types import RecurrentFn, RootOutput, SearchError, SearchResult
 
 
@@ -106,7 +106,7 @@ def puct_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: in
         leaf_parent, leaf_action = torch.zeros_like(rows), torch.zeros_like(rows)
         lp, la = leaf_parent.numpy(), leaf_action.numpy()
         for s in range(num_simulations):
-            kernels.puct_select(*arrays, c_init, c_base, depth_bound, lp, la)
+            kernels.puct_select(*arrays, c_init, c_base, SPREAD_TOL, depth_bound, lp, la)
             value, leaf = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action)
             kernels.backup(arrays[0], arrays[1], arrays[2], arrays[3], parent, arrays[7], arrays[8], leaf.numpy(),
                            value.numpy(), tree.sink)
