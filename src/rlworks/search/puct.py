@@ -107,7 +107,7 @@ def puct_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: in
         lp, la = leaf_parent.numpy(), leaf_action.numpy()
         for s in range(num_simulations):
             kernels.puct_select(*arrays, c_init, c_base, SPREAD_TOL, depth_bound, lp, la)
-            value, leaf = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action)
+            value, leaf = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action, max_depth is not None)
             kernels.backup(arrays[0], arrays[1], arrays[2], arrays[3], parent, arrays[7], arrays[8], leaf.numpy(),
                            value.numpy(), tree.sink)
         return _result(tree)

@@ -123,28 +123,33 @@ class Tree:
             if bool(done.all()):
                 break
             node = torch.where(done, node, child)
-        value, leaf = self.expand(index, recurrent_fn, leaf_parent, leaf_action)
+        value, leaf = self.expand(index, recurrent_fn, leaf_parent, leaf_action, max_depth is not None)
         self.backup(value, leaf, depth)
 
-    def expand(self, index: int, recurrent_fn, leaf_parent: torch.Tensor, leaf_action: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def expand(self, index: int, recurrent_fn, leaf_parent: torch.Tensor, leaf_action: torch.Tensor,
+               capped: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The child of (leaf_parent, leaf_action) in every tree, from one ``recurrent_fn`` call for all of
-        them: node ``index`` where the edge has no child yet, else the existing child, written again with
-        the same outputs. Returns its value (B,) and its node (B,)."""
+        them, as node ``index``. Under a depth cap (``capped``) the edge may have a child already: that node is
+        written again with the same outputs instead. Returns its value (B,) and its node (B,)."""
         rows = self.rows
         out = recurrent_fn(self.embedding[rows, leaf_parent], leaf_action)
-        existing = self.children[rows, leaf_parent, leaf_action]
-        node = torch.where(existing >= 0, existing, torch.full_like(existing, index))
+        if capped:
+            existing = self.children[rows, leaf_parent, leaf_action]
+            node = torch.where(existing >= 0, existing, torch.full_like(existing, index))
+            at = (rows, node)
+        else:  # every leaf is new: whole columns, the cheaper writes on the uncapped hot path
+            node = torch.full_like(rows, index)
+            at = (slice(None), index)
         self.children[rows, leaf_parent, leaf_action] = node
-        self.parent[rows, node] = leaf_parent
-        self.reward[rows, node] = out.reward.to(self.dtype)
-        self.discount[rows, node] = out.discount.to(self.dtype)
+        self.parent[at] = leaf_parent
+        self.reward[at] = out.reward.to(self.dtype)
+        self.discount[at] = out.discount.to(self.dtype)
         logits = out.prior_logits.to(self.dtype)
-        self.logits[rows, node] = logits
-        self.prior[rows, node], self.legal[rows, node] = masked_prior(logits, out.legal)
-        self.embedding[rows, node] = out.embedding
+        self.logits[at] = logits
+        self.prior[at], self.legal[at] = masked_prior(logits, out.legal)
+        self.embedding[at] = out.embedding
         value = out.value.to(self.dtype)
-        self.raw_value[rows, node] = value
+        self.raw_value[at] = value
         return value, node
 
     def backup(self, value: torch.Tensor, leaf: torch.Tensor, depth: int) -> None:
