@@ -56,13 +56,54 @@ def test_value_targets_use_stored_values_or_the_target_network():
     assert torch.allclose(half[:3], fresh[:3]) and torch.allclose(half[3:], stored[3:])
 
 
+def _state(cfg, legal_env=None):
+    torch.manual_seed(2)
+    net = mz.MuZeroNet(27 if legal_env else 4, 9 if legal_env else 2, 8, (16,), cfg.support_size)
+    target = mz.MuZeroNet(27 if legal_env else 4, 9 if legal_env else 2, 8, (16,), cfg.support_size)
+    planner = mz.MuZeroPlanner(net, cfg, -1.0 if legal_env else 0.99, legal_env)
+    return mz.MuZeroState(planner, target, None)
+
+
+@pytest.mark.parametrize("search", ["puct", "gumbel"])
+def test_policy_reanalysis_searches_again_with_the_target_network(search):
+    cfg = mz.MuZeroConfig(num_simulations=6, support_size=10, reanalyse_policy_fraction=0.5, search=search)
+    st = _state(cfg)
+    b = _batch()
+    b["masks"][1, 2:] = 0  # row 1 ends after two positions: its last targets stay the stored (masked) ones
+    pi = mz.policy_targets(st, cfg, b)
+    with torch.no_grad():
+        fresh = mz.search(st.target, b["unroll_obs"][:3].reshape(12, 4), cfg, discount=0.99, rng=None).policy
+    fresh = fresh.reshape(3, 4, 2)
+    inside = b["masks"][:3, :, None] > 0
+    torch.testing.assert_close(pi[:3], torch.where(inside, fresh, b["target_policies"][:3]))
+    torch.testing.assert_close(pi[3:], b["target_policies"][3:])  # the rest of the batch as stored
+    assert not torch.allclose(pi[0], b["target_policies"][0])
+    off = mz.MuZeroConfig(num_simulations=6, support_size=10)
+    assert mz.policy_targets(st, off, b) is b["target_policies"]
+
+
+def test_policy_reanalysis_keeps_to_the_legal_moves():
+    from rlworks.envs.tictactoe import observe
+
+    cfg = mz.MuZeroConfig(num_simulations=8, support_size=10, num_unroll=1, reanalyse_policy_fraction=1.0)
+    st = _state(cfg, "rlworks/TicTacToe-v0")
+    boards = [[1, -1, 0, 0, 1, 0, 0, 0, -1], [1, 1, -1, -1, -1, 1, 1, 0, 0]]
+    obs = torch.tensor(np.stack([observe(bd, 1 if i == 0 else -1) for i, bd in enumerate(boards)]))
+    legal = torch.tensor([[c == 0 for c in bd] for bd in boards])
+    b = {"target_policies": torch.full((2, 2, 9), 1 / 9), "unroll_obs": obs[:, None].repeat(1, 2, 1),
+         "legal": legal[:, None].repeat(1, 2, 1), "masks": torch.ones(2, 2)}
+    pi = mz.policy_targets(st, cfg, b)
+    assert torch.allclose(pi.sum(-1), torch.ones(2, 2))
+    assert (pi[~b["legal"]] == 0).all()
+
+
 def test_unroll_loss_is_the_sum_of_the_cross_entropies():
     torch.manual_seed(1)
     cfg = mz.MuZeroConfig(num_unroll=3, support_size=10, consistency_loss_weight=0.0, value_loss_weight=0.5)
     net = mz.MuZeroNet(4, 2, 8, (16,), 10)
     b = _batch()
     z = torch.rand(6, 4) * 5
-    loss, v0, parts = mz.unroll_loss(net, b, z, cfg)
+    loss, v0, parts = mz.unroll_loss(net, b, z, b["target_policies"], cfg)
     # the same sums written out step by step (the 1/K scaling touches only gradients)
     s, p, v = net.initial_inference(b["obs"])
     total = torch.zeros(6)

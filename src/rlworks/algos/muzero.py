@@ -13,7 +13,8 @@ policies in, from reward alone.
 * Reanalyse (Schrittwieser et al. 2021, "MuZero Unplugged"): for a ``reanalyse_fraction`` of the replayed
   positions the bootstrap values of the targets are recomputed by the target network from the stored
   observations instead of taken from the old searches' root values (EfficientZero, Ye et al. 2021, does the
-  same with its target model). The policy targets stay those of the search that played the move.
+  same with its target model). With ``reanalyse_policy_fraction`` a fraction of the policy targets, too, come
+  from a new search with the target network instead of the search that played the move.
 * Acting: the batched search in ``rlworks.search`` over all envs at once — pUCT with Dirichlet noise and
   a visit-count temperature (appendix B, D), or Gumbel MuZero's sequential halving (``search="gumbel"``).
 
@@ -69,6 +70,11 @@ class MuZeroConfig(SelfPlayOptions):
     reanalyse_fraction: float = 1.0
     """fraction of each batch whose bootstrap values the target network recomputes from the stored observations
     (Reanalyse); the rest use the root value of the search that played the move"""
+    reanalyse_policy_fraction: float = 0.0
+    """fraction of each batch whose policy targets come from a new search with the target network (MuZero
+    Reanalyze, appendix H; MuZero Unplugged; EfficientZero does it with its target model) instead of the visit
+    counts of the search that played the move, which an older network made; no root noise. Costs a search of
+    fraction · B · (K+1) roots per gradient step"""
 
     def __post_init__(self) -> None:
         self.check()
@@ -76,6 +82,7 @@ class MuZeroConfig(SelfPlayOptions):
             check_range(name, getattr(self, name), 1)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_range("reanalyse_fraction", self.reanalyse_fraction, 0.0, 1.0)
+        check_range("reanalyse_policy_fraction", self.reanalyse_policy_fraction, 0.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,9 +224,28 @@ def value_targets(target: MuZeroNet, batch: dict[str, torch.Tensor], fraction: f
     return batch["value_prefix"] + batch["bootstrap_scale"] * boot
 
 
-def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor, cfg: MuZeroConfig
-                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-sample loss (B,), the root value predictions (B,) for new priorities, and the parts."""
+def policy_targets(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The policy targets (B, K+1, A), those of the first ``reanalyse_policy_fraction`` of the (randomly drawn)
+    batch replaced, at the positions inside their games, by the visit distribution of a new search from the
+    stored observation with the target network: the search's improvement of the current policy, where the
+    stored one came from the network that played the move (MuZero Reanalyze)."""
+    pol = batch["target_policies"]
+    B, K1, A = pol.shape
+    n = round(cfg.reanalyse_policy_fraction * B)
+    if n == 0:
+        return pol
+    obs = batch["unroll_obs"][:n].flatten(0, 1)  # o_{t+k}, k = 0..K (symmetry-permuted with the rest)
+    legal = None if st.planner.legal is None else batch["legal"][:n].flatten(0, 1)
+    with torch.no_grad():
+        fresh = search(st.target, obs, cfg, discount=st.planner.discount, rng=None, legal=legal).policy
+    inside = batch["masks"][:n, :, None] > 0  # beyond a game's end the target stays uniform (and masked)
+    return torch.cat([torch.where(inside, fresh.reshape(n, K1, A).to(pol.dtype), pol[:n]), pol[n:]])
+
+
+def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor, pi: torch.Tensor,
+                cfg: MuZeroConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-sample loss (B,), the root value predictions (B,) for new priorities, and the parts; ``z`` the value
+    targets (B, K+1), ``pi`` the policy targets (B, K+1, A)."""
     S, K = net.support_size, cfg.num_unroll
     s, p_logits, v_logits = net.initial_inference(batch["obs"])
     v0 = support_to_scalar(v_logits.detach(), S)
@@ -228,7 +254,7 @@ def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor,
         return -(target * F.log_softmax(logits, -1)).sum(-1)
 
     value = ce(v_logits, scalar_to_support(z[:, 0], S))
-    policy = ce(p_logits, batch["target_policies"][:, 0]) * batch["masks"][:, 0]
+    policy = ce(p_logits, pi[:, 0]) * batch["masks"][:, 0]
     reward = torch.zeros_like(value)
     consistency = torch.zeros_like(value)
     if cfg.consistency_loss_weight > 0:
@@ -245,7 +271,7 @@ def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor,
         # the unrolled steps share 1/K of the gradient (appendix G pseudocode, "gradient_scale")
         value = value + scale_gradient(ce(v_logits, scalar_to_support(z[:, k], S)), 1 / K)
         reward = reward + scale_gradient(ce(r_logits, scalar_to_support(batch["target_rewards"][:, k], S)), 1 / K)
-        policy = policy + scale_gradient(ce(p_logits, batch["target_policies"][:, k]) * batch["masks"][:, k], 1 / K)
+        policy = policy + scale_gradient(ce(p_logits, pi[:, k]) * batch["masks"][:, k], 1 / K)
     loss = cfg.value_loss_weight * value + reward + policy + cfg.consistency_loss_weight * consistency
     parts = {"losses/value": value, "losses/reward": reward, "losses/policy": policy, "losses/consistency": consistency}
     return loss, v0, {k: v.detach().mean() for k, v in parts.items()}  # detached: a logged metric holds no graph
@@ -264,7 +290,7 @@ def update(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor]
     """One gradient step on a replayed batch; returns |v − z| at the roots (the new priorities)."""
     net = st.planner.net
     z = value_targets(st.target, batch, cfg.reanalyse_fraction)
-    loss, v0, parts = unroll_loss(net, batch, z, cfg)
+    loss, v0, parts = unroll_loss(net, batch, z, policy_targets(st, cfg, batch), cfg)
     st.opt.zero_grad(set_to_none=True)
     l2 = cfg.weight_decay * sum(p.square().sum() for p in net.parameters())
     ((loss * batch["weights"]).mean() + l2).backward()

@@ -50,7 +50,7 @@ def learn_rounds(s: Session, n: int, update: Callable[[Any, Any, dict[str, torch
     metrics: dict[str, torch.Tensor] = {}
     for _ in range(n):
         b = s.replay.sample(s.config.batch_size)
-        batch = {k: torch.as_tensor(v, device=s.device) for k, v in b.items() if k != "legal"}
+        batch = {k: torch.as_tensor(v, device=s.device) for k, v in b.items()}
         priorities, metrics = update(s.state, s.config, batch)
         s.replay.update_priorities(b["indices"], priorities.detach().cpu().numpy())
         s.state.n_updates += 1
