@@ -57,11 +57,11 @@ def test_value_targets_use_stored_values_or_the_target_network():
 
 
 def _state(cfg, legal_env=None):
+    """Online and target networks for a 4-float, 2-action MDP, or (``legal_env``) TicTacToe's 27 floats and 9 moves."""
     torch.manual_seed(2)
-    net = mz.MuZeroNet(27 if legal_env else 4, 9 if legal_env else 2, 8, (16,), cfg.support_size)
-    target = mz.MuZeroNet(27 if legal_env else 4, 9 if legal_env else 2, 8, (16,), cfg.support_size)
-    planner = mz.MuZeroPlanner(net, cfg, -1.0 if legal_env else 0.99, legal_env)
-    return mz.MuZeroState(planner, target, None)
+    obs_dim, A, discount = (27, 9, -1.0) if legal_env else (4, 2, 0.99)
+    net, target = (mz.MuZeroNet(obs_dim, A, 8, (16,), cfg.support_size) for _ in range(2))
+    return mz.MuZeroState(mz.MuZeroPlanner(net, cfg, discount, legal_env), target, None)
 
 
 @pytest.mark.parametrize("search", ["puct", "gumbel"])
