@@ -178,7 +178,7 @@ def main() -> None:
     p.add_argument("--games", type=int, default=0,
                    help="TicTacToe: also play this many sampled games per opponent and side (the exact outcomes "
                         "over every game the opponent can make are always computed)")
-    p.add_argument("--set", nargs="*", default=[], help="config overrides k=v (python literals)")
+    p.add_argument("--set", nargs="*", default=[], help="config overrides k=v (python literals, else strings)")
     p.add_argument("--json", default="search-learning.jsonl")
     p.add_argument("--save-dir", default=None, help="also save each returned agent as a checkpoint under this folder")
     p.add_argument("--table", action="store_true", help="print the file's results and stop")
@@ -194,7 +194,13 @@ def main() -> None:
         return
     import ast
 
-    overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.set)}
+    def value(text: str):  # a Python literal, else the text itself (--set search=gumbel)
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+    overrides = {k: value(v) for k, v in (s.split("=", 1) for s in a.set)}
     for seed in a.seeds:
         key = (a.algo, a.env, seed, a.steps, json.dumps(overrides, sort_keys=True))
         if any((r["algo"], r["env"], r["seed"], r.get("steps_arg"), json.dumps(r["overrides"], sort_keys=True)) == key

@@ -96,3 +96,37 @@ def test_temperature_moves_samples_the_opening_then_plays_the_most_visited():
     assert len(set(draws(0)[:, 1])) > 1  # off (0): every move at the schedule's temperature
     with pytest.raises(ConfigError, match="temperature_moves"):
         az.AlphaZeroConfig(temperature_moves=-1)
+
+
+def _recorded_games(opening_moves, steps=300):
+    from rlworks.core.run import RunContext
+
+    games = []
+
+    def watch(s):
+        add = s.replay.add
+        s.replay.add = lambda g, *a, **k: (games.append(g), add(g, *a, **k))[1]
+
+    env = lambda: gym.make("rlworks/TicTacToe-v0", opponent="self-play")  # noqa: E731
+    cfg = az.AlphaZeroConfig(n_envs=4, num_simulations=4, batch_size=8, learning_starts=10_000, hidden=(8,),
+                             opening_moves=opening_moves)
+    az.train(env, cfg, total_steps=steps, seed=0, run=RunContext(on_start=watch))
+    return games
+
+
+def test_opening_moves_start_the_recorded_games_after_k_random_moves():
+    from rlworks.envs.tictactoe import winner
+
+    games = _recorded_games(3)
+    marks = [int(g.obs[0][:18].sum()) for g in games]  # the first recorded position's marks: the moves before it
+    assert set(marks) == {0, 1, 2, 3}, marks
+    for g, k in zip(games, marks):
+        # the canonical observation puts X's plane first when X moves: the parity of k says who moves
+        assert g.obs[0][18] == (k % 2 == 0)
+        board = [int(a) - int(b) for a, b in zip(g.obs[0][:9], g.obs[0][9:18])]
+        assert winner(board) == 0 and len(g) <= 9 - k  # a live position; the game plays on from it
+    firsts = [int(np.flatnonzero(g.obs[0][9:18])[0]) for g, k in zip(games, marks) if k == 1]
+    assert len(set(firsts)) > 4, firsts  # X's random first move: not always the same cell
+    assert {int(g.obs[0][:18].sum()) for g in _recorded_games(0)} == {0}
+    with pytest.raises(ConfigError, match="opening_moves"):
+        az.AlphaZeroConfig(opening_moves=-1)

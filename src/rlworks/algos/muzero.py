@@ -40,7 +40,7 @@ from ..core.seeding import seeded_init
 from ..core.support import scalar_to_support, support_to_scalar
 from ..search import RootOutput, StepOutput, Tree
 from . import selfplay
-from .planning import SelfPlayOptions, act_from_search, search_with
+from .planning import SelfPlayOptions, act_from_search, legal_rule, search_with
 
 
 @dataclass(frozen=True)
@@ -155,19 +155,6 @@ def search(net: MuZeroNet, obs: torch.Tensor, cfg: MuZeroConfig, *, discount: fl
                           value=support_to_scalar(v, S), embedding=nxt)
 
     return search_with(cfg, root, recurrent_fn, legal=legal, rng=rng, tree=tree)
-
-
-def legal_rule(env_id: str | None):
-    """``obs -> (B, A) legal mask`` where rlworks knows the env's rules (its board games), else None. MuZero
-    learns the dynamics but, as in the paper (§3, "legal actions at the root come from the environment"),
-    takes the legal moves at the root from the game."""
-    from ..envs.simulators import SIMULATORS
-
-    sim = SIMULATORS.get(env_id or "")
-    if sim is None or sim.players == 1:
-        return None
-    rules = sim()
-    return lambda obs: rules.legal(rules.from_obs(obs))
 
 
 class MuZeroPlanner(nn.Module):

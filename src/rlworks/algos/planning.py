@@ -62,6 +62,10 @@ class SelfPlayOptions:
     """0: every move at the schedule's temperature; m > 0: only the first m moves of each game, then the most
     visited action (AlphaGo Zero: temperature 1 for the first 30 moves, then → 0), so self-play sees varied
     openings and plays sharply after them. pUCT only (Gumbel's root noise does its own exploring)"""
+    opening_moves: int = 0
+    """n > 0: each self-play game starts with k moves uniform among the legal ones, k drawn from 0..n, that are
+    not recorded (the game in the replay starts after them), so the learner also meets positions its own play
+    avoids (in TicTacToe, the second player's answers to openings off the centre); 0: off"""
     discount: float = 0.997
     """γ"""
     support_size: int = 25
@@ -98,6 +102,7 @@ class SelfPlayOptions:
                      "batch_size", "replay_size"):
             check_range(name, getattr(self, name), 1)
         check_range("temperature_moves", self.temperature_moves, 0)
+        check_range("opening_moves", self.opening_moves, 0)
         check_range("max_depth", self.max_depth, 0)
         check_choice("search", self.search, SEARCHES)
         check_choice("walk", self.walk, WALKS)
@@ -113,6 +118,19 @@ class SelfPlayOptions:
     def temperature(self, progress: float) -> float:
         """The acting temperature at ``progress`` (a fraction of total_steps)."""
         return self.temperatures[sum(progress >= f for f in self.temperature_stages)]
+
+
+def legal_rule(env_id: str | None):
+    """``obs -> (B, A) legal mask`` where rlworks knows the env's rules (its board games), else None. MuZero
+    learns the dynamics but, as in the paper (§3, "legal actions at the root come from the environment"),
+    takes the legal moves at the root from the game; self-play's random openings draw from them too."""
+    from ..envs.simulators import SIMULATORS
+
+    sim = SIMULATORS.get(env_id or "")
+    if sim is None or sim.players == 1:
+        return None
+    rules = sim()
+    return lambda obs: rules.legal(rules.from_obs(obs))
 
 
 def search_with(cfg: SelfPlayOptions, root: RootOutput, recurrent_fn: RecurrentFn, *, legal: torch.Tensor | None,

@@ -93,6 +93,7 @@ class Session:
     iteration: int = 0
     recent: deque = field(default_factory=lambda: deque(maxlen=20))
     players: int = 1  # 2: alternating zero-sum self-play (rewards for the mover; the discount flips sign)
+    opening: np.ndarray | None = None  # with opening_moves: the random moves left before each game is recorded
     backend: str = "autograd"
 
     @property
@@ -150,7 +151,22 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
                 np.random.default_rng(np_seed), torch_generator(torch_seed, dev), source, players=players)
     s.obs = venv.reset().astype(np.float32)
     s.games = [GameHistory() for _ in range(venv.num_envs)]
+    if cfg.opening_moves:
+        s.opening = s.rng.integers(0, cfg.opening_moves + 1, size=venv.num_envs)
     return s
+
+
+def opening_actions(s: Session, obs: np.ndarray) -> np.ndarray:
+    """A uniform draw among the legal moves of each observation (every action where rlworks knows no rules):
+    the unrecorded opening moves of ``opening_moves``."""
+    from .planning import legal_rule
+
+    rule = legal_rule(s.env_id)
+    legal = (np.ones((len(obs), s.spec["act_dim"]), bool) if rule is None
+             else rule(torch.as_tensor(obs)).cpu().numpy())
+    probs = legal / legal.sum(1, keepdims=True)
+    u = s.rng.random(len(obs))[:, None]
+    return np.minimum((probs.cumsum(1) < u).sum(1), probs.shape[1] - 1)
 
 
 def choose_actions(s: Session, out: Any, gumbel: bool, temperature: float) -> np.ndarray:
@@ -195,6 +211,10 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
             t0 = time.perf_counter()
             prev = s.global_step
             actions, policies, root_values = plan(s, s.obs)
+            opening = np.zeros(N, bool) if s.opening is None else s.opening > 0
+            if opening.any():
+                actions = actions.copy()
+                actions[opening] = opening_actions(s, s.obs[opening])
             raw, rewards, term, trunc, final, episodes = s.venv.step(actions)
             check_array("reward", rewards, f"from the environment at step {s.global_step}")
             s.global_step += N
@@ -204,13 +224,20 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
             boot = value(s, final[trunc].astype(np.float32)) if trunc.any() else None
             b = 0
             for i in range(N):
-                s.games[i].append(s.obs[i], actions[i], rewards[i], s.step_discount(), root_values[i], policies[i])
+                if opening[i]:  # a random opening move: the recorded game starts after it
+                    s.opening[i] -= 1
+                else:
+                    s.games[i].append(s.obs[i], actions[i], rewards[i], s.step_discount(), root_values[i],
+                                      policies[i])
                 if done[i]:
                     v = 0.0
                     if trunc[i]:
                         v, b = float(boot[b]), b + 1
-                    s.replay.add(s.games[i].finish(final[i], terminated=bool(term[i]), bootstrap_value=v))
+                    if len(s.games[i]):  # (a game that ended inside its opening has nothing to learn from)
+                        s.replay.add(s.games[i].finish(final[i], terminated=bool(term[i]), bootstrap_value=v))
                     s.games[i] = GameHistory()
+                    if s.opening is not None:
+                        s.opening[i] = s.rng.integers(0, cfg.opening_moves + 1)
             s.obs = nxt
             for ret, length in episodes:
                 s.recent.append(ret)
@@ -264,6 +291,8 @@ def _save(s: Session, ctx: RunContext, step: int) -> Path:
     }
     arrays = {f"replay/{k}": v for k, v in s.replay.state_dict().items()}
     arrays["current_obs"] = s.obs
+    if s.opening is not None:
+        arrays["opening"] = s.opening
     for i, g in enumerate(s.games):  # the unfinished games, so that a resumed run continues them
         for k in _LIVE:
             a = np.asarray(getattr(g, k), dtype=np.int64 if k == "actions" else np.float32)
@@ -291,6 +320,10 @@ def restore(s: Session, path: str | Path) -> Path:
     s.iteration = int(tr["iteration"])
     s.recent = deque(tr["recent"], maxlen=20)
     s.global_step = int(state["sampler"]["global_step"])
+    if s.opening is not None:
+        if "opening" not in arrays:
+            raise CheckpointError(f"{ckpt}: written without opening_moves, which this configuration sets")
+        s.opening = arrays["opening"].astype(np.int64)
     venv_state = state["sampler"]["venv"]
     if venv_state.get("exact"):
         s.venv.set_state(venv_state)
