@@ -82,6 +82,20 @@ def test_policy_reanalysis_searches_again_with_the_target_network(search):
     assert mz.policy_targets(st, off, b) is b["target_policies"]
 
 
+def test_reanalysis_root_noise_is_the_acting_searchs_noise_drawn_from_the_given_rng():
+    cfg = mz.MuZeroConfig(num_simulations=9, support_size=10, reanalyse_policy_fraction=1.0, reanalyse_noise=True,
+                          dirichlet_alpha=0.1, exploration_fraction=0.9)
+    st, b = _state(cfg), _batch()
+    b["masks"][:] = 1
+    pi = mz.policy_targets(st, cfg, b, np.random.default_rng(5))
+    with torch.no_grad():
+        noisy = mz.search(st.target, b["unroll_obs"].reshape(24, 4), cfg, discount=0.99, rng=np.random.default_rng(5))
+        clean = mz.search(st.target, b["unroll_obs"].reshape(24, 4), cfg, discount=0.99, rng=None)
+    torch.testing.assert_close(pi, noisy.policy.reshape(6, 4, 2))
+    assert not torch.allclose(noisy.policy, clean.policy)  # the noise moves some visits
+    torch.testing.assert_close(mz.policy_targets(st, cfg, b), clean.policy.reshape(6, 4, 2))
+
+
 def test_policy_reanalysis_keeps_to_the_legal_moves():
     from rlworks.envs.tictactoe import observe
 

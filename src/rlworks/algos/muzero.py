@@ -73,8 +73,11 @@ class MuZeroConfig(SelfPlayOptions):
     reanalyse_policy_fraction: float = 0.0
     """fraction of each batch whose policy targets come from a new search with the target network (MuZero
     Reanalyze, appendix H; MuZero Unplugged; EfficientZero does it with its target model) instead of the visit
-    counts of the search that played the move, which an older network made; no root noise. Costs a search of
+    counts of the search that played the move, which an older network made. Costs a search of
     fraction · B · (K+1) roots per gradient step"""
+    reanalyse_noise: bool = False
+    """the reanalysis search adds the acting search's root noise (LightZero's ``reanalyze_noise``), so that a
+    move the prior has all but ruled out still gets visits, and mass if its value is better; off: no noise"""
 
     def __post_init__(self) -> None:
         self.check()
@@ -211,11 +214,12 @@ def value_targets(target: MuZeroNet, batch: dict[str, torch.Tensor], fraction: f
     return batch["value_prefix"] + batch["bootstrap_scale"] * boot
 
 
-def policy_targets(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def policy_targets(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor],
+                   rng: np.random.Generator | None = None) -> torch.Tensor:
     """The policy targets (B, K+1, A), those of the first ``reanalyse_policy_fraction`` of the (randomly drawn)
     batch replaced, at the positions inside their games, by the visit distribution of a new search from the
     stored observation with the target network: the search's improvement of the current policy, where the
-    stored one came from the network that played the move (MuZero Reanalyze)."""
+    stored one came from the network that played the move (MuZero Reanalyze). ``rng`` adds root noise."""
     pol = batch["target_policies"]
     B, K1, A = pol.shape
     n = round(cfg.reanalyse_policy_fraction * B)
@@ -224,7 +228,7 @@ def policy_targets(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Te
     obs = batch["unroll_obs"][:n].flatten(0, 1)  # o_{t+k}, k = 0..K (symmetry-permuted with the rest)
     legal = None if st.planner.legal is None else batch["legal"][:n].flatten(0, 1)
     with torch.no_grad():
-        fresh = search(st.target, obs, cfg, discount=st.planner.discount, rng=None, legal=legal).policy
+        fresh = search(st.target, obs, cfg, discount=st.planner.discount, rng=rng, legal=legal).policy
     inside = batch["masks"][:n, :, None] > 0  # beyond a game's end the target stays uniform (and masked)
     return torch.cat([torch.where(inside, fresh.reshape(n, K1, A).to(pol.dtype), pol[:n]), pol[n:]])
 
@@ -272,12 +276,13 @@ class MuZeroState:
     n_updates: int = 0
 
 
-def update(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor]
-           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One gradient step on a replayed batch; returns |v − z| at the roots (the new priorities)."""
+def update(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor],
+           rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One gradient step on a replayed batch; returns |v − z| at the roots (the new priorities). ``rng``: the
+    reanalysis search's root noise (``reanalyse_noise``)."""
     net = st.planner.net
     z = value_targets(st.target, batch, cfg.reanalyse_fraction)
-    loss, v0, parts = unroll_loss(net, batch, z, policy_targets(st, cfg, batch), cfg)
+    loss, v0, parts = unroll_loss(net, batch, z, policy_targets(st, cfg, batch, rng), cfg)
     st.opt.zero_grad(set_to_none=True)
     l2 = cfg.weight_decay * sum(p.square().sum() for p in net.parameters())
     ((loss * batch["weights"]).mean() + l2).backward()
@@ -337,7 +342,8 @@ def train(env_id: Any, config: MuZeroConfig | None = None, *, total_steps: int, 
                 s.state.target.load_state_dict(s.state.planner.net.state_dict())
 
         def learn(s: selfplay.Session, n: int) -> dict[str, torch.Tensor]:
-            return selfplay.learn_rounds(s, n, update, after=sync_target)
+            rng = s.rng if cfg.reanalyse_noise else None  # (checkpointed with the session)
+            return selfplay.learn_rounds(s, n, lambda st, c, b: update(st, c, b, rng), after=sync_target)
 
         return selfplay.run(s, plan, learn, value, run or RunContext())
     finally:
