@@ -178,7 +178,8 @@ def main() -> None:
     p.add_argument("--games", type=int, default=0,
                    help="TicTacToe: also play this many sampled games per opponent and side (the exact outcomes "
                         "over every game the opponent can make are always computed)")
-    p.add_argument("--set", nargs="*", default=[], help="config overrides k=v (python literals, else strings)")
+    p.add_argument("--set", nargs="*", action="extend", default=[],
+                   help="config overrides k=v (python literals, else strings); --set may repeat")
     p.add_argument("--json", default="search-learning.jsonl")
     p.add_argument("--save-dir", default=None, help="also save each returned agent as a checkpoint under this folder")
     p.add_argument("--table", action="store_true", help="print the file's results and stop")
