@@ -4,6 +4,7 @@ The self-play loop and its checkpoints are in ``algos/selfplay.py``."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,7 @@ class SelfPlayOptions:
         return self.temperatures[sum(progress >= f for f in self.temperature_stages)]
 
 
+@functools.cache  # one rule per env id: the simulators hold no state
 def legal_rule(env_id: str | None):
     """``obs -> (B, A) legal mask`` where rlworks knows the env's rules (its board games), else None. MuZero
     learns the dynamics but, as in the paper (§3, "legal actions at the root come from the environment"),

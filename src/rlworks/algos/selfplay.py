@@ -41,6 +41,7 @@ from ..search import (
 )
 from .agent import OffPolicyAgent
 from .games import GameHistory, GameReplay
+from .planning import legal_rule
 
 
 def learn_rounds(s: Session, n: int, update: Callable[[Any, Any, dict[str, torch.Tensor]], tuple[torch.Tensor, dict]],
@@ -156,17 +157,19 @@ def build_session(algo: str, env: Any, cfg: Any, *, seed: int, total_steps: int,
     return s
 
 
+def sample(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One action per row of ``probs`` (N, A), drawn with ``rng``."""
+    u = rng.random(len(probs))[:, None]
+    return np.minimum((probs.cumsum(1) < u).sum(1), probs.shape[1] - 1)
+
+
 def opening_actions(s: Session, obs: np.ndarray) -> np.ndarray:
     """A uniform draw among the legal moves of each observation (every action where rlworks knows no rules):
     the unrecorded opening moves of ``opening_moves``."""
-    from .planning import legal_rule
-
     rule = legal_rule(s.env_id)
     legal = (np.ones((len(obs), s.spec["act_dim"]), bool) if rule is None
              else rule(torch.as_tensor(obs)).cpu().numpy())
-    probs = legal / legal.sum(1, keepdims=True)
-    u = s.rng.random(len(obs))[:, None]
-    return np.minimum((probs.cumsum(1) < u).sum(1), probs.shape[1] - 1)
+    return sample(s.rng, legal / legal.sum(1, keepdims=True))
 
 
 def choose_actions(s: Session, out: Any, gumbel: bool, temperature: float) -> np.ndarray:
@@ -181,8 +184,7 @@ def choose_actions(s: Session, out: Any, gumbel: bool, temperature: float) -> np
         late = np.array([len(g) >= m for g in s.games])
         greedy = visit_policy(out.visit_counts, 0.0).cpu().numpy()
         probs[late] = greedy[late]
-    u = s.rng.random(len(probs))[:, None]
-    return np.minimum((probs.cumsum(1) < u).sum(1), probs.shape[1] - 1)
+    return sample(s.rng, probs)
 
 
 PlanFn = Callable[[Session, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
