@@ -14,6 +14,7 @@ import inspect
 import json
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,20 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
                 value = tuple(value)
             kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def from_saved(cls: type, data: dict[str, Any], source: Any) -> Any:
+    """Build ``cls`` from a config saved by an earlier run (a checkpoint's ``state.json``, an agent).
+
+    A field this version no longer has is dropped with a warning naming it and ``source``, instead of making
+    the checkpoint unloadable; a field added since takes its default (as ``from_dict``). A run resumed so is not
+    guaranteed to continue exactly as the version that saved it would have."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    gone = sorted(set(data) - names)
+    if gone:
+        warnings.warn(f"{source}: the saved {cls.__name__} has fields this version of rlworks no longer has "
+                      f"({', '.join(gone)}); they are ignored", UserWarning, stacklevel=2)
+    return from_dict(cls, {k: v for k, v in data.items() if k in names})
 
 
 def overlay(cls: type, base: Any, given: dict[str, Any]) -> Any:

@@ -132,6 +132,27 @@ def test_save_load_round_trip_same_deterministic_actions(tmp_path):
         load_agent(tmp_path / f"{name}-ck").act(obs[0])
 
 
+def test_a_checkpoint_with_a_config_field_removed_since_loads_with_a_warning(tmp_path):
+    """A config field an earlier version saved and this one no longer has does not make the checkpoint
+    unloadable: it is dropped with a warning naming it and the file."""
+    import hashlib
+
+    torch.set_num_threads(1)
+    agent = _train("dqn-plain", 300, checkpoint_dir=tmp_path)
+    ck = tmp_path / "step-300"
+    state = json.loads((ck / "state.json").read_text())
+    state["agent"]["config"]["exploration_bonus_from_an_old_version"] = 0.5
+    (ck / "state.json").write_text(json.dumps(state))
+    manifest = json.loads((ck / "MANIFEST.json").read_text())
+    manifest["files"]["state.json"] = hashlib.sha256((ck / "state.json").read_bytes()).hexdigest()
+    (ck / "MANIFEST.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match=r"state\.json.*no longer has \(exploration_bonus_from_an_old_version\)"):
+        loaded = load_agent(ck)
+    assert loaded.config == agent.config
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(8, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.act(obs), agent.act(obs))
+
+
 @pytest.mark.parametrize("target,damage", [("buffer.npz", "truncate"), ("buffer.npz", "flip"),
                                            ("model.safetensors", "flip"), ("model.safetensors", "truncate")])
 def test_corrupt_checkpoint_names_file_previous_still_resumable(tmp_path, target, damage):

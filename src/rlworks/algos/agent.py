@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError, from_saved
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.envs import EnvSource, env_source, wrapper_names
 from ..core.evaluation import EvalResult, evaluate
@@ -255,7 +255,7 @@ def offpolicy_agent_from_checkpoint(tensors: dict[str, torch.Tensor], state: dic
     agent_class = getattr(mod, "AGENT", OffPolicyAgent)  # the Decision Transformer's keeps a context as it acts
     if mod is None or a.get("format") != getattr(agent_class, "FORMAT", OFFPOLICY_AGENT_FORMAT):
         raise CheckpointError(f"{ckpt / 'state.json'}: not an rlworks off-policy agent checkpoint")
-    cfg = from_dict(mod.CONFIG, a["config"])
+    cfg = from_saved(mod.CONFIG, a["config"], ckpt / "state.json")
     model = mod.build_actor(a["spec"], a["net"], cfg).to(device)
     # an offline training checkpoint holds the acting module as "agent/" (beside the raw networks it trains);
     # an off-policy one names it after its role (q, actor); an agent save uses "actor/"
@@ -283,6 +283,6 @@ def load_agent(path: str | Path, device: str = "cpu") -> Agent | OffPolicyAgent:
     model = build_model(a["spec"], a["net"]).to(device)
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     model.eval()
-    cfg = from_dict(config_class(a["algo"]), a["config"])
+    cfg = from_saved(config_class(a["algo"]), a["config"], ckpt / "state.json")
     return Agent(a["algo"], a["env_id"], cfg, model, a["spec"], a["net"], a["obs_norm"], a["env_kwargs"], a["meta"],
                  env=a.get("env"))

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import MATMUL_PRECISIONS, ConfigError, from_dict, suggest
+from ..config import MATMUL_PRECISIONS, ConfigError, from_saved, suggest
 from . import options
 from .options import QUIET_HELP, at_least, choice_arg, device_arg
 from .parsing import Parser, is_checkpoint, is_step_dir, named_checkpoint, read_run
@@ -249,7 +249,7 @@ def resume(run_dir: str, argv: list[str]) -> int:
         _, state, ckpt = load_session_state(ckpt)
     except CheckpointError as exc:
         raise ConfigError(str(exc)) from None
-    cfg = from_dict(config_class(algo), state["agent"]["config"])
+    cfg = from_saved(config_class(algo), state["agent"]["config"], ckpt / "state.json")
     start = int(state["sampler"]["global_step"])
     if ns.total_steps is None:
         total = int(meta["total_steps"])
