@@ -70,7 +70,9 @@ def test_policy_reanalysis_searches_again_with_the_target_network(search):
     st = _state(cfg)
     b = _batch()
     b["masks"][1, 2:] = 0  # row 1 ends after two positions: its last targets stay the stored (masked) ones
-    pi = mz.policy_targets(st, cfg, b)
+    z = torch.rand(6, 4)
+    z_out, pi = mz.reanalysed_targets(st, cfg, b, z)
+    assert z_out is z  # reanalyse_value_mix 0: the value targets stay
     with torch.no_grad():
         fresh = mz.search(st.target, b["unroll_obs"][:3].reshape(12, 4), cfg, discount=0.99, rng=None).policy
     fresh = fresh.reshape(3, 4, 2)
@@ -79,7 +81,26 @@ def test_policy_reanalysis_searches_again_with_the_target_network(search):
     torch.testing.assert_close(pi[3:], b["target_policies"][3:])  # the rest of the batch as stored
     assert not torch.allclose(pi[0], b["target_policies"][0])
     off = mz.MuZeroConfig(num_simulations=6, support_size=10)
-    assert mz.policy_targets(st, off, b) is b["target_policies"]
+    assert mz.reanalysed_targets(st, off, b, z)[1] is b["target_policies"]
+
+
+@pytest.mark.parametrize("lam", [0.5, 1.0])
+def test_reanalysis_value_mix_moves_the_value_targets_to_the_new_searchs_root_value(lam):
+    cfg = mz.MuZeroConfig(num_simulations=6, support_size=10, reanalyse_policy_fraction=0.5, reanalyse_value_mix=lam)
+    st = _state(cfg)
+    torch.nn.init.normal_(st.target.value_head[-1].weight)  # a value head that is not zero
+    b = _batch()
+    b["masks"][1, 2:] = 0  # beyond row 1's game end its value targets stay
+    z = torch.rand(6, 4) * 2 - 1
+    mixed, pi = mz.reanalysed_targets(st, cfg, b, z.clone())
+    with torch.no_grad():
+        fresh = mz.search(st.target, b["unroll_obs"][:3].reshape(12, 4), cfg, discount=0.99, rng=None)
+    v = fresh.root_value.reshape(3, 4)
+    inside = b["masks"][:3] > 0
+    torch.testing.assert_close(mixed[:3], torch.where(inside, (1 - lam) * z[:3] + lam * v, z[:3]))
+    torch.testing.assert_close(mixed[3:], z[3:])  # the positions not reanalysed keep their targets
+    assert not torch.allclose(mixed[0], z[0])
+    torch.testing.assert_close(pi[:3][inside], fresh.policy.reshape(3, 4, 2)[inside])
 
 
 def test_reanalysis_root_noise_is_the_acting_searchs_noise_drawn_from_the_given_rng():
@@ -87,13 +108,14 @@ def test_reanalysis_root_noise_is_the_acting_searchs_noise_drawn_from_the_given_
                           dirichlet_alpha=0.1, exploration_fraction=0.9)
     st, b = _state(cfg), _batch()
     b["masks"][:] = 1
-    pi = mz.policy_targets(st, cfg, b, np.random.default_rng(5))
+    z = torch.zeros(6, 4)
+    pi = mz.reanalysed_targets(st, cfg, b, z, np.random.default_rng(5))[1]
     with torch.no_grad():
         noisy = mz.search(st.target, b["unroll_obs"].reshape(24, 4), cfg, discount=0.99, rng=np.random.default_rng(5))
         clean = mz.search(st.target, b["unroll_obs"].reshape(24, 4), cfg, discount=0.99, rng=None)
     torch.testing.assert_close(pi, noisy.policy.reshape(6, 4, 2))
     assert not torch.allclose(noisy.policy, clean.policy)  # the noise moves some visits
-    torch.testing.assert_close(mz.policy_targets(st, cfg, b), clean.policy.reshape(6, 4, 2))
+    torch.testing.assert_close(mz.reanalysed_targets(st, cfg, b, z)[1], clean.policy.reshape(6, 4, 2))
 
 
 def test_policy_reanalysis_keeps_to_the_legal_moves():
@@ -106,7 +128,7 @@ def test_policy_reanalysis_keeps_to_the_legal_moves():
     legal = torch.tensor([[c == 0 for c in bd] for bd in boards])
     b = {"target_policies": torch.full((2, 2, 9), 1 / 9), "unroll_obs": obs[:, None].repeat(1, 2, 1),
          "legal": legal[:, None].repeat(1, 2, 1), "masks": torch.ones(2, 2)}
-    pi = mz.policy_targets(st, cfg, b)
+    pi = mz.reanalysed_targets(st, cfg, b, torch.zeros(2, 2))[1]
     assert torch.allclose(pi.sum(-1), torch.ones(2, 2))
     assert (pi[~b["legal"]] == 0).all()
 

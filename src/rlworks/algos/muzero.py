@@ -78,6 +78,11 @@ class MuZeroConfig(SelfPlayOptions):
     reanalyse_noise: bool = False
     """the reanalysis search adds the acting search's root noise (LightZero's ``reanalyze_noise``), so that a
     move the prior has all but ruled out still gets visits, and mass if its value is better; off: no noise"""
+    reanalyse_value_mix: float = 0.0
+    """λ: on the policy-reanalysed positions, the value target becomes (1 − λ) z + λ v_search, v_search the new
+    search's root value (AlphaZero's outcome/search-value mix). Where z is a game's outcome it is the outcome of
+    exploring play (root noise, temperature), which undervalues a position its mover can win at once; the search
+    values it as the current model would play it. 0: the targets stay z"""
 
     def __post_init__(self) -> None:
         self.check()
@@ -86,6 +91,7 @@ class MuZeroConfig(SelfPlayOptions):
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_range("reanalyse_fraction", self.reanalyse_fraction, 0.0, 1.0)
         check_range("reanalyse_policy_fraction", self.reanalyse_policy_fraction, 0.0, 1.0)
+        check_range("reanalyse_value_mix", self.reanalyse_value_mix, 0.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,23 +220,29 @@ def value_targets(target: MuZeroNet, batch: dict[str, torch.Tensor], fraction: f
     return batch["value_prefix"] + batch["bootstrap_scale"] * boot
 
 
-def policy_targets(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor],
-                   rng: np.random.Generator | None = None) -> torch.Tensor:
-    """The policy targets (B, K+1, A), those of the first ``reanalyse_policy_fraction`` of the (randomly drawn)
-    batch replaced, at the positions inside their games, by the visit distribution of a new search from the
-    stored observation with the target network: the search's improvement of the current policy, where the
-    stored one came from the network that played the move (MuZero Reanalyze). ``rng`` adds root noise."""
+def reanalysed_targets(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor], z: torch.Tensor,
+                       rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The value and policy targets, (B, K+1) and (B, K+1, A). For the first ``reanalyse_policy_fraction`` of the
+    (randomly drawn) batch, at the positions inside their games, a new search from the stored observation with the
+    target network replaces the policy target by its visit distribution: the search's improvement of the current
+    policy, where the stored one came from the network that played the move (MuZero Reanalyze). There the value
+    target z moves to that search's root value by ``reanalyse_value_mix``. ``rng`` adds root noise."""
     pol = batch["target_policies"]
     B, K1, A = pol.shape
     n = round(cfg.reanalyse_policy_fraction * B)
     if n == 0:
-        return pol
+        return z, pol
     obs = batch["unroll_obs"][:n].flatten(0, 1)  # o_{t+k}, k = 0..K (symmetry-permuted with the rest)
     legal = None if st.planner.legal is None else batch["legal"][:n].flatten(0, 1)
     with torch.no_grad():
-        fresh = search(st.target, obs, cfg, discount=st.planner.discount, rng=rng, legal=legal).policy
-    inside = batch["masks"][:n, :, None] > 0  # beyond a game's end the target stays uniform (and masked)
-    return torch.cat([torch.where(inside, fresh.reshape(n, K1, A).to(pol.dtype), pol[:n]), pol[n:]])
+        fresh = search(st.target, obs, cfg, discount=st.planner.discount, rng=rng, legal=legal)
+    inside = batch["masks"][:n] > 0  # beyond a game's end the targets stay (the policy uniform and masked)
+    pi = torch.cat([torch.where(inside[..., None], fresh.policy.reshape(n, K1, A).to(pol.dtype), pol[:n]), pol[n:]])
+    lam = cfg.reanalyse_value_mix
+    if lam > 0:
+        mixed = torch.lerp(z[:n], fresh.root_value.reshape(n, K1).to(z.dtype), lam)
+        z = torch.cat([torch.where(inside, mixed, z[:n]), z[n:]])
+    return z, pi
 
 
 def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor, pi: torch.Tensor,
@@ -281,8 +293,8 @@ def update(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torch.Tensor],
     """One gradient step on a replayed batch; returns |v − z| at the roots (the new priorities). ``rng``: the
     reanalysis search's root noise (``reanalyse_noise``)."""
     net = st.planner.net
-    z = value_targets(st.target, batch, cfg.reanalyse_fraction)
-    loss, v0, parts = unroll_loss(net, batch, z, policy_targets(st, cfg, batch, rng), cfg)
+    z, pi = reanalysed_targets(st, cfg, batch, value_targets(st.target, batch, cfg.reanalyse_fraction), rng)
+    loss, v0, parts = unroll_loss(net, batch, z, pi, cfg)
     st.opt.zero_grad(set_to_none=True)
     l2 = cfg.weight_decay * sum(p.square().sum() for p in net.parameters())
     ((loss * batch["weights"]).mean() + l2).backward()
