@@ -80,9 +80,10 @@ class MuZeroConfig(SelfPlayOptions):
     move the prior has all but ruled out still gets visits, and mass if its value is better; off: no noise"""
     reanalyse_value_mix: float = 0.0
     """λ: on the policy-reanalysed positions, the value target becomes (1 − λ) z + λ v_search, v_search the new
-    search's root value (AlphaZero's outcome/search-value mix). Where z is a game's outcome it is the outcome of
-    exploring play (root noise, temperature), which undervalues a position its mover can win at once; the search
-    values it as the current model would play it. 0: the targets stay z"""
+    search's root value (the outcome/search-value average of AlphaZero reimplementations; Willemsen et al. 2021).
+    Where z is a game's outcome it is the outcome of exploring play (root noise, temperature), which undervalues a
+    position its mover can win at once; the search values it as the current model would play it.
+    0: the targets stay z"""
 
     def __post_init__(self) -> None:
         self.check()
