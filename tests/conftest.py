@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,3 +35,17 @@ def assert_same_checkpoints(a, b) -> None:
 def same_checkpoints():
     """``same_checkpoints(a, b)`` asserts two training checkpoints are identical (exact resume tests)."""
     return assert_same_checkpoints
+
+
+def resign_manifest(ckpt: Path, name: str) -> None:
+    """Rewrite the sha256 of ``ckpt/name`` in the checkpoint's MANIFEST.json, as someone who edited the file on
+    purpose would, so that a test reaches the checks behind the manifest's."""
+    manifest = json.loads((ckpt / "MANIFEST.json").read_text())
+    manifest["files"][name] = hashlib.sha256((ckpt / name).read_bytes()).hexdigest()
+    (ckpt / "MANIFEST.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def resign():
+    """``resign(ckpt, name)``: the manifest made to match an edited file (``resign_manifest``)."""
+    return resign_manifest
