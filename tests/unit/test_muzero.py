@@ -153,6 +153,27 @@ def test_unroll_loss_is_the_sum_of_the_cross_entropies():
     assert v0.shape == (6,) and set(parts) >= {"losses/value", "losses/reward", "losses/policy"}
 
 
+@pytest.mark.parametrize("form", ["cosine", "mse"])
+def test_the_consistency_loss_compares_each_unrolled_state_with_the_encoded_observation(form):
+    torch.manual_seed(2)
+    cfg = mz.MuZeroConfig(num_unroll=3, support_size=10, consistency_loss=form)
+    net = mz.MuZeroNet(4, 2, 8, (16,), 10)
+    b = _batch()
+    b["unroll_seen"][0, 2:] = 0  # past the end of a game: no target there
+    parts = mz.unroll_loss(net, b, torch.zeros(6, 4), b["target_policies"], cfg)[2]
+    with torch.no_grad():
+        s = net.initial_inference(b["obs"])[0]
+        want = torch.zeros(6)
+        for k in range(1, 4):
+            s = net.recurrent_inference(s, b["actions"][:, k - 1])[0]
+            h = net.initial_inference(b["unroll_obs"][:, k])[0]
+            gap = (s - h).square().sum(-1) if form == "mse" else -torch.nn.functional.cosine_similarity(s, h, dim=-1)
+            want += gap * b["unroll_seen"][:, k]
+    torch.testing.assert_close(parts["losses/consistency"], want.mean())
+    with pytest.raises(ConfigError, match="consistency_loss"):
+        mz.MuZeroConfig(consistency_loss="l1")
+
+
 def test_bad_config_values_are_refused():
     with pytest.raises(ConfigError, match="search"):
         mz.MuZeroConfig(search="mcts")

@@ -65,6 +65,11 @@ class MuZeroConfig(SelfPlayOptions):
     state sᵏ should match the encoder's state for the observation it stands for, h(o_{t+k}) (stop-gradient).
     Compared directly in the latent space, as TD-MPC does (Hansen et al. 2022), not through EfficientZero's
     SimSiam heads, which left the dynamics ignoring the action on CartPole (docs/muzero.md); 0 turns it off"""
+    consistency_loss: str = "cosine"
+    """how sᵏ is compared with h(o_{t+k}): "cosine", the negative cosine similarity (EfficientZero's form);
+    "mse", the squared distance summed over the latent's units (TD-MPC's form). Min-max scaled hidden states are
+    non-negative, so their cosine stays high even between unrelated positions (about 0.83 on a TicTacToe model,
+    docs/muzero.md) and the cosine loss is nearly flat where a value head still tells the states apart"""
     target_update_interval: int = 200
     """gradient steps between copies of the target network that values the bootstrap states"""
     reanalyse_fraction: float = 1.0
@@ -90,6 +95,7 @@ class MuZeroConfig(SelfPlayOptions):
         for name in ("latent_dim", "num_unroll", "target_update_interval"):
             check_range(name, getattr(self, name), 1)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("consistency_loss", self.consistency_loss, ("cosine", "mse"))
         check_range("reanalyse_fraction", self.reanalyse_fraction, 0.0, 1.0)
         check_range("reanalyse_policy_fraction", self.reanalyse_policy_fraction, 0.0, 1.0)
         check_range("reanalyse_value_mix", self.reanalyse_value_mix, 0.0, 1.0)
@@ -270,8 +276,11 @@ def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor,
     for k in range(1, K + 1):
         s, r_logits, p_logits, v_logits = net.recurrent_inference(s, batch["actions"][:, k - 1])
         if cfg.consistency_loss_weight > 0:
-            similarity = F.cosine_similarity(s, target[:, k], dim=-1)
-            consistency = consistency - scale_gradient(similarity * batch["unroll_seen"][:, k], 1 / K)
+            if cfg.consistency_loss == "mse":
+                gap = (s - target[:, k]).square().sum(-1)
+            else:
+                gap = -F.cosine_similarity(s, target[:, k], dim=-1)
+            consistency = consistency + scale_gradient(gap * batch["unroll_seen"][:, k], 1 / K)
         s = scale_gradient(s, 0.5)
         # the unrolled steps share 1/K of the gradient (appendix G pseudocode, "gradient_scale")
         value = value + scale_gradient(ce(v_logits, scalar_to_support(z[:, k], S)), 1 / K)
