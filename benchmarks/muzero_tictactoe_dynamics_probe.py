@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 import rlworks
 from rlworks.core.support import support_to_scalar
-from rlworks.envs.tictactoe import observe
+from rlworks.envs.tictactoe import EMPTY, O, X, observe
 
-MARKS = {"X": 1, "O": -1, ".": 0}
+MARKS = {"X": X, "O": O, ".": EMPTY}
 
 
 def board_of(text: str) -> list[int]:
@@ -37,11 +36,11 @@ def board_of(text: str) -> list[int]:
 def probe(path: str, board: list[int]) -> None:
     net = rlworks.load(path).model.net
     S = net.support_size
-    mover = 1 if board.count(1) == board.count(-1) else -1
+    mover = X if board.count(X) == board.count(O) else O
     s0, logits, v = net.initial_inference(torch.as_tensor(observe(board, mover))[None])
     print(f"{path}\n  value at the root {float(support_to_scalar(v, S)[0]):+.2f}; prior "
-          + " ".join(f"{a}:{p:.2f}" for a, p in enumerate(logits.softmax(-1)[0].tolist()) if board[a] == 0))
-    for a in (i for i in range(9) if board[i] == 0):
+          + " ".join(f"{a}:{p:.2f}" for a, p in enumerate(logits.softmax(-1)[0].tolist()) if board[a] == EMPTY))
+    for a in (i for i in range(9) if board[i] == EMPTY):
         s1, r, _, v1 = net.recurrent_inference(s0, torch.tensor([a]))
         after = list(board)
         after[a] = mover
@@ -59,7 +58,6 @@ def main() -> None:
     p.add_argument("checkpoints", nargs="+")
     a = p.parse_args()
     torch.set_num_threads(1)
-    np.set_printoptions(precision=2)
     board = board_of(a.board)
     for path in a.checkpoints:
         probe(path, board)
