@@ -45,8 +45,8 @@ class SelfPlayOptions:
     again, mctx's cutoff); 0: unbounded. MuZero's model is trained to unroll ``num_unroll`` steps: deeper
     nodes are states it has never been trained on (docs/muzero.md)"""
     walk: str = "auto"
-    """how pUCT walks its trees: "compiled" (numba loops, CPU), "tensor" (torch ops, any device), "auto"
-    (compiled on CPU); the same search either way (search/kernels.py)"""
+    """how the search (pUCT or Gumbel) walks its trees: "compiled" (numba loops, CPU), "tensor" (torch ops, any
+    device), "auto" (compiled on CPU); the same search either way (search/kernels.py)"""
     pb_c_init: float = 1.25
     """pUCT c1"""
     pb_c_base: float = 19652.0
@@ -144,7 +144,7 @@ def search_with(cfg: SelfPlayOptions, root: RootOutput, recurrent_fn: RecurrentF
         g = None if rng is None else gumbel_noise(rng, tuple(logits.shape), logits.device, logits.dtype)
         return gumbel_search(root, recurrent_fn, cfg.num_simulations, root_legal=legal, gumbel=g, tree=tree,
                              config=GumbelConfig(max_considered_actions=cfg.max_considered_actions),
-                             max_depth=cfg.max_depth or None)
+                             max_depth=cfg.max_depth or None, walk=cfg.walk)
     noise = None
     if rng is not None and cfg.exploration_fraction > 0:
         mask = torch.ones_like(logits, dtype=torch.bool) if legal is None else legal

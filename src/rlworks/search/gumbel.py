@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .puct import check_depth, check_sizes
+from . import kernels
+from .puct import WALKS, check_depth, check_sizes
 from .tree import Tree
-from .types import RecurrentFn, RootOutput, SearchResult
+from .types import RecurrentFn, RootOutput, SearchError, SearchResult
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,12 @@ def sigma(tree: Tree, node: torch.Tensor, config: GumbelConfig) -> tuple[torch.T
 def gumbel_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: int, *,
                   config: GumbelConfig = GumbelConfig(), root_legal: torch.Tensor | None = None,
                   gumbel: torch.Tensor | None = None, tree: Tree | None = None,
-                  max_depth: int | None = None) -> SearchResult:
+                  max_depth: int | None = None, walk: str = "auto") -> SearchResult:
     """Search B roots at once with Gumbel MuZero's rules; ``gumbel`` (B, A) are the root's Gumbel draws
-    (``gumbel_noise``), or none for the deterministic (evaluation) search; ``max_depth`` as in
-    ``puct_search``."""
+    (``gumbel_noise``), or none for the deterministic (evaluation) search; ``max_depth`` and ``walk`` as in
+    ``puct_search`` (the compiled walk: ``kernels.gumbel_select``)."""
+    if walk not in WALKS:
+        raise SearchError(f"walk={walk!r} is not one of {', '.join(WALKS)}")
     check_depth(max_depth)
     tree = check_sizes(root, num_simulations, tree)
     tree.start(root, root_legal, None, 0.0)
@@ -118,9 +121,15 @@ def gumbel_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: 
         score = (improved - n / (1 + n.sum(-1, keepdim=True))).masked_fill(~tree.legal[rows, node], neg_inf)
         return score.argmax(-1)
 
-    for s in range(num_simulations):
-        step[0] = s
-        tree.simulate(s + 1, recurrent_fn, select, max_depth)
+    if walk == "compiled" or (walk == "auto" and kernels.HAVE_NUMBA and tree.device.type == "cpu"):
+        if tree.device.type != "cpu":
+            raise SearchError("walk='compiled' runs on CPU trees only; use walk='tensor' on CUDA")
+        _compiled_walk(tree, recurrent_fn, num_simulations, (g + logits0).numpy(), schedule.numpy(), config,
+                       max_depth)
+    else:
+        for s in range(num_simulations):
+            step[0] = s
+            tree.simulate(s + 1, recurrent_fn, select, max_depth)
     visits, q, root_value = tree.root_result()
     root = torch.zeros_like(rows)
     sig, n = sigma(tree, root, config)
@@ -128,3 +137,21 @@ def gumbel_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: 
     action = root_scores(n, sig).masked_fill((n != most) | ~legal0, neg_inf).argmax(-1)
     policy = (tree.logits[:, 0].masked_fill(~legal0, neg_inf) + sig).softmax(-1)
     return SearchResult(visit_counts=visits, q_values=q, root_value=root_value, action=action, policy=policy)
+
+
+def _compiled_walk(tree: Tree, recurrent_fn: RecurrentFn, num_simulations: int, scores0: np.ndarray,
+                   schedule: np.ndarray, config: GumbelConfig, max_depth: int | None) -> None:
+    """The simulations with the descent and the backup as numba loops over the tree's arrays (numpy views, no
+    copies), the network call between them one batched torch call, as ``puct_search``'s compiled walk."""
+    arrays = [t.numpy() for t in (tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.discount,
+                                  tree.prior, tree.logits, tree.legal, tree.children)]
+    visits, value_sum, reward, discount = arrays[0], arrays[1], arrays[3], arrays[4]
+    parent, lo, hi = tree.parent.numpy(), tree.lo.numpy(), tree.hi.numpy()
+    depth_bound = num_simulations + 1 if max_depth is None else max_depth
+    leaf_parent, leaf_action = torch.zeros_like(tree.rows), torch.zeros_like(tree.rows)
+    lp, la = leaf_parent.numpy(), leaf_action.numpy()
+    for s in range(num_simulations):
+        kernels.gumbel_select(*arrays, scores0, np.ascontiguousarray(schedule[:, s]), config.c_visit,
+                              config.c_scale, depth_bound, lp, la)
+        value, leaf = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action, max_depth is not None)
+        kernels.backup(visits, value_sum, reward, discount, parent, lo, hi, leaf.numpy(), value.numpy(), tree.sink)
