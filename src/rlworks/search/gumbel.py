@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from . import kernels
-from .puct import WALKS, check_depth, check_sizes
+from .puct import check_depth, check_sizes, check_walk, compiled, simulate_compiled
 from .tree import Tree
-from .types import RecurrentFn, RootOutput, SearchError, SearchResult
+from .types import RecurrentFn, RootOutput, SearchResult
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,8 @@ def gumbel_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: 
                   max_depth: int | None = None, walk: str = "auto") -> SearchResult:
     """Search B roots at once with Gumbel MuZero's rules; ``gumbel`` (B, A) are the root's Gumbel draws
     (``gumbel_noise``), or none for the deterministic (evaluation) search; ``max_depth`` and ``walk`` as in
-    ``puct_search`` (the compiled walk: ``kernels.gumbel_select``)."""
-    if walk not in WALKS:
-        raise SearchError(f"walk={walk!r} is not one of {', '.join(WALKS)}")
+    ``puct_search`` (the compiled walk's descent: ``kernels.gumbel_select``)."""
+    check_walk(walk)
     check_depth(max_depth)
     tree = check_sizes(root, num_simulations, tree)
     tree.start(root, root_legal, None, 0.0)
@@ -121,11 +120,13 @@ def gumbel_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: 
         score = (improved - n / (1 + n.sum(-1, keepdim=True))).masked_fill(~tree.legal[rows, node], neg_inf)
         return score.argmax(-1)
 
-    if walk == "compiled" or (walk == "auto" and kernels.HAVE_NUMBA and tree.device.type == "cpu"):
-        if tree.device.type != "cpu":
-            raise SearchError("walk='compiled' runs on CPU trees only; use walk='tensor' on CUDA")
-        _compiled_walk(tree, recurrent_fn, num_simulations, (g + logits0).numpy(), schedule.numpy(), config,
-                       max_depth)
+    if compiled(walk, tree):
+        arrays = [t.numpy() for t in (tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.discount,
+                                      tree.prior, tree.logits, tree.legal, tree.children)]
+        scores0, want = (g + logits0).numpy(), schedule.T.contiguous().numpy()  # want[s]: simulation s's visit count
+        simulate_compiled(tree, recurrent_fn, num_simulations, max_depth, lambda s, depth_bound, lp, la:
+                          kernels.gumbel_select(*arrays, scores0, want[s], config.c_visit, config.c_scale,
+                                                depth_bound, lp, la))
     else:
         for s in range(num_simulations):
             step[0] = s
@@ -138,20 +139,3 @@ def gumbel_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: 
     policy = (tree.logits[:, 0].masked_fill(~legal0, neg_inf) + sig).softmax(-1)
     return SearchResult(visit_counts=visits, q_values=q, root_value=root_value, action=action, policy=policy)
 
-
-def _compiled_walk(tree: Tree, recurrent_fn: RecurrentFn, num_simulations: int, scores0: np.ndarray,
-                   schedule: np.ndarray, config: GumbelConfig, max_depth: int | None) -> None:
-    """The simulations with the descent and the backup as numba loops over the tree's arrays (numpy views, no
-    copies), the network call between them one batched torch call, as ``puct_search``'s compiled walk."""
-    arrays = [t.numpy() for t in (tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.discount,
-                                  tree.prior, tree.logits, tree.legal, tree.children)]
-    visits, value_sum, reward, discount = arrays[0], arrays[1], arrays[3], arrays[4]
-    parent, lo, hi = tree.parent.numpy(), tree.lo.numpy(), tree.hi.numpy()
-    depth_bound = num_simulations + 1 if max_depth is None else max_depth
-    leaf_parent, leaf_action = torch.zeros_like(tree.rows), torch.zeros_like(tree.rows)
-    lp, la = leaf_parent.numpy(), leaf_action.numpy()
-    for s in range(num_simulations):
-        kernels.gumbel_select(*arrays, scores0, np.ascontiguousarray(schedule[:, s]), config.c_visit,
-                              config.c_scale, depth_bound, lp, la)
-        value, leaf = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action, max_depth is not None)
-        kernels.backup(visits, value_sum, reward, discount, parent, lo, hi, leaf.numpy(), value.numpy(), tree.sink)

@@ -24,13 +24,23 @@ except ImportError:  # pragma: no cover - numba is a dependency; the tensor code
 
 
 @njit
+def _descend(children, b, node, action, depth, max_depth, leaf_parent, leaf_action):  # pragma: no cover
+    """Tree b's child through (node, action), at ``depth``; -1 where the descent stops there (no child, or the
+    child lies at ``max_depth``), having written that edge into leaf_parent/leaf_action."""
+    c = children[b, node, action]
+    if c < 0 or depth >= max_depth:
+        leaf_parent[b], leaf_action[b] = node, action
+        return -1
+    return c
+
+
+@njit
 def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo, hi, c_init, c_base, spread_tol,
                 max_depth, leaf_parent, leaf_action):  # pragma: no cover - compiled
     """Descend every tree by pUCT to an edge without a child, or whose child lies at depth ``max_depth``;
-    write that edge into leaf_parent/leaf_action and return the deepest descent (the selection steps).
+    write that edge into leaf_parent/leaf_action.
     ``spread_tol``: tree.SPREAD_TOL (an argument, not a global: numba's cache would keep an old value)."""
     B, _, A = prior.shape
-    deepest = 0
     for b in range(B):
         node, depth = 0, 0
         while True:
@@ -52,13 +62,9 @@ def puct_select(visits, value_sum, reward, discount, prior, legal, children, lo,
                 if score > best:
                     best, best_a = score, a
             depth += 1
-            c = children[b, node, best_a]
-            if c < 0 or depth >= max_depth:
-                leaf_parent[b], leaf_action[b] = node, best_a
+            node = _descend(children, b, node, best_a, depth, max_depth, leaf_parent, leaf_action)
+            if node < 0:
                 break
-            node = c
-        deepest = max(deepest, depth)
-    return deepest
 
 
 @njit
@@ -85,12 +91,11 @@ def gumbel_select(visits, value_sum, raw_value, reward, discount, prior, logits,
     largest ``scores0[b, a]`` (g + logits, the root's fixed part) + σ(q̂) among the legal actions visited exactly
     ``want[b]`` times; below it, argmax π'(a) − N(a) / (1 + Σ N), π' = softmax(logits + σ(q̂)). σ(q̂) as
     ``gumbel.sigma``: completed Q (v_mix for unvisited children), min-max scaled over the legal ones. Writes the
-    edge to expand into leaf_parent/leaf_action and returns the deepest descent."""
+    edge to expand into leaf_parent/leaf_action."""
     B, _, A = prior.shape
     n = np.zeros(A)
     q = np.zeros(A)
     score = np.zeros(A)
-    deepest = 0
     for b in range(B):
         node, depth = 0, 0
         while True:
@@ -139,10 +144,6 @@ def gumbel_select(visits, value_sum, raw_value, reward, discount, prior, logits,
                         if s > best:
                             best, best_a = s, a
             depth += 1
-            c = children[b, node, best_a]
-            if c < 0 or depth >= max_depth:
-                leaf_parent[b], leaf_action[b] = node, best_a
+            node = _descend(children, b, node, best_a, depth, max_depth, leaf_parent, leaf_action)
+            if node < 0:
                 break
-            node = c
-        deepest = max(deepest, depth)
-    return deepest

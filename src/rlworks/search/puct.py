@@ -79,6 +79,34 @@ def check_depth(max_depth: int | None) -> None:
 WALKS = ("auto", "tensor", "compiled")
 
 
+def check_walk(walk: str) -> None:
+    if walk not in WALKS:
+        raise SearchError(f"walk={walk!r} is not one of {', '.join(WALKS)}")
+
+
+def compiled(walk: str, tree: Tree) -> bool:
+    """Whether ``walk`` (one of ``WALKS``) runs the numba loops on ``tree``."""
+    if walk == "compiled" and tree.device.type != "cpu":
+        raise SearchError("walk='compiled' runs on CPU trees only; use walk='tensor' on CUDA")
+    return walk == "compiled" or (walk == "auto" and kernels.HAVE_NUMBA and tree.device.type == "cpu")
+
+
+def simulate_compiled(tree: Tree, recurrent_fn: RecurrentFn, num_simulations: int, max_depth: int | None,
+                      descend) -> None:
+    """The simulations of a compiled walk: ``descend(s, depth_bound, leaf_parent, leaf_action)`` (a numba kernel
+    over the tree's arrays, numpy views, no copies) writes each tree's edge to expand, one batched
+    ``recurrent_fn`` call expands them all, and ``kernels.backup`` backs the values up."""
+    depth_bound = num_simulations + 1 if max_depth is None else max_depth  # no walk is longer than S + 1
+    backup_arrays = [t.numpy() for t in (tree.visits, tree.value_sum, tree.reward, tree.discount, tree.parent,
+                                         tree.lo, tree.hi)]
+    leaf_parent, leaf_action = torch.zeros_like(tree.rows), torch.zeros_like(tree.rows)
+    lp, la = leaf_parent.numpy(), leaf_action.numpy()
+    for s in range(num_simulations):
+        descend(s, depth_bound, lp, la)
+        value, leaf = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action, max_depth is not None)
+        kernels.backup(*backup_arrays, leaf.numpy(), value.numpy(), tree.sink)
+
+
 @torch.no_grad()  # a search is arithmetic on the network's outputs, never differentiated
 def puct_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: int, *,
                 config: PUCTConfig = PUCTConfig(), root_legal: torch.Tensor | None = None,
@@ -89,27 +117,17 @@ def puct_search(root: RootOutput, recurrent_fn: RecurrentFn, num_simulations: in
     selection and backup run (``WALKS``); every walk gives the same result. ``max_depth``: no node deeper
     than this many steps below the root (a simulation that reaches it evaluates that node again, as mctx's
     cutoff does); None: unbounded."""
-    if walk not in WALKS:
-        raise SearchError(f"walk={walk!r} is not one of {', '.join(WALKS)}")
+    check_walk(walk)
     check_depth(max_depth)
     tree = check_sizes(root, num_simulations, tree)
     tree.start(root, root_legal, root_noise, config.exploration_fraction)
     c_init, c_base = config.pb_c_init, config.pb_c_base
     rows = tree.rows
-    if walk == "compiled" or (walk == "auto" and kernels.HAVE_NUMBA and tree.device.type == "cpu"):
-        if tree.device.type != "cpu":
-            raise SearchError("walk='compiled' runs on CPU trees only; use walk='tensor' on CUDA")
+    if compiled(walk, tree):
         arrays = [t.numpy() for t in (tree.visits, tree.value_sum, tree.reward, tree.discount, tree.prior,
                                       tree.legal, tree.children, tree.lo, tree.hi)]
-        parent = tree.parent.numpy()
-        depth_bound = num_simulations + 1 if max_depth is None else max_depth  # no walk is longer than S + 1
-        leaf_parent, leaf_action = torch.zeros_like(rows), torch.zeros_like(rows)
-        lp, la = leaf_parent.numpy(), leaf_action.numpy()
-        for s in range(num_simulations):
-            kernels.puct_select(*arrays, c_init, c_base, SPREAD_TOL, depth_bound, lp, la)
-            value, leaf = tree.expand(s + 1, recurrent_fn, leaf_parent, leaf_action, max_depth is not None)
-            kernels.backup(arrays[0], arrays[1], arrays[2], arrays[3], parent, arrays[7], arrays[8], leaf.numpy(),
-                           value.numpy(), tree.sink)
+        simulate_compiled(tree, recurrent_fn, num_simulations, max_depth, lambda s, depth_bound, lp, la:
+                          kernels.puct_select(*arrays, c_init, c_base, SPREAD_TOL, depth_bound, lp, la))
         return _result(tree)
 
     def select(node: torch.Tensor, depth: int) -> torch.Tensor:
