@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, check_range
+from ..config import ConfigError, check_choice, check_range
 from ..core.optim import Adam
 from . import lm
 from .losses import dpo_loss, masked_sum
@@ -53,7 +53,12 @@ class DPOConfig:
     max_completion_tokens: int = 32
     """completions are cut to this many tokens, eos included"""
 
+    backend: str = "auto"
+    """how the models' forward runs: auto (rlworks' packed forward for GPT-2-style models, transformers' for
+    any other) or transformers (lm.BACKENDS)"""
+
     def __post_init__(self) -> None:
+        check_choice("backend", self.backend, lm.BACKENDS)
         check_range("beta", self.beta, 0, low_open=True)
         for name in ("steps", "batch_size"):
             check_range(name, getattr(self, name), 1)
@@ -129,8 +134,8 @@ def dpo(sft_dir: str | Path, out_dir: str | Path, preferences: list[dict], cfg: 
     stage = Stage(out_dir, "dpo", asdict(cfg), seed, checkpoint_every, stop_at)
     rows = _usable(preferences)
     tok = lm.load_tokenizer(sft_dir)
-    policy = lm.load_model(sft_dir)
-    reference = lm.load_model(sft_dir).requires_grad_(False)
+    policy = lm.load_model(sft_dir, backend=cfg.backend)
+    reference = lm.load_model(sft_dir, backend=cfg.backend).requires_grad_(False)
     q, qm, c, cm = encode_pairs(tok, rows, cfg.max_completion_tokens)
     limit = lm.max_positions(policy)
     if limit is not None and q.shape[1] + c.shape[1] > limit:

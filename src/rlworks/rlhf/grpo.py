@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, check_range
+from ..config import ConfigError, check_choice, check_range
 from ..core.optim import Adam
 from . import lm
 from .losses import grpo_advantages, grpo_loss, masked_sum
@@ -59,7 +59,12 @@ class GRPOConfig:
     temperature: float = 1.0
     """sampling temperature; the log-probabilities of the loss use the same temperature"""
 
+    backend: str = "auto"
+    """how the models' forward runs: auto (rlworks' packed forward for GPT-2-style models, transformers' for
+    any other) or transformers (lm.BACKENDS)"""
+
     def __post_init__(self) -> None:
+        check_choice("backend", self.backend, lm.BACKENDS)
         check_range("group_size", self.group_size, 2)
         for name in ("prompts_per_step", "steps", "epochs", "max_new_tokens"):
             check_range(name, getattr(self, name), 1)
@@ -88,11 +93,8 @@ def prompt_indices(step: int, n_prompts: int, per_step: int, seed: int) -> np.nd
 
 def logprobs(model, s: lm.Samples, temperature: float) -> torch.Tensor:
     """log π(response token) (B, L) of the distribution that was sampled: the logits divided by the temperature
-    (as TRL's GRPOTrainer); ``lm.response_logprobs`` where temperature = 1."""
-    if temperature == 1.0:
-        return lm.response_logprobs(model, s)
-    logits = lm.token_logits(model, s).float() / temperature
-    return torch.log_softmax(logits, -1).gather(-1, s.response.unsqueeze(-1)).squeeze(-1)
+    (as TRL's GRPOTrainer)."""
+    return lm.response_logprobs(model, s, temperature)
 
 
 def group_prompts(q: torch.Tensor, qm: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,9 +119,9 @@ def grpo(sft_dir: str | Path, rm_dir: str | Path, out_dir: str | Path, prompts: 
     stage = Stage(out_dir, "grpo", asdict(cfg), seed, checkpoint_every, stop_at)
     tok = lm.load_tokenizer(sft_dir)
     lm.check_same_vocab(lm.load_tokenizer(rm_dir), tok, f"reward model {rm_dir}")
-    policy = lm.load_model(sft_dir)
-    reference = lm.load_model(sft_dir).requires_grad_(False)
-    scorer = lm.load_model(rm_dir, kind="scorer").requires_grad_(False)
+    policy = lm.load_model(sft_dir, backend=cfg.backend)
+    reference = lm.load_model(sft_dir, backend=cfg.backend).requires_grad_(False)
+    scorer = lm.load_model(rm_dir, kind="scorer", backend=cfg.backend).requires_grad_(False)
     all_q, all_qm = lm.encode_prompts(tok, prompts)  # (N, P) left-padded
     lm.check_room(policy, all_q.shape[1], cfg.max_new_tokens)
 

@@ -10,6 +10,10 @@ row starts at the same column ``P`` and ``[query | response]`` is one tensor:
     numbers (tests/unit/test_rlhf_lm.py).
 
 Nothing here downloads: every ``from_pretrained`` is ``local_files_only=True``.
+
+How a model's forward runs is its backend (``BACKENDS``; each stage's config has a ``backend`` field):
+``auto`` runs GPT-2-style models through ``packed.py`` (the same function on the real tokens only, padding
+skipped) and every other model through ``transformers``; ``transformers`` always uses ``transformers``' forward.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, check_choice
+from . import packed
 
 PAD, EOS = "<pad>", "<eos>"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+BACKENDS = ("auto", "transformers")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,10 +89,23 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
-def load_model(path: str | Path, kind: str = "causal-lm", **kwargs) -> nn.Module:
+def set_backend(model: nn.Module, backend: str) -> nn.Module:
+    """Choose how ``model``'s forward runs in this module's calls (``BACKENDS``); returns the model."""
+    check_choice("backend", backend, BACKENDS)
+    model.rlworks_backend = backend
+    return model
+
+
+def uses_packed(model: nn.Module) -> bool:
+    """Whether this model's calls go through ``packed.py`` (``auto`` and a model it covers)."""
+    return getattr(model, "rlworks_backend", "auto") == "auto" and packed.supports(model)
+
+
+def load_model(path: str | Path, kind: str = "causal-lm", backend: str = "auto", **kwargs) -> nn.Module:
     """A local Hugging Face model folder as a causal LM (``kind="causal-lm"``) or a scalar-head scorer
     (``kind="scorer"``: ``AutoModelForSequenceClassification`` with one label; its head is new when the folder
-    holds a causal LM). Dropout off (``eval()``)."""
+    holds a causal LM), its forward run by ``backend``. Dropout off (``eval()``)."""
+    check_choice("backend", backend, BACKENDS)
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = Path(path)
@@ -100,7 +119,7 @@ def load_model(path: str | Path, kind: str = "causal-lm", **kwargs) -> nn.Module
         raise ConfigError(f"{path}: cannot be loaded as a {kind}: {str(exc).splitlines()[0]}") from None
     if kind == "scorer" and model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
-    return model.eval()
+    return set_backend(model, backend).eval()
 
 
 def max_positions(model: nn.Module) -> int | None:
@@ -195,6 +214,9 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
            pad_id: int, *, temperature: float = 1.0, greedy: bool = False,
            generator: torch.Generator | None = None) -> Samples:
     """Sample completions token by token with the model's key/value cache; a row stops at eos."""
+    if uses_packed(model) and bool(query_mask[:, -1].all()):
+        return packed.sample(model, query, query_mask, max_new_tokens, eos_id, pad_id, temperature=temperature,
+                             greedy=greedy, generator=generator)
     b = query.shape[0]
     mask = query_mask.clone()
     out = model(input_ids=query, attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
@@ -240,13 +262,17 @@ def token_logits(model: nn.Module, s: Samples) -> torch.Tensor:
 def response_logprobs(model: nn.Module, s: Samples, temperature: float = 1.0) -> torch.Tensor:
     """log π(response token | everything before it) (B, L) under the sampling temperature (Huang et al. 2022:
     the logits are divided by it, as when sampling); padding positions hold junk (mask them)."""
+    if uses_packed(model) and bool(s.query_mask[:, -1].all()):
+        return packed.response_logprobs(model, s, temperature)
     logits = token_logits(model, s).float() / temperature
     return torch.log_softmax(logits, -1).gather(-1, s.response.unsqueeze(-1)).squeeze(-1)
 
 
 def scorer_hidden(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-token scalar scores of a sequence-classification model's head (B, T) (its own pooling assumes one
-    padding side; this works for both)."""
+    padding side; this works for both); padding positions hold junk (mask them)."""
+    if uses_packed(scorer):
+        return packed.scorer_hidden(scorer, ids, mask)
     hidden = scorer.base_model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
     return scorer.score(hidden).squeeze(-1).float()
 
@@ -259,5 +285,7 @@ def last_index(mask: torch.Tensor) -> torch.Tensor:
 
 def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The reward model's score of each sequence (B,): its head at the last real token."""
+    if uses_packed(scorer):
+        return packed.sequence_scores(scorer, ids, mask)
     per_token = scorer_hidden(scorer, ids, mask)
     return per_token.gather(1, last_index(mask)[:, None]).squeeze(1)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import check_range
+from ..config import check_choice, check_range
 from ..core.optim import Adam
 from . import lm, losses
 from .stage import Stage, rng_state, set_rng_state
@@ -69,7 +69,12 @@ class PPOConfig:
     log_gold: bool = True
     """also log the hidden gold reward of the rollouts (monitoring only; training never reads it)"""
 
+    backend: str = "auto"
+    """how the models' forward runs: auto (rlworks' packed forward for GPT-2-style models, transformers' for
+    any other) or transformers (lm.BACKENDS)"""
+
     def __post_init__(self) -> None:
+        check_choice("backend", self.backend, lm.BACKENDS)
         for name in ("steps", "rollouts", "minibatch_size", "epochs", "max_new_tokens", "kl_horizon"):
             check_range(name, getattr(self, name), 1)
         check_range("learning_rate", self.learning_rate, 0, 1, low_open=True)
@@ -154,9 +159,10 @@ def ppo(sft_dir: str | Path, rm_dir: str | Path, out_dir: str | Path, prompts: l
     stage = Stage(out_dir, "ppo", asdict(cfg), seed, checkpoint_every, stop_at)
     tok = lm.load_tokenizer(sft_dir)
     lm.check_same_vocab(tok, lm.load_tokenizer(rm_dir), f"reward model {rm_dir}")
-    policy, ref = lm.load_model(sft_dir), lm.load_model(sft_dir).requires_grad_(False)
-    reward_model = lm.load_model(rm_dir, kind="scorer").requires_grad_(False)
-    value_model = lm.load_model(rm_dir, kind="scorer")
+    policy = lm.load_model(sft_dir, backend=cfg.backend)
+    ref = lm.load_model(sft_dir, backend=cfg.backend).requires_grad_(False)
+    reward_model = lm.load_model(rm_dir, kind="scorer", backend=cfg.backend).requires_grad_(False)
+    value_model = lm.load_model(rm_dir, kind="scorer", backend=cfg.backend)
     lm.check_room(policy, int(lm.encode_prompts(tok, prompts)[0].shape[1]), cfg.max_new_tokens)
     opt = Adam([*policy.parameters(), *value_model.parameters()], lr=cfg.learning_rate)
     rng, gen = np.random.default_rng([seed, 6]), torch.Generator().manual_seed(seed + 6)

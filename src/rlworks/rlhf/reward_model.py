@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, check_range
+from ..config import ConfigError, check_choice, check_range
 from ..core.optim import Adam
 from . import lm, losses
 from .stage import Stage, rng_state, set_rng_state
@@ -40,7 +40,12 @@ class RewardModelConfig:
     eval_every: int = 100
     """steps between held-out accuracy measurements"""
 
+    backend: str = "auto"
+    """how the models' forward runs: auto (rlworks' packed forward for GPT-2-style models, transformers' for
+    any other) or transformers (lm.BACKENDS)"""
+
     def __post_init__(self) -> None:
+        check_choice("backend", self.backend, lm.BACKENDS)
         for name in ("steps", "batch_size", "eval_every"):
             check_range(name, getattr(self, name), 1)
         check_range("learning_rate", self.learning_rate, 0, 1, low_open=True)
@@ -95,7 +100,7 @@ def train_reward_model(sft_dir: str | Path, out_dir: str | Path, train_rows: lis
     stage = Stage(out_dir, "reward-model", asdict(cfg), seed, checkpoint_every, stop_at)
     tok = lm.load_tokenizer(sft_dir)
     torch.manual_seed(seed)  # the new head's initialisation
-    model = lm.load_model(sft_dir, kind="scorer")
+    model = lm.load_model(sft_dir, kind="scorer", backend=cfg.backend)
     limit = lm.max_positions(model)
     train = encode_pairs(tok, train_rows, limit)
     held = encode_pairs(tok, held_out_rows, limit) if held_out_rows else None

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import check_range
+from ..config import check_choice, check_range
 from ..core.optim import Adam
-from . import lm
+from . import lm, packed
 from .stage import Stage, rng_state, set_rng_state
 from .task import TASK, ReviewTask
 
@@ -49,7 +49,12 @@ class PretrainConfig:
     warmup: int = 50
     """steps of linear warm-up"""
 
+    backend: str = "auto"
+    """how the models' forward runs: auto (rlworks' packed forward for GPT-2-style models, transformers' for
+    any other) or transformers (lm.BACKENDS)"""
+
     def __post_init__(self) -> None:
+        check_choice("backend", self.backend, lm.BACKENDS)
         check_range("corpus_size", self.corpus_size, 1)
         check_range("vocab_size", self.vocab_size, 260)
         for name in ("n_layer", "n_head", "n_embd", "n_positions", "steps", "batch_size"):
@@ -71,7 +76,12 @@ class SFTConfig:
     warmup: int = 20
     """steps of linear warm-up"""
 
+    backend: str = "auto"
+    """how the models' forward runs: auto (rlworks' packed forward for GPT-2-style models, transformers' for
+    any other) or transformers (lm.BACKENDS)"""
+
     def __post_init__(self) -> None:
+        check_choice("backend", self.backend, lm.BACKENDS)
         for name in ("demonstrations", "steps", "batch_size"):
             check_range(name, getattr(self, name), 1)
         check_range("learning_rate", self.learning_rate, 0, 1, low_open=True)
@@ -88,9 +98,12 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over the positions where ``loss_mask`` (of the predicted token) is 1."""
+    weight = loss_mask[:, 1:].float()
+    if lm.uses_packed(model) and bool((mask[:, 1:] <= mask[:, :-1]).all()):  # right-padded rows
+        nll = -packed.token_logprobs(model, ids, mask)  # (B, T − 1), 0 where the target is padding
+        return (nll * weight).sum() / weight.sum().clamp(min=1.0)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=lm.position_ids(mask)).logits[:, :-1]
     target = ids[:, 1:]
-    weight = loss_mask[:, 1:].float()
     nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
     return (nll * weight.reshape(-1)).sum() / weight.sum().clamp(min=1.0)
 
@@ -152,7 +165,7 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(), *, see
     corpus = task.corpus(cfg.corpus_size, rng)
     tok = lm.train_tokenizer(corpus, cfg.vocab_size)
     torch.manual_seed(seed)
-    model = lm.new_model(tok, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_positions)
+    model = lm.set_backend(lm.new_model(tok, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_positions), cfg.backend)
     ids, mask = _right_padded(tok, corpus, cfg.n_positions)
     gen = torch.Generator().manual_seed(seed)
     loss = _fit(stage, model, (ids, mask, mask), cfg.steps, cfg.batch_size, cfg.learning_rate, cfg.warmup, rng, gen)
@@ -169,7 +182,7 @@ def sft(base_dir: str | Path, out_dir: str | Path, cfg: SFTConfig = SFTConfig(),
     completions only; ``out_dir`` ends as the SFT model folder."""
     stage = Stage(out_dir, "sft", asdict(cfg), seed, checkpoint_every, stop_at)
     tok = lm.load_tokenizer(base_dir)
-    model = lm.load_model(base_dir)
+    model = lm.load_model(base_dir, backend=cfg.backend)
     rng = np.random.default_rng([seed, 1])
     demos = demonstrations if demonstrations is not None else task.demonstrations(cfg.demonstrations, rng)
     q_ids, q_mask = lm.encode_prompts(tok, [p for p, _ in demos])

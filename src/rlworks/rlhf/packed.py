@@ -1,0 +1,213 @@
+"""A faster forward for GPT-2-style models: the same weights and the same function as ``transformers``' forward,
+run on the real tokens only — a backend beside ``lm.py``'s calls, tested against them
+(``tests/unit/test_rlhf_packed.py``).
+
+RLHF batches are ragged. A prompt is left-padded and its completion right-padded (``lm.py``), so on the tiny
+preset's DPO minibatches 42 % of the (row, column) cells are padding, and ``transformers`` runs every linear layer
+on every cell. Here the real tokens are packed into one (N, d) matrix, the linear layers, layer norms and the MLP
+run on those N rows only, and attention alone goes back to the (B, T) layout, where each row attends to its own
+earlier real tokens. The logits are taken only where a caller needs them (the positions that predict a
+completion token; the last real token for a scalar head), not over the whole batch. Nothing changes in the math:
+the positions count real tokens as ``lm.position_ids`` does, and the activation is GPT-2's tanh GELU as one fused
+op. ``sample`` is ``lm.sample`` with a key/value cache kept as plain tensors.
+
+Models this covers (``supports``): ``transformers`` GPT-2 models (``model_type == "gpt2"``: ``GPT2LMHeadModel``,
+``GPT2ForSequenceClassification``) without cross-attention, without the attention upcast/reordering option, and
+with no active dropout (rlworks' models have none; a model with dropout > 0 in training mode goes through
+``transformers``). Every other model (Llama, a user's own folder) goes through ``transformers`` unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# activation names of GPT2Config → one torch op (``gelu_new`` is the tanh approximation, written out in Python by
+# transformers as five elementwise ops)
+_ACTIVATIONS = {
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+}
+
+
+def supports(model: nn.Module) -> bool:
+    """Whether this module's forward computes what ``transformers`` computes for ``model``."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or getattr(cfg, "model_type", None) != "gpt2" or not hasattr(model, "transformer"):
+        return False
+    if getattr(cfg, "add_cross_attention", False) or getattr(cfg, "reorder_and_upcast_attn", False):
+        return False
+    if cfg.activation_function not in _ACTIVATIONS:
+        return False
+    dropout = max(cfg.resid_pdrop, cfg.embd_pdrop, cfg.attn_pdrop)
+    return not (model.training and dropout > 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the transformer on packed tokens
+# ---------------------------------------------------------------------------------------------
+
+
+class Packed:
+    """The real tokens of a (B, T) batch: ``flat`` (N,) their indices into the flattened batch, ``slot`` (B·T,) the
+    inverse map (−1 on padding), ``positions`` (N,) their position ids."""
+
+    def __init__(self, mask: torch.Tensor):
+        m = mask.bool()
+        self.shape = tuple(m.shape)
+        self.mask = m
+        self.flat = m.flatten().nonzero().squeeze(1)  # (N,)
+        self.slot = torch.full((m.numel(),), -1, dtype=torch.long, device=m.device)
+        self.slot[self.flat] = torch.arange(self.flat.numel(), device=m.device)
+        self.positions = (m.long().cumsum(-1) - 1).flatten()[self.flat]  # (N,): lm.position_ids at real tokens
+
+    def rows(self, flat_index: torch.Tensor) -> torch.Tensor:
+        """Packed rows of (row, column) cells given as flat indices b·T + t; each must be a real token."""
+        return self.slot[flat_index]
+
+
+def _attention_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, T): query t sees the real keys ≤ t, and itself (so a padding query row is never empty)."""
+    t = mask.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=mask.device).tril()
+    eye = torch.eye(t, dtype=torch.bool, device=mask.device)
+    return ((causal & mask.bool()[:, None, :]) | eye)[:, None]
+
+
+def _linear(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """GPT-2's Conv1D: x @ W + b with W (in, out)."""
+    return torch.addmm(conv.bias, x, conv.weight)
+
+
+def _scale(cfg, layer: int) -> float:
+    hd = cfg.n_embd // cfg.n_head
+    s = 1.0 / math.sqrt(hd) if cfg.scale_attn_weights else 1.0
+    return s / (layer + 1) if cfg.scale_attn_by_inverse_layer_idx else s
+
+
+def hidden(base: nn.Module, ids: torch.Tensor, p: Packed, *, keep_cache: bool = False):
+    """The final hidden states (after ``ln_f``) of the real tokens, (N, d), for ids (B, T) packed by ``p``; with
+    ``keep_cache`` also each layer's keys and values in the (B, H, T, hd) layout (``sample``'s cache)."""
+    cfg = base.config
+    b, t = p.shape
+    d, h = cfg.n_embd, cfg.n_head
+    act = _ACTIVATIONS[cfg.activation_function]
+    x = base.wte(ids.flatten()[p.flat]) + base.wpe(p.positions)  # (N, d)
+    attn_mask = _attention_mask(p.mask)
+    cache = []
+    for layer, blk in enumerate(base.h):
+        qkv = _linear(blk.ln_1(x), blk.attn.c_attn)  # (N, 3d)
+        grid = qkv.new_zeros(b * t, 3 * d).index_copy(0, p.flat, qkv)  # (B·T, 3d): padding cells 0
+        q, k, v = grid.view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=_scale(cfg, layer))
+        o = o.transpose(1, 2).reshape(b * t, d).index_select(0, p.flat)  # (N, d)
+        x = x + _linear(o, blk.attn.c_proj)
+        x = x + _linear(act(_linear(blk.ln_2(x), blk.mlp.c_fc)), blk.mlp.c_proj)
+        if keep_cache:
+            cache.append((k, v))
+    x = base.ln_f(x)
+    return (x, cache) if keep_cache else x
+
+
+# ---------------------------------------------------------------------------------------------
+# what the stages ask for (lm.py's calls, same signatures and outputs)
+# ---------------------------------------------------------------------------------------------
+
+
+def response_logprobs(model: nn.Module, s, temperature: float = 1.0) -> torch.Tensor:
+    """``lm.response_logprobs``: log π(response token | before) (B, L), 0 on padding. The LM head runs only at
+    the positions that predict a real response token. Needs every row's last prompt column real (left padding)."""
+    p = Packed(s.mask)
+    x = hidden(model.transformer, s.ids, p)  # (N, d)
+    b, t = s.response_mask.bool().nonzero(as_tuple=True)  # (M,) each: real response tokens
+    width, start = p.shape[1], s.query.shape[1] - 1
+    h = x.index_select(0, p.rows(b * width + start + t))  # (M, d): the states that predict them
+    logits = model.lm_head(h).float() / temperature  # (M, V)
+    logp = torch.log_softmax(logits, -1).gather(-1, s.response[b, t].unsqueeze(-1)).squeeze(-1)  # (M,)
+    return logp.new_zeros(s.response.shape).index_put((b, t), logp)
+
+
+def token_logprobs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log p(ids[:, t + 1] | ids[:, ≤ t]) (B, T − 1) for right-padded rows, 0 where token t + 1 is padding
+    (the language-modelling loss of ``supervised.lm_loss``)."""
+    p = Packed(mask)
+    x = hidden(model.transformer, ids, p)
+    b, t = mask[:, 1:].bool().nonzero(as_tuple=True)  # (M,): predicted tokens t + 1 that are real
+    h = x.index_select(0, p.rows(b * p.shape[1] + t))  # needs token t real: true for right padding
+    logp = torch.log_softmax(model.lm_head(h).float(), -1).gather(-1, ids[b, t + 1].unsqueeze(-1)).squeeze(-1)
+    return logp.new_zeros(ids[:, 1:].shape).index_put((b, t), logp)
+
+
+def scorer_hidden(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``lm.scorer_hidden``: the scalar head at every real token (B, T), 0 on padding."""
+    p = Packed(mask)
+    x = hidden(scorer.transformer, ids, p)
+    scores = scorer.score(x).squeeze(-1).float()  # (N,)
+    return scores.new_zeros(p.shape).flatten().index_put((p.flat,), scores).view(p.shape)
+
+
+def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``lm.sequence_scores``: the scalar head at each row's last real token only (B,)."""
+    p = Packed(mask)
+    x = hidden(scorer.transformer, ids, p)
+    cols = torch.arange(mask.shape[1], device=mask.device)
+    last = (mask.long() * cols).argmax(-1)  # (B,)
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    return scorer.score(x.index_select(0, p.rows(rows * mask.shape[1] + last))).squeeze(-1).float()
+
+
+@torch.no_grad()
+def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int, eos_id: int,
+           pad_id: int, *, temperature: float = 1.0, greedy: bool = False,
+           generator: torch.Generator | None = None):
+    """``lm.sample``, token for token: the prompt's keys and values come from the packed forward, then each new
+    token runs through the blocks as a (B, d) matrix against the growing cache. Draws the same random numbers in
+    the same order (one ``multinomial`` per step)."""
+    from .lm import Samples
+
+    base, cfg = model.transformer, model.config
+    act = _ACTIVATIONS[cfg.activation_function]
+    bsz, d, h = query.shape[0], cfg.n_embd, cfg.n_head
+    p = Packed(query_mask)
+    x, cache = hidden(base, query, p, keep_cache=True)
+    last = p.rows(torch.arange(bsz) * p.shape[1] + p.shape[1] - 1)  # the last column: real (left padding)
+    logits = model.lm_head(x.index_select(0, last))  # (B, V)
+    keys_real = query_mask.bool()  # (B, T): the cache entries a new token may attend to
+    pos = p.positions[last]  # (B,)
+    done = torch.zeros(bsz, dtype=torch.bool, device=query.device)
+    tokens, keep = [], []
+    for _ in range(max_new_tokens):
+        logits = logits.float()
+        if greedy:
+            nxt = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / temperature, -1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        tokens.append(nxt)
+        keep.append(~done)
+        done = done | (nxt == eos_id)
+        if bool(done.all()):
+            break
+        keys_real = torch.cat([keys_real, keep[-1][:, None]], 1)
+        pos = pos + 1
+        x = base.wte(nxt) + base.wpe(pos)  # (B, d)
+        attn_mask = keys_real[:, None, None, :]  # (B, 1, 1, T + 1)
+        for layer, blk in enumerate(base.h):
+            qkv = _linear(blk.ln_1(x), blk.attn.c_attn).view(bsz, 3, h, 1, d // h)
+            k = torch.cat([cache[layer][0], qkv[:, 1]], 2)  # (B, H, T + 1, hd)
+            v = torch.cat([cache[layer][1], qkv[:, 2]], 2)
+            cache[layer] = (k, v)
+            o = F.scaled_dot_product_attention(qkv[:, 0], k, v, attn_mask=attn_mask, scale=_scale(cfg, layer))
+            x = x + _linear(o.reshape(bsz, d), blk.attn.c_proj)
+            x = x + _linear(act(_linear(blk.ln_2(x), blk.mlp.c_fc)), blk.mlp.c_proj)
+        logits = model.lm_head(base.ln_f(x))
+    return Samples(query, query_mask, torch.stack(tokens, 1), torch.stack(keep, 1).long())
