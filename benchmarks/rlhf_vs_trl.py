@@ -54,12 +54,16 @@ Matched (field by field):
         kept, constant lr without warm-up (rlworks' GRPO has no schedule), clip 1.0, Adam as above.
         Reward: the same reward model through the same code (``lm.encode_prompts`` of the prompt text,
         TRL's generated ``completion_ids`` as the response, ``lm.sequence_scores``: the head at the last real
-        token), not TRL's own reward-model path (which re-tokenises text and pools elsewhere).
+        token, through the same backend as rlworks' run: ``--backend``), not TRL's own reward-model path (which
+        re-tokenises text and pools elsewhere).
   Both  float32 (bf16/fp16 off), no activation (gradient) checkpointing (TRL's configs default to it: set off,
         as rlworks never recomputes), CPU, ``--threads`` torch threads (OMP/MKL too; the loop's thread count is
         recorded as ``loop_threads``), no gradient accumulation, no checkpoints (TRL: save_strategy no),
         dataloader_num_workers 0, the same seed.
 Differences that remain:
+  * The forward: rlworks runs GPT-2 models through ``rlhf/packed.py`` by default (``--backend auto``: the same
+    function on the real tokens only; TRL on CPU pads, its padding-free mode needs flash-attention on a GPU);
+    ``--backend transformers`` gives rlworks transformers' own forward, as TRL's.
   * Optimizer: rlworks' fused Adam (``core.optim.Adam``, one ``torch._fused_adam_`` call); TRL: transformers'
     default ``adamw_torch_fused`` with weight_decay 0 — the same update.
   * Warm-up: rlworks' step t (from 0) uses peak · (t + 1) / warmup; transformers' uses peak · t / warmup (its
@@ -103,7 +107,7 @@ def _rss_mb() -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_run(run_dir: Path, steps: int | None):
+def load_run(run_dir: Path, steps: int | None, backend: str = "auto"):
     import dataclasses
 
     import numpy as np
@@ -119,6 +123,7 @@ def load_run(run_dir: Path, steps: int | None):
     dpo_cfg, grpo_cfg = from_dict(DPOConfig, configs["dpo"]), from_dict(GRPOConfig, configs["grpo"])
     if steps is not None:
         dpo_cfg, grpo_cfg = dataclasses.replace(dpo_cfg, steps=steps), dataclasses.replace(grpo_cfg, steps=steps)
+    dpo_cfg, grpo_cfg = dataclasses.replace(dpo_cfg, backend=backend), dataclasses.replace(grpo_cfg, backend=backend)
     rows = prefs.read_preferences(run_dir / "preferences" / "labels.jsonl")
     train_rows, _ = prefs.split(rows, configs["data"]["held_out"], seed=run_seed)
     prompts = TASK.prompts(configs["data"]["prompts"], np.random.default_rng([run_seed, 8]))
@@ -286,7 +291,7 @@ def trl_grpo(a, run: dict, out_dir: Path) -> dict:
     sft, rm = a.run_dir / "sft", a.run_dir / "reward-model"
     tok = lm.load_tokenizer(sft)
     lm.check_same_vocab(lm.load_tokenizer(rm), tok, f"reward model {rm}")
-    scorer = lm.load_model(rm, kind="scorer").requires_grad_(False)
+    scorer = lm.load_model(rm, kind="scorer", backend=a.backend).requires_grad_(False)
 
     @torch.no_grad()
     def reward(prompts, completions, completion_ids, **kwargs):
@@ -301,7 +306,7 @@ def trl_grpo(a, run: dict, out_dir: Path) -> dict:
                 ids = ids[: ids.index(tok.eos_token_id) + 1]
             r[i, :len(ids)], rm_[i, :len(ids)] = torch.tensor(ids, dtype=torch.long), 1
         s = lm.Samples(q, qm, r, rm_)
-        return lm.sequence_scores(scorer, s.ids, s.mask).tolist()
+        return lm.sequence_scores(scorer, s.ids, s.mask, s.query.shape[1]).tolist()
 
     reward.__name__ = "rlworks_reward_model"
     batch = cfg.prompts_per_step * cfg.group_size
@@ -348,7 +353,7 @@ def child(a) -> dict:
     logging.getLogger("trl").setLevel(logging.ERROR)
     from rlworks.rlhf.evaluate import head_to_head
 
-    run = load_run(a.run_dir, a.steps)
+    run = load_run(a.run_dir, a.steps, a.backend)
     with tempfile.TemporaryDirectory(prefix=f"rlhf-vs-trl-{a.lib}-{a.algo}-") as tmp:
         out_dir = Path(tmp) / "policy"
         if a.lib == "rlworks":
@@ -359,7 +364,8 @@ def child(a) -> dict:
         ev = head_to_head(out_dir, a.run_dir / "sft", run["eval_prompts"], seed=a.seed + 10,
                           rm_dir=a.run_dir / "reward-model", max_new_tokens=run["eval_max_new_tokens"])
     return {"lib": a.lib, "algo": a.algo, "seed": a.seed, "run_dir": str(a.run_dir), "preset": run["preset"],
-            "threads": a.threads, **res, "tokens_per_s": res["tokens"] / res["train_seconds"],
+            "threads": a.threads, "backend": a.backend if a.lib == "rlworks" else None,
+            **res, "tokens_per_s": res["tokens"] / res["train_seconds"],
             "win_rate": ev["win_rate"], "kl": ev["kl"], "gold": ev["gold"], "gold_reference": ev["gold_reference"],
             "rm_score": ev.get("rm_score"), "eval_prompts": ev["prompts"], "peak_rss_mb": _rss_mb(),
             "load_1min": os.getloadavg()[0]}  # the machine's load when the child ended (contention)
@@ -399,6 +405,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0 … N − 1")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads, both libraries")
     p.add_argument("--steps", type=int, default=None, help="override both libraries' steps (a quick check)")
+    p.add_argument("--backend", default="auto", help="rlworks' forward: auto (packed GPT-2, rlhf/packed.py) or "
+                   "transformers (transformers' own forward, as TRL runs)")
     p.add_argument("--json", help="append each run's row (JSON lines) to this file")
     p.add_argument("--lib", choices=LIBS, help="(child) run one library and print its JSON line")
     p.add_argument("--algo", choices=ALGOS, help="(child) the algo of this run")
@@ -424,7 +432,7 @@ def main() -> int:
         for seed in range(a.seeds):
             for lib in LIBS if seed % 2 == 0 else LIBS[::-1]:
                 cmd = [sys.executable, __file__, "--run-dir", str(a.run_dir), "--lib", lib, "--algo", algo,
-                       "--seed", str(seed), "--threads", str(a.threads),
+                       "--seed", str(seed), "--threads", str(a.threads), "--backend", a.backend,
                        *(["--steps", str(a.steps)] if a.steps is not None else [])]
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if out.returncode:
@@ -437,7 +445,7 @@ def main() -> int:
                     with open(a.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
     steps = f"{a.steps} steps (override)" if a.steps is not None else "the preset's steps"
-    print(f"{a.run_dir}: {a.seeds} seed(s), {steps}, {a.threads} thread(s), CPU")
+    print(f"{a.run_dir}: {a.seeds} seed(s), {steps}, {a.threads} thread(s), CPU, rlworks backend {a.backend}")
     for algo in algos:
         print("\n".join(summary([r for r in rows if r["algo"] == algo], algo)))
     return 0

@@ -68,6 +68,35 @@ def test_response_logprobs_and_gradients_match_transformers(overrides, temperatu
         torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("repeat", ["pairs", "groups"])
+def test_repeated_prompts_run_once_and_match_transformers(repeat):
+    """DPO's and the reward model's pairs (the prompts twice over) and GRPO's groups (each prompt G times in a
+    row) share the prompt's rows: fewer rows, the same log-probs, gradients and scores."""
+    fast, slow = _pair(_gpt2())
+    base = _ragged(5, rows=4)
+    if repeat == "pairs":
+        q, qm = base.query.repeat(2, 1), base.query_mask.repeat(2, 1)
+    else:
+        q, qm = base.query.repeat_interleave(3, 0), base.query_mask.repeat_interleave(3, 0)
+    other = _ragged(6, rows=len(q))
+    s = lm.trimmed(lm.Samples(q, qm, other.response, other.response_mask))
+    p = packed.Packed(s.ids, s.mask, s.query.shape[1])
+    assert len(p.tokens) == int(base.query_mask.sum() + s.response_mask.sum())  # each prompt once
+    m = s.response_mask.bool()
+    a, b = lm.response_logprobs(fast, s), lm.response_logprobs(slow, s)
+    torch.testing.assert_close(a[m], b[m], rtol=1e-5, atol=1e-5)
+    ga, gb = _grads(fast, (a * m).sum()), _grads(slow, (b * m).sum())
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=name)
+    fast_rm, slow_rm = _pair(_gpt2("scorer"))
+    ra = lm.sequence_scores(fast_rm, s.ids, s.mask, s.query.shape[1])
+    rb = lm.sequence_scores(slow_rm, s.ids, s.mask, s.query.shape[1])
+    torch.testing.assert_close(ra, rb, rtol=1e-5, atol=1e-5)
+    ga, gb = _grads(fast_rm, ra.square().sum()), _grads(slow_rm, rb.square().sum())
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_language_model_loss_and_gradients_match_transformers():
     fast, slow = _pair(_gpt2())
     s = _ragged(1)

@@ -141,7 +141,7 @@ def grpo(sft_dir: str | Path, rm_dir: str | Path, out_dir: str | Path, prompts: 
                             temperature=cfg.temperature, generator=gen)
         mask = samples.response_mask  # (B, L)
         with torch.no_grad():
-            scores = lm.sequence_scores(scorer, samples.ids, samples.mask)  # (B,)
+            scores = lm.sequence_scores(scorer, samples.ids, samples.mask, samples.query.shape[1])  # (B,)
             ref_logp = logprobs(reference, samples, cfg.temperature)  # (B, L)
         advantages = grpo_advantages(scores, G)  # (B,)
 

@@ -283,9 +283,10 @@ def last_index(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long() * cols).argmax(-1)
 
 
-def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The reward model's score of each sequence (B,): its head at the last real token."""
+def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor, prompt_columns: int = 0) -> torch.Tensor:
+    """The reward model's score of each sequence (B,): its head at the last real token. ``prompt_columns``: the
+    first columns are a left-padded prompt (``Samples.ids``), which rows that repeat it may compute once."""
     if uses_packed(scorer):
-        return packed.sequence_scores(scorer, ids, mask)
+        return packed.sequence_scores(scorer, ids, mask, prompt_columns)
     per_token = scorer_hidden(scorer, ids, mask)
     return per_token.gather(1, last_index(mask)[:, None]).squeeze(1)

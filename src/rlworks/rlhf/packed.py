@@ -57,21 +57,45 @@ def supports(model: nn.Module) -> bool:
 
 
 class Packed:
-    """The real tokens of a (B, T) batch: ``flat`` (N,) their indices into the flattened batch, ``slot`` (B·T,) the
-    inverse map (−1 on padding), ``positions`` (N,) their position ids."""
+    """A (B, T) batch as N rows of real tokens: ``tokens`` and ``positions`` (N,) hold each row's token id and
+    position id (``lm.position_ids``), ``cell`` (N,) one (row, column) cell it fills as a flat index b·T + t, and
+    ``row`` (B·T,) the row that fills each cell (N on padding).
 
-    def __init__(self, mask: torch.Tensor):
+    With ``prompt_columns`` = P, the first P columns are a left-padded prompt, and batch rows that repeat a prompt
+    (DPO's and the reward model's pairs, GRPO's groups) share one set of rows for it: a prompt token attends only
+    to the prompt, so its states are the same in every copy, and each copy's completion reads them."""
+
+    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, prompt_columns: int = 0):
         m = mask.bool()
-        self.shape = tuple(m.shape)
-        self.mask = m
-        self.flat = m.flatten().nonzero().squeeze(1)  # (N,)
-        self.slot = torch.full((m.numel(),), -1, dtype=torch.long, device=m.device)
-        self.slot[self.flat] = torch.arange(self.flat.numel(), device=m.device)
-        self.positions = (m.long().cumsum(-1) - 1).flatten()[self.flat]  # (N,): lm.position_ids at real tokens
+        b, t = m.shape
+        p, dev = prompt_columns, m.device
+        self.shape, self.mask = (b, t), m
+        pos = (m.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        if p:  # one copy of each distinct prompt: its first row in the batch
+            _, inv = torch.unique(torch.where(m[:, :p], ids[:, :p], -1), dim=0, return_inverse=True)  # (B,)
+            first = torch.full((int(inv.max()) + 1,), b, device=dev).scatter_reduce(
+                0, inv, torch.arange(b, device=dev), "amin")  # (U,)
+            u, j = m[first, :p].nonzero(as_tuple=True)  # (Nq,) each: the distinct prompts' real cells
+            prompt_row = torch.full((len(first), p), -1, dtype=torch.long, device=dev)
+            prompt_row[u, j] = torch.arange(len(u), device=dev)
+            r, c = m[:, p:].nonzero(as_tuple=True)  # (Nc,): completion cells, c counted from column P
+            cells_b, cells_t = torch.cat([first[u], r]), torch.cat([j, c + p])
+        else:
+            cells_b, cells_t = m.nonzero(as_tuple=True)
+        n = len(cells_b)
+        self.tokens, self.positions = ids[cells_b, cells_t], pos[cells_b, cells_t]
+        self.cell = cells_b * t + cells_t  # (N,)
+        self.row = torch.full((b * t,), n, dtype=torch.long, device=dev)  # (B·T,): padding reads row N (zeros)
+        if p:
+            bb, jj = m[:, :p].nonzero(as_tuple=True)
+            self.row[bb * t + jj] = prompt_row[inv[bb], jj]
+            self.row[r * t + c + p] = torch.arange(len(u), n, device=dev)
+        else:
+            self.row[self.cell] = torch.arange(n, device=dev)
 
-    def rows(self, flat_index: torch.Tensor) -> torch.Tensor:
-        """Packed rows of (row, column) cells given as flat indices b·T + t; each must be a real token."""
-        return self.slot[flat_index]
+    def rows(self, cells: torch.Tensor) -> torch.Tensor:
+        """The rows of (row, column) cells given as flat indices b·T + t; each must be a real token."""
+        return self.row[cells]
 
 
 def _attention_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -93,22 +117,22 @@ def _scale(cfg, layer: int) -> float:
     return s / (layer + 1) if cfg.scale_attn_by_inverse_layer_idx else s
 
 
-def hidden(base: nn.Module, ids: torch.Tensor, p: Packed, *, keep_cache: bool = False):
-    """The final hidden states (after ``ln_f``) of the real tokens, (N, d), for ids (B, T) packed by ``p``; with
-    ``keep_cache`` also each layer's keys and values in the (B, H, T, hd) layout (``sample``'s cache)."""
+def hidden(base: nn.Module, p: Packed, *, keep_cache: bool = False):
+    """The final hidden states (after ``ln_f``) of the rows of ``p``, (N, d); with ``keep_cache`` also each
+    layer's keys and values in the (B, H, T, hd) layout (``sample``'s cache)."""
     cfg = base.config
     b, t = p.shape
     d, h = cfg.n_embd, cfg.n_head
     act = _ACTIVATIONS[cfg.activation_function]
-    x = base.wte(ids.flatten()[p.flat]) + base.wpe(p.positions)  # (N, d)
+    x = base.wte(p.tokens) + base.wpe(p.positions)  # (N, d)
     attn_mask = _attention_mask(p.mask)
     cache = []
     for layer, blk in enumerate(base.h):
         qkv = _linear(blk.ln_1(x), blk.attn.c_attn)  # (N, 3d)
-        grid = qkv.new_zeros(b * t, 3 * d).index_copy(0, p.flat, qkv)  # (B·T, 3d): padding cells 0
+        grid = torch.cat([qkv, qkv.new_zeros(1, 3 * d)]).index_select(0, p.row)  # (B·T, 3d): padding cells 0
         q, k, v = grid.view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=_scale(cfg, layer))
-        o = o.transpose(1, 2).reshape(b * t, d).index_select(0, p.flat)  # (N, d)
+        o = o.transpose(1, 2).reshape(b * t, d).index_select(0, p.cell)  # (N, d)
         x = x + _linear(o, blk.attn.c_proj)
         x = x + _linear(act(_linear(blk.ln_2(x), blk.mlp.c_fc)), blk.mlp.c_proj)
         if keep_cache:
@@ -125,8 +149,8 @@ def hidden(base: nn.Module, ids: torch.Tensor, p: Packed, *, keep_cache: bool = 
 def response_logprobs(model: nn.Module, s, temperature: float = 1.0) -> torch.Tensor:
     """``lm.response_logprobs``: log π(response token | before) (B, L), 0 on padding. The LM head runs only at
     the positions that predict a real response token. Needs every row's last prompt column real (left padding)."""
-    p = Packed(s.mask)
-    x = hidden(model.transformer, s.ids, p)  # (N, d)
+    p = Packed(s.ids, s.mask, s.query.shape[1])
+    x = hidden(model.transformer, p)  # (N, d)
     b, t = s.response_mask.bool().nonzero(as_tuple=True)  # (M,) each: real response tokens
     width, start = p.shape[1], s.query.shape[1] - 1
     h = x.index_select(0, p.rows(b * width + start + t))  # (M, d): the states that predict them
@@ -138,8 +162,8 @@ def response_logprobs(model: nn.Module, s, temperature: float = 1.0) -> torch.Te
 def token_logprobs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log p(ids[:, t + 1] | ids[:, ≤ t]) (B, T − 1) for right-padded rows, 0 where token t + 1 is padding
     (the language-modelling loss of ``supervised.lm_loss``)."""
-    p = Packed(mask)
-    x = hidden(model.transformer, ids, p)
+    p = Packed(ids, mask)
+    x = hidden(model.transformer, p)
     b, t = mask[:, 1:].bool().nonzero(as_tuple=True)  # (M,): predicted tokens t + 1 that are real
     h = x.index_select(0, p.rows(b * p.shape[1] + t))  # needs token t real: true for right padding
     logp = torch.log_softmax(model.lm_head(h).float(), -1).gather(-1, ids[b, t + 1].unsqueeze(-1)).squeeze(-1)
@@ -148,16 +172,17 @@ def token_logprobs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> t
 
 def scorer_hidden(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``lm.scorer_hidden``: the scalar head at every real token (B, T), 0 on padding."""
-    p = Packed(mask)
-    x = hidden(scorer.transformer, ids, p)
+    p = Packed(ids, mask)
+    x = hidden(scorer.transformer, p)
     scores = scorer.score(x).squeeze(-1).float()  # (N,)
-    return scores.new_zeros(p.shape).flatten().index_put((p.flat,), scores).view(p.shape)
+    return scores.new_zeros(p.shape).flatten().index_put((p.cell,), scores).view(p.shape)
 
 
-def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
+                    prompt_columns: int = 0) -> torch.Tensor:
     """``lm.sequence_scores``: the scalar head at each row's last real token only (B,)."""
-    p = Packed(mask)
-    x = hidden(scorer.transformer, ids, p)
+    p = Packed(ids, mask, prompt_columns)
+    x = hidden(scorer.transformer, p)
     cols = torch.arange(mask.shape[1], device=mask.device)
     last = (mask.long() * cols).argmax(-1)  # (B,)
     rows = torch.arange(mask.shape[0], device=mask.device)
@@ -176,8 +201,8 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
     base, cfg = model.transformer, model.config
     act = _ACTIVATIONS[cfg.activation_function]
     bsz, d, h = query.shape[0], cfg.n_embd, cfg.n_head
-    p = Packed(query_mask)
-    x, cache = hidden(base, query, p, keep_cache=True)
+    p = Packed(query, query_mask, query.shape[1])  # a group's repeated prompt runs once
+    x, cache = hidden(base, p, keep_cache=True)
     last = p.rows(torch.arange(bsz) * p.shape[1] + p.shape[1] - 1)  # the last column: real (left padding)
     logits = model.lm_head(x.index_select(0, last))  # (B, V)
     keys_real = query_mask.bool()  # (B, T): the cache entries a new token may attend to

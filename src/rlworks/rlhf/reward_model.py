@@ -71,7 +71,7 @@ def pair_scores(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, to
     s = lm.trimmed(lm.Samples(batch["q"].repeat(2, 1), batch["qm"].repeat(2, 1),
                               torch.cat([batch["chosen"], batch["rejected"]]),
                               torch.cat([batch["chosen_mask"], batch["rejected_mask"]])))
-    scores = lm.sequence_scores(model, s.ids, s.mask)
+    scores = lm.sequence_scores(model, s.ids, s.mask, s.query.shape[1])  # the pair's prompt runs once
     n = batch["q"].shape[0]
     return scores[:n], scores[n:]
 
