@@ -134,23 +134,34 @@ def test_sampling_matches_transformers_token_for_token(greedy):
 
 
 def test_sampling_draws_from_the_same_distributions(monkeypatch):
-    """Every step's probabilities, as handed to multinomial, agree with transformers' to float rounding (equal
+    """Every step's probabilities, as handed to the draw, agree with transformers' to float rounding (equal
     tokens alone would miss a small error in the cache)."""
     fast, slow = _pair(_gpt2())
     s = _ragged(4, rows=16)
-    seen, draw = [], torch.multinomial
+    seen, draw = [], lm.categorical
 
-    def spy(probs, n, generator=None):
+    def spy(probs, u):
         seen[-1].append(probs.clone())
-        return draw(probs, n, generator=generator)
+        return draw(probs, u)
 
-    monkeypatch.setattr(torch, "multinomial", spy)
+    monkeypatch.setattr(lm, "categorical", spy)
+    out = []
     for model in (fast, slow):
         seen.append([])
-        lm.sample(model, s.query, s.query_mask, 10, 1, 0, generator=torch.Generator().manual_seed(6))
+        out.append(lm.sample(model, s.query, s.query_mask, 10, 1, 0, generator=torch.Generator().manual_seed(6)))
+    assert torch.equal(out[0].response, out[1].response)
     assert len(seen[0]) == len(seen[1]) > 3
-    for a, b in zip(*seen):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for t, (a, b) in enumerate(zip(*seen)):  # the packed sampler computes only the rows still sampling
+        torch.testing.assert_close(a, b[out[1].response_mask[:, t].bool()], rtol=1e-5, atol=1e-7)
+    assert (out[1].response_mask == 0).any()  # some rows ended early
+
+
+def test_categorical_draws_follow_the_probabilities():
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 0.0, 1.0]]).repeat(20_000, 1)
+    got = lm.categorical(probs, torch.rand(40_000, 1, generator=torch.Generator().manual_seed(0))).view(20_000, 2)
+    freq = torch.bincount(got[:, 0], minlength=4).float() / 20_000
+    torch.testing.assert_close(freq, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.01, rtol=0)  # ±5 std
+    assert (got[:, 1] == 3).all() and not (got[:, 0] == 1).any()  # a zero-probability token is never drawn
 
 
 def test_which_models_it_takes():

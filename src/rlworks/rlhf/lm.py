@@ -209,6 +209,14 @@ def trimmed(s: Samples) -> Samples:
     return Samples(s.query[:, first:], s.query_mask[:, first:], s.response[:, :width], s.response_mask[:, :width])
 
 
+def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One draw per row from the categorical distributions ``probs`` (B, V) → (B,), by the inverse of the CDF at
+    the uniform numbers ``u`` (B, 1). (``torch.multinomial`` draws an exponential per vocabulary entry: ten times
+    the cost at V = 427.)"""
+    cdf = probs.cumsum(-1)  # (B, V)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
 @torch.no_grad()
 def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int, eos_id: int,
            pad_id: int, *, temperature: float = 1.0, greedy: bool = False,
@@ -228,8 +236,8 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
         if greedy:
             nxt = logits.argmax(-1)
         else:
-            probs = torch.softmax(logits / temperature, -1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            u = torch.rand(b, 1, generator=generator, device=logits.device)  # (B, 1)
+            nxt = categorical(torch.softmax(logits / temperature, -1), u)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         tokens.append(nxt)
         keep.append(~done)

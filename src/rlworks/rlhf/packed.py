@@ -3,10 +3,11 @@ run on the real tokens only — a backend beside ``lm.py``'s calls, tested again
 (``tests/unit/test_rlhf_packed.py``).
 
 RLHF batches are ragged. A prompt is left-padded and its completion right-padded (``lm.py``), so on the tiny
-preset's DPO minibatches 42 % of the (row, column) cells are padding, and ``transformers`` runs every linear layer
+preset's DPO minibatches 41 % of the (row, column) cells are padding, and ``transformers`` runs every linear layer
 on every cell. Here the real tokens are packed into one (N, d) matrix, the linear layers, layer norms and the MLP
 run on those N rows only, and attention alone goes back to the (B, T) layout, where each row attends to its own
-earlier real tokens. The logits are taken only where a caller needs them (the positions that predict a
+earlier real tokens. Rows that repeat a prompt (a DPO or reward-model pair, a GRPO group) share its tokens'
+rows (``Packed``). The logits are taken only where a caller needs them (the positions that predict a
 completion token; the last real token for a scalar head), not over the whole batch. Nothing changes in the math:
 the positions count real tokens as ``lm.position_ids`` does, and the activation is GPT-2's tanh GELU as one fused
 op. ``sample`` is ``lm.sample`` with a key/value cache kept as plain tensors.
@@ -193,46 +194,55 @@ def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
 def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int, eos_id: int,
            pad_id: int, *, temperature: float = 1.0, greedy: bool = False,
            generator: torch.Generator | None = None):
-    """``lm.sample``, token for token: the prompt's keys and values come from the packed forward, then each new
-    token runs through the blocks as a (B, d) matrix against the growing cache. Draws the same random numbers in
-    the same order (one ``multinomial`` per step)."""
-    from .lm import Samples
+    """``lm.sample``, token for token: the prompt's keys and values come from the packed forward into a cache
+    allocated once for the longest completion; then each new token runs through the blocks as a (n, d) matrix
+    for the n rows still sampling (a row that drew eos leaves the cache), attending over the cache's filled
+    columns. Draws the same uniform numbers in the same order as ``lm.sample`` (B per step)."""
+    from .lm import Samples, categorical
 
     base, cfg = model.transformer, model.config
     act = _ACTIVATIONS[cfg.activation_function]
-    bsz, d, h = query.shape[0], cfg.n_embd, cfg.n_head
-    p = Packed(query, query_mask, query.shape[1])  # a group's repeated prompt runs once
-    x, cache = hidden(base, p, keep_cache=True)
-    last = p.rows(torch.arange(bsz) * p.shape[1] + p.shape[1] - 1)  # the last column: real (left padding)
+    bsz, width, d, h = query.shape[0], query.shape[1], cfg.n_embd, cfg.n_head
+    p = Packed(query, query_mask, width)  # a group's repeated prompt runs once
+    x, prompt_cache = hidden(base, p, keep_cache=True)
+    last = p.rows(torch.arange(bsz) * width + width - 1)  # the last column: real (left padding)
     logits = model.lm_head(x.index_select(0, last))  # (B, V)
-    keys_real = query_mask.bool()  # (B, T): the cache entries a new token may attend to
     pos = p.positions[last]  # (B,)
-    done = torch.zeros(bsz, dtype=torch.bool, device=query.device)
+    total = width + max_new_tokens
+    cache = []  # per layer: keys and values (n, H, total, hd), columns filled left to right
+    for k, v in prompt_cache:
+        kc, vc = k.new_zeros(bsz, h, total, d // h), v.new_zeros(bsz, h, total, d // h)
+        kc[:, :, :width], vc[:, :, :width] = k, v
+        cache.append((kc, vc))
+    bias = torch.full((bsz, 1, 1, total), float("-inf"), device=query.device)  # 0 where a key is real
+    bias[:, 0, 0, :width].masked_fill_(query_mask.bool(), 0.0)
+    live = torch.arange(bsz, device=query.device)  # the batch rows still sampling, in cache order
     tokens, keep = [], []
-    for _ in range(max_new_tokens):
-        logits = logits.float()
-        if greedy:
-            nxt = logits.argmax(-1)
-        else:
-            probs = torch.softmax(logits / temperature, -1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        tokens.append(nxt)
-        keep.append(~done)
-        done = done | (nxt == eos_id)
-        if bool(done.all()):
+    for step in range(max_new_tokens):
+        probs = torch.softmax(logits.float() / temperature, -1) if not greedy else None
+        u = None if greedy else torch.rand(bsz, 1, generator=generator, device=query.device)  # every row draws
+        drawn = logits.argmax(-1) if greedy else categorical(probs, u[live])  # (n,)
+        tokens.append(torch.full((bsz,), pad_id, dtype=drawn.dtype, device=query.device).index_copy(0, live, drawn))
+        keep.append(torch.zeros(bsz, dtype=torch.bool, device=query.device).index_fill(0, live, True))
+        going = drawn != eos_id
+        if not bool(going.any()):
             break
-        keys_real = torch.cat([keys_real, keep[-1][:, None]], 1)
+        if not bool(going.all()):  # rows that ended leave the cache
+            stay = going.nonzero().squeeze(1)
+            live, drawn, pos, bias = live[stay], drawn[stay], pos[stay], bias[stay]
+            cache = [(kc[stay], vc[stay]) for kc, vc in cache]
+        col = width + step  # the cache column of the token just drawn
+        bias[:, 0, 0, col] = 0.0
         pos = pos + 1
-        x = base.wte(nxt) + base.wpe(pos)  # (B, d)
-        attn_mask = keys_real[:, None, None, :]  # (B, 1, 1, T + 1)
+        x = base.wte(drawn) + base.wpe(pos)  # (n, d)
+        n = len(live)
         for layer, blk in enumerate(base.h):
-            qkv = _linear(blk.ln_1(x), blk.attn.c_attn).view(bsz, 3, h, 1, d // h)
-            k = torch.cat([cache[layer][0], qkv[:, 1]], 2)  # (B, H, T + 1, hd)
-            v = torch.cat([cache[layer][1], qkv[:, 2]], 2)
-            cache[layer] = (k, v)
-            o = F.scaled_dot_product_attention(qkv[:, 0], k, v, attn_mask=attn_mask, scale=_scale(cfg, layer))
-            x = x + _linear(o.reshape(bsz, d), blk.attn.c_proj)
+            q, k, v = _linear(blk.ln_1(x), blk.attn.c_attn).view(n, 3, h, 1, d // h).unbind(1)  # (n, H, 1, hd)
+            kc, vc = cache[layer]
+            kc[:, :, col:col + 1], vc[:, :, col:col + 1] = k, v
+            o = F.scaled_dot_product_attention(q, kc[:, :, :col + 1], vc[:, :, :col + 1],
+                                               attn_mask=bias[..., :col + 1], scale=_scale(cfg, layer))  # (n, H, 1, hd)
+            x = x + _linear(o.reshape(n, d), blk.attn.c_proj)
             x = x + _linear(act(_linear(blk.ln_2(x), blk.mlp.c_fc)), blk.mlp.c_proj)
         logits = model.lm_head(base.ln_f(x))
     return Samples(query, query_mask, torch.stack(tokens, 1), torch.stack(keep, 1).long())
