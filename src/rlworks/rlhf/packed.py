@@ -205,7 +205,7 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
     bsz, width, d, h = query.shape[0], query.shape[1], cfg.n_embd, cfg.n_head
     p = Packed(query, query_mask, width)  # a group's repeated prompt runs once
     x, prompt_cache = hidden(base, p, keep_cache=True)
-    last = p.rows(torch.arange(bsz) * width + width - 1)  # the last column: real (left padding)
+    last = p.rows(torch.arange(bsz, device=query.device) * width + width - 1)  # the last column: real (left padding)
     logits = model.lm_head(x.index_select(0, last))  # (B, V)
     pos = p.positions[last]  # (B,)
     total = width + max_new_tokens
