@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import lm  # lm imports this module too; its names are read at call time
+
 # activation names of GPT2Config → one torch op (``gelu_new`` is the tanh approximation, written out in Python by
 # transformers as five elementwise ops)
 _ACTIVATIONS = {
@@ -71,7 +73,7 @@ class Packed:
         b, t = m.shape
         p, dev = prompt_columns, m.device
         self.shape, self.mask = (b, t), m
-        pos = (m.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        pos = lm.position_ids(m)  # (B, T)
         if p:  # one copy of each distinct prompt: its first row in the batch
             _, inv = torch.unique(torch.where(m[:, :p], ids[:, :p], -1), dim=0, return_inverse=True)  # (B,)
             first = torch.full((int(inv.max()) + 1,), b, device=dev).scatter_reduce(
@@ -184,10 +186,9 @@ def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
     """``lm.sequence_scores``: the scalar head at each row's last real token only (B,)."""
     p = Packed(ids, mask, prompt_columns)
     x = hidden(scorer.transformer, p)
-    cols = torch.arange(mask.shape[1], device=mask.device)
-    last = (mask.long() * cols).argmax(-1)  # (B,)
     rows = torch.arange(mask.shape[0], device=mask.device)
-    return scorer.score(x.index_select(0, p.rows(rows * mask.shape[1] + last))).squeeze(-1).float()
+    last = p.rows(rows * mask.shape[1] + lm.last_index(mask))  # (B,)
+    return scorer.score(x.index_select(0, last)).squeeze(-1).float()
 
 
 @torch.no_grad()
@@ -198,8 +199,6 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
     allocated once for the longest completion; then each new token runs through the blocks as a (n, d) matrix
     for the n rows still sampling (a row that drew eos leaves the cache), attending over the cache's filled
     columns. Draws the same uniform numbers in the same order as ``lm.sample`` (B per step)."""
-    from .lm import Samples, categorical
-
     base, cfg = model.transformer, model.config
     act = _ACTIVATIONS[cfg.activation_function]
     bsz, width, d, h = query.shape[0], query.shape[1], cfg.n_embd, cfg.n_head
@@ -219,9 +218,11 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
     live = torch.arange(bsz, device=query.device)  # the batch rows still sampling, in cache order
     tokens, keep = [], []
     for step in range(max_new_tokens):
-        probs = torch.softmax(logits.float() / temperature, -1) if not greedy else None
-        u = None if greedy else torch.rand(bsz, 1, generator=generator, device=query.device)  # every row draws
-        drawn = logits.argmax(-1) if greedy else categorical(probs, u[live])  # (n,)
+        if greedy:
+            drawn = logits.argmax(-1)  # (n,)
+        else:
+            u = torch.rand(bsz, 1, generator=generator, device=query.device)  # every row draws, as in lm.sample
+            drawn = lm.categorical(torch.softmax(logits.float() / temperature, -1), u[live])
         tokens.append(torch.full((bsz,), pad_id, dtype=drawn.dtype, device=query.device).index_copy(0, live, drawn))
         keep.append(torch.zeros(bsz, dtype=torch.bool, device=query.device).index_fill(0, live, True))
         going = drawn != eos_id
@@ -245,4 +246,4 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
             x = x + _linear(o.reshape(n, d), blk.attn.c_proj)
             x = x + _linear(act(_linear(blk.ln_2(x), blk.mlp.c_fc)), blk.mlp.c_proj)
         logits = model.lm_head(base.ln_f(x))
-    return Samples(query, query_mask, torch.stack(tokens, 1), torch.stack(keep, 1).long())
+    return lm.Samples(query, query_mask, torch.stack(tokens, 1), torch.stack(keep, 1).long())
