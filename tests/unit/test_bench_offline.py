@@ -93,6 +93,17 @@ def test_runs_are_recorded_and_not_run_again(capsys, minari_root, tmp_path, monk
     code, out, _ = run_cli(capsys, *args[:6], "--steps", "30", "--eval-every", "10", "--eval-episodes", "2",
                            "--json", "r.jsonl", "--seeds", "1", "--plot-only")  # another budget: other runs
     assert code == 0 and "0 runs to do, 0 already" in out
+    loose = ["--envs", "CartPole-v1", "--kinds", "medium", "--algos", "bc", "--eval-episodes", "2", "--json", "r.jsonl",
+             "--seeds", "0-2", "--markdown", "t2.md", "--plot-only"]  # no --steps: the budget the runs used
+    code, out, err = run_cli(capsys, *loose)
+    assert code == 0, err
+    assert "3 runs in r.jsonl at 20 gradient steps" in out
+    assert "| CartPole-v1 medium |" in (tmp_path / "t2.md").read_text()
+    code, out, err = run_cli(capsys, *args[:6], "--steps", "30", "--eval-every", "30", "--eval-episodes", "2",
+                             "--json", "r.jsonl", "--seeds", "1")
+    assert code == 0 and "1 runs to do" in out, err
+    code, out, err = run_cli(capsys, *loose)  # a cell at two budgets: which one is meant?
+    assert code == 2 and "several gradient-step budgets (bc on CartPole-v1 medium: 20, 30)" in err, err
 
 
 @pytest.mark.parametrize("argv,expected", [

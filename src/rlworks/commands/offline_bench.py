@@ -189,7 +189,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="FILE", help="the heatmaps (png)")
     p.add_argument("--runs", default=None, metavar="DIR",
                    help="keep each run's folder there (metrics.csv, learning_curve.png, checkpoints)")
-    p.add_argument("--plot-only", action="store_true", help="run nothing: tabulate and plot what --json holds")
+    p.add_argument("--plot-only", action="store_true",
+                   help="run nothing: tabulate and plot what --json holds (no --steps: at the budget its runs used)")
     return p
 
 
@@ -249,6 +250,29 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def any_budget(rows: list[dict[str, Any]], jobs: list[dict[str, Any]],
+               any_eval_every: bool) -> tuple[list[dict[str, Any]], list[int]]:
+    """``--plot-only`` without ``--steps``: the rows of ``jobs``' cells at whatever budget they were run (the
+    preset's or a ``--steps N`` of the run that made them), and those budgets; ConfigError if one cell has runs
+    at several budgets (``--steps`` then picks one)."""
+    free = {"steps"} | ({"eval_every"} if any_eval_every else set())
+
+    def loose(r: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(v for k, v in zip(KEY, key(r)) if k not in free)
+
+    wanted = {loose(j) for j in jobs}
+    picked = [r for r in rows if loose(r) in wanted]
+    budgets: dict[tuple[str, str, str], set[int]] = {}
+    for r in picked:
+        budgets.setdefault((r["env"], r["kind"], r["algo"]), set()).add(int(r["steps"]))
+    mixed = [f"{algo} on {env} {kind}: {', '.join(map(str, sorted(b)))}" for (env, kind, algo), b in budgets.items()
+             if len(b) > 1]
+    if mixed:
+        raise ConfigError(f"--json holds runs at several gradient-step budgets ({'; '.join(mixed)}); pass --steps "
+                          "to tabulate one")
+    return picked, sorted({int(r["steps"]) for r in picked})
+
+
 def main(argv: list[str]) -> int:
     o = parser().parse_args(argv)
     algos_by_env, metas = check(o)
@@ -291,9 +315,12 @@ def main(argv: list[str]) -> int:
         else:
             print(f"{what}: last {r['last']:.1f}, best {r['best']:.1f} (step {r['best_step']}); {job['steps']} "
                   f"steps in {r['train_seconds']:.1f} s ({r['updates_per_s'] or 0:,.0f} updates/s)", flush=True)
-    table = summary([r for r in rows if key(r) in wanted])
+    picked, steps = [r for r in rows if key(r) in wanted], sorted({j["steps"] for j in jobs})
+    if o.plot_only and o.steps is None:
+        picked, steps = any_budget(rows, jobs, o.eval_every is None)
+        print(f"{len(picked)} runs in {path} at {', '.join(map(str, steps)) or 'no'} gradient steps", flush=True)
+    table = summary(picked)
     algos = [a for a in ORDER if any(a in v for v in algos_by_env.values())]
-    steps = sorted({j["steps"] for j in jobs})
     note = f"Gradient steps: {', '.join(map(str, steps))}; {o.eval_episodes} evaluation episodes each."
     md = markdown(table, o.envs, o.kinds, algos, note)
     print(md)
