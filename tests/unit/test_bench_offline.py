@@ -115,6 +115,7 @@ def test_runs_are_recorded_and_not_run_again(capsys, minari_root, tmp_path, monk
      "rlworks/cartpole/expert-v0, rlworks/pendulum/expert-v0; make them with `rlworks datasets make CartPole-v1` "
      "and `rlworks datasets make Pendulum-v1`"),
     (["--seeds", "4-2"], "--seeds '4-2': the range 4-2 runs backwards"),
+    (["--seeds", "0"], "--seeds '0': a count of seeds, at least 1 (seed 0 alone: --seeds 0-0)"),
 ])
 def test_bad_inputs_are_one_line_and_exit_2(capsys, minari_root, argv, expected):
     code, out, err = run_cli(capsys, *argv)

@@ -153,7 +153,7 @@ def _seeds(text: str) -> list[int]:
     if text.strip().isdigit():
         n = int(text)
         if n < 1:
-            raise argparse.ArgumentTypeError(f"{text!r}: at least one seed")
+            raise argparse.ArgumentTypeError(f"{text!r}: a count of seeds, at least 1 (seed 0 alone: --seeds 0-0)")
         return list(range(n))
     from .seeds import parse_seeds
 
