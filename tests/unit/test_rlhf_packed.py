@@ -111,14 +111,19 @@ def test_language_model_loss_and_gradients_match_transformers():
         torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_scalar_head_matches_transformers():
-    fast, slow = _pair(_gpt2("scorer"))
+@pytest.mark.parametrize("overrides", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_layer": 1}])
+def test_scalar_head_matches_transformers(overrides):
+    """Per token, and per sequence (where the last block runs at the last tokens only), with gradients."""
+    fast, slow = _pair(_gpt2("scorer", **overrides))
     s = _ragged(2)
     m = s.mask.bool()
     a, b = lm.scorer_hidden(fast, s.ids, s.mask), lm.scorer_hidden(slow, s.ids, s.mask)
     torch.testing.assert_close(a[m], b[m], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(lm.sequence_scores(fast, s.ids, s.mask), lm.sequence_scores(slow, s.ids, s.mask),
-                               rtol=1e-5, atol=1e-5)
+    ra, rb = lm.sequence_scores(fast, s.ids, s.mask), lm.sequence_scores(slow, s.ids, s.mask)
+    torch.testing.assert_close(ra, rb, rtol=1e-5, atol=1e-5)
+    ga, gb = _grads(fast, ra.square().sum()), _grads(slow, rb.square().sum())
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("greedy", [True, False])

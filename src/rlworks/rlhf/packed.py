@@ -62,7 +62,8 @@ def supports(model: nn.Module) -> bool:
 class Packed:
     """A (B, T) batch as N rows of real tokens: ``tokens`` and ``positions`` (N,) hold each row's token id and
     position id (``lm.position_ids``), ``cell`` (N,) one (row, column) cell it fills as a flat index b·T + t, and
-    ``row`` (B·T,) the row that fills each cell (N on padding).
+    ``row`` (B·T,) the row that fills each cell. A padding cell reads row 0, any real row would do: attention
+    never reads a padding key, and a padding query's output is dropped (so no gradient flows through it).
 
     With ``prompt_columns`` = P, the first P columns are a left-padded prompt, and batch rows that repeat a prompt
     (DPO's and the reward model's pairs, GRPO's groups) share one set of rows for it: a prompt token attends only
@@ -88,7 +89,9 @@ class Packed:
         n = len(cells_b)
         self.tokens, self.positions = ids[cells_b, cells_t], pos[cells_b, cells_t]
         self.cell = cells_b * t + cells_t  # (N,)
-        self.row = torch.full((b * t,), n, dtype=torch.long, device=dev)  # (B·T,): padding reads row N (zeros)
+        if n == 0:
+            raise ValueError("a batch without a real token")
+        self.row = torch.zeros(b * t, dtype=torch.long, device=dev)  # (B·T,): padding cells read row 0
         if p:
             bb, jj = m[:, :p].nonzero(as_tuple=True)
             self.row[bb * t + jj] = prompt_row[inv[bb], jj]
@@ -101,12 +104,30 @@ class Packed:
         return self.row[cells]
 
 
-def _attention_mask(mask: torch.Tensor) -> torch.Tensor:
-    """(B, 1, T, T): query t sees the real keys ≤ t, and itself (so a padding query row is never empty)."""
+def _causal_bias(mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B·H, T, T), added to the attention scores: 0 where query t may see key s (a real key, s ≤ t, or the query
+    itself, so a padding query's row is never empty), −inf elsewhere."""
     t = mask.shape[1]
     causal = torch.ones(t, t, dtype=torch.bool, device=mask.device).tril()
     eye = torch.eye(t, dtype=torch.bool, device=mask.device)
-    return ((causal & mask.bool()[:, None, :]) | eye)[:, None]
+    sees = (causal & mask.bool()[:, None, :]) | eye  # (B, T, T)
+    return _bias(sees, heads)
+
+
+def _bias(sees: torch.Tensor, heads: int) -> torch.Tensor:
+    """A (B, Tq, Tk) mask of the keys each query sees → the additive (B·H, Tq, Tk) bias, 0 or −inf."""
+    bias = torch.zeros(sees.shape, device=sees.device).masked_fill_(~sees, float("-inf"))
+    return bias.repeat_interleave(heads, 0)
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(q kᵀ · scale + bias) v, each head on its own: q (B, H, Tq, hd), k and v (B, H, Tk, hd), bias
+    (B·H, Tq, Tk) → (B, H, Tq, hd). Two batched products: at these sizes (T of a few dozen) they take 75 % of the
+    time of ``F.scaled_dot_product_attention``'s CPU kernel, forward and backward."""
+    b, h, tq, hd = q.shape
+    tk = k.shape[2]
+    w = torch.baddbmm(bias, q.reshape(b * h, tq, hd), k.reshape(b * h, tk, hd).transpose(1, 2), alpha=scale)
+    return torch.bmm(torch.softmax(w, -1), v.reshape(b * h, tk, hd)).view(b, h, tq, hd)
 
 
 def _linear(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
@@ -120,28 +141,51 @@ def _scale(cfg, layer: int) -> float:
     return s / (layer + 1) if cfg.scale_attn_by_inverse_layer_idx else s
 
 
-def hidden(base: nn.Module, p: Packed, *, keep_cache: bool = False):
+def hidden(base: nn.Module, p: Packed, *, keep_cache: bool = False, at: torch.Tensor | None = None):
     """The final hidden states (after ``ln_f``) of the rows of ``p``, (N, d); with ``keep_cache`` also each
-    layer's keys and values in the (B, H, T, hd) layout (``sample``'s cache)."""
+    layer's keys and values in the (B, H, T, hd) layout (``sample``'s cache). With ``at`` (B,), one real cell
+    b·T + t of each batch row, only the states there (B, d): the last block then computes the keys and values of
+    every token, and its query, attention and MLP at those cells alone (``_last_block_at``)."""
     cfg = base.config
     b, t = p.shape
     d, h = cfg.n_embd, cfg.n_head
     act = _ACTIVATIONS[cfg.activation_function]
     x = base.wte(p.tokens) + base.wpe(p.positions)  # (N, d)
-    attn_mask = _attention_mask(p.mask)
+    bias = _causal_bias(p.mask, h)  # (B·H, T, T)
     cache = []
     for layer, blk in enumerate(base.h):
+        if at is not None and layer == len(base.h) - 1:
+            return base.ln_f(_last_block_at(blk, x, p, at, _scale(cfg, layer), act))
         qkv = _linear(blk.ln_1(x), blk.attn.c_attn)  # (N, 3d)
-        grid = torch.cat([qkv, qkv.new_zeros(1, 3 * d)]).index_select(0, p.row)  # (B·T, 3d): padding cells 0
+        grid = qkv.index_select(0, p.row)  # (B·T, 3d)
         q, k, v = grid.view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=_scale(cfg, layer))
-        o = o.transpose(1, 2).reshape(b * t, d).index_select(0, p.cell)  # (N, d)
+        o = _attention(q, k, v, bias, _scale(cfg, layer)).transpose(1, 2).reshape(b * t, d).index_select(0, p.cell)
         x = x + _linear(o, blk.attn.c_proj)
         x = x + _linear(act(_linear(blk.ln_2(x), blk.mlp.c_fc)), blk.mlp.c_proj)
         if keep_cache:
             cache.append((k, v))
     x = base.ln_f(x)
     return (x, cache) if keep_cache else x
+
+
+def _last_block_at(blk: nn.Module, x: torch.Tensor, p: Packed, at: torch.Tensor, scale: float, act) -> torch.Tensor:
+    """A block's output (B, d) at one cell per batch row (``at``, flat b·T + t), for a head read there alone (the
+    reward model's, at the last token): the keys and values of every token, which the query attends to, and the
+    query, attention, projection and MLP of those B cells only (a sixth of the block's products on the others)."""
+    b, t = p.shape
+    d = x.shape[1]
+    h = blk.attn.num_heads
+    w, bias = blk.attn.c_attn.weight, blk.attn.c_attn.bias  # (d, 3d): the query's columns, then keys', values'
+    y = blk.ln_1(x)
+    rows = p.rows(at)  # (B,)
+    q = torch.addmm(bias[:d], y.index_select(0, rows), w[:, :d]).view(b, 1, h, d // h).transpose(1, 2)  # (B, H, 1, hd)
+    kv = torch.addmm(bias[d:], y, w[:, d:]).index_select(0, p.row)  # (B·T, 2d)
+    k, v = kv.view(b, t, 2, h, d // h).permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
+    col = at % t
+    sees = p.mask & (torch.arange(t, device=at.device) <= col[:, None])  # (B, T): real keys up to the query
+    o = _attention(q, k, v, _bias(sees[:, None, :], h), scale)  # (B, H, 1, hd)
+    out = x.index_select(0, rows) + _linear(o.transpose(1, 2).reshape(b, d), blk.attn.c_proj)
+    return out + _linear(act(_linear(blk.ln_2(out), blk.mlp.c_fc)), blk.mlp.c_proj)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,10 +229,9 @@ def sequence_scores(scorer: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
                     prompt_columns: int = 0) -> torch.Tensor:
     """``lm.sequence_scores``: the scalar head at each row's last real token only (B,)."""
     p = Packed(ids, mask, prompt_columns)
-    x = hidden(scorer.transformer, p)
     rows = torch.arange(mask.shape[0], device=mask.device)
-    last = p.rows(rows * mask.shape[1] + lm.last_index(mask))  # (B,)
-    return scorer.score(x.index_select(0, last)).squeeze(-1).float()
+    x = hidden(scorer.transformer, p, at=rows * mask.shape[1] + lm.last_index(mask))  # (B, d)
+    return scorer.score(x).squeeze(-1).float()
 
 
 @torch.no_grad()
@@ -213,8 +256,8 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
         kc, vc = k.new_zeros(bsz, h, total, d // h), v.new_zeros(bsz, h, total, d // h)
         kc[:, :, :width], vc[:, :, :width] = k, v
         cache.append((kc, vc))
-    bias = torch.full((bsz, 1, 1, total), float("-inf"), device=query.device)  # 0 where a key is real
-    bias[:, 0, 0, :width].masked_fill_(query_mask.bool(), 0.0)
+    bias = torch.full((bsz, 1, total), float("-inf"), device=query.device)  # 0 where a key is real
+    bias[:, 0, :width].masked_fill_(query_mask.bool(), 0.0)
     live = torch.arange(bsz, device=query.device)  # the batch rows still sampling, in cache order
     tokens, keep = [], []
     for step in range(max_new_tokens):
@@ -230,10 +273,11 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
             break
         if not bool(going.all()):  # rows that ended leave the cache
             stay = going.nonzero().squeeze(1)
-            live, drawn, pos, bias = live[stay], drawn[stay], pos[stay], bias[stay]
-            cache = [(kc[stay], vc[stay]) for kc, vc in cache]
+            live, drawn, pos, bias = live[stay], drawn[stay], pos[stay], bias.index_select(0, stay)
+            cache = [(kc.index_select(0, stay), vc.index_select(0, stay)) for kc, vc in cache]
         col = width + step  # the cache column of the token just drawn
-        bias[:, 0, 0, col] = 0.0
+        bias[:, 0, col] = 0.0
+        step_bias = bias[:, :, :col + 1].repeat_interleave(h, 0)  # (n·H, 1, col + 1)
         pos = pos + 1
         x = base.wte(drawn) + base.wpe(pos)  # (n, d)
         n = len(live)
@@ -241,8 +285,7 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
             q, k, v = _linear(blk.ln_1(x), blk.attn.c_attn).view(n, 3, h, 1, d // h).unbind(1)  # (n, H, 1, hd)
             kc, vc = cache[layer]
             kc[:, :, col:col + 1], vc[:, :, col:col + 1] = k, v
-            o = F.scaled_dot_product_attention(q, kc[:, :, :col + 1], vc[:, :, :col + 1],
-                                               attn_mask=bias[..., :col + 1], scale=_scale(cfg, layer))  # (n, H, 1, hd)
+            o = _attention(q, kc[:, :, :col + 1], vc[:, :, :col + 1], step_bias, _scale(cfg, layer))  # (n, H, 1, hd)
             x = x + _linear(o.reshape(n, d), blk.attn.c_proj)
             x = x + _linear(act(_linear(blk.ln_2(x), blk.mlp.c_fc)), blk.mlp.c_proj)
         logits = model.lm_head(base.ln_f(x))
