@@ -99,11 +99,11 @@ def test_dpo_resume_is_exact(folders, tmp_path):
 
 def test_dpo_needs_the_reference_only_on_the_pairs_it_draws(folders, tmp_path):
     plan = batch_plan(3, 40, 4, 3)
-    rng = np.random.default_rng([3, 6])  # the stream the stage drew step by step before the plan existed
-    assert plan.tolist() == [rng.integers(0, 40, size=4).tolist() for _ in range(3)]
-    used = plan.unique()
+    assert len(plan.unique()) == 12  # shuffled epochs: no pair twice within one
+    whole = batch_plan(3, 10, 4, 5).flatten().tolist()  # 20 draws = two epochs of 10 pairs
+    assert sorted(whole[:10]) == sorted(whole[10:]) == list(range(10)) and whole[:10] != whole[10:]
     out = dpo(folders / "sft", tmp_path / "few", _rows(40), DPOConfig(steps=3, batch_size=4, warmup=0), seed=3)
-    assert out["results"]["pairs"] == 40 and out["results"]["pairs_trained"] == len(used) < 40
+    assert out["results"]["pairs"] == 40 and out["results"]["pairs_trained"] == 12
     losses = [float(r["losses/dpo"]) for r in _metrics(tmp_path / "few")]
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)  # no pair without its reference was drawn
     assert math.isfinite(out["results"]["loss"]) and math.isfinite(out["results"]["reward_margin"])

@@ -15,9 +15,9 @@ move from the reference: the implicit reward of a completion is β log π(y|x)/�
 
 The reference is the SFT model, frozen. Its log-probabilities never change, so they are computed once before
 training (as TRL's ``precompute_ref_log_probs``), for the pairs training will draw: the seeded minibatches of
-every step are drawn up front (``batch_plan``; 300 steps of 32 pairs touch about 8,000 of the tiny preset's
-28,800). Each step then runs the policy only, on chosen and rejected concatenated into one batch. The
-after-training figures (loss, implicit-reward accuracy and margin) are over those same trained pairs. Ties
+every step are drawn up front (``batch_plan``: seeded shuffled epochs; 300 steps of 32 pairs touch 9,600 of
+the tiny preset's 28,800). Each step then runs the policy only, on chosen and rejected concatenated into one
+batch. The after-training figures (loss, implicit-reward accuracy and margin) are over those same trained pairs. Ties
 (``"tie": true``) say nothing about which is better and are skipped. Adam with a linear warm-up and a cosine
 decay, gradients clipped at norm 1.0.
 """
@@ -27,14 +27,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..config import ConfigError, check_choice, check_range
 from ..core.optim import Adam
 from . import lm
 from .losses import dpo_loss, masked_sum
-from .stage import Stage
+from .stage import Stage, epoch_order
 from .supervised import StageStopped, lr_at
 
 
@@ -106,10 +105,10 @@ def dataset_logprobs(model, q: torch.Tensor, qm: torch.Tensor, c: torch.Tensor, 
 
 
 def batch_plan(seed: int, n: int, batch_size: int, steps: int) -> torch.Tensor:
-    """The pairs of every step's minibatch, (steps, batch_size) indices into the N pairs, drawn uniformly with
-    replacement from the stage's seeded generator (step s trains on row s, so a resumed run needs only its step)."""
-    rng = np.random.default_rng([seed, 6])
-    return torch.from_numpy(np.stack([rng.integers(0, n, size=batch_size) for _ in range(steps)]))
+    """The pairs of every step's minibatch, (steps, batch_size) indices into the N pairs: seeded shuffled epochs
+    (``stage.epoch_order``, stream 6), each pair once per epoch as TRL visits them (step s trains on row s, so a
+    resumed run needs only its step)."""
+    return torch.from_numpy(epoch_order(0, steps * batch_size, n, seed, 6).reshape(steps, batch_size))
 
 
 def _usable(preferences: list[dict]) -> list[dict]:

@@ -34,7 +34,7 @@ from ..config import ConfigError, check_choice, check_range
 from ..core.optim import Adam
 from . import lm
 from .losses import grpo_advantages, grpo_loss, masked_sum
-from .stage import Stage
+from .stage import Stage, epoch_order
 from .supervised import StageStopped
 
 
@@ -80,15 +80,9 @@ class GRPOConfig:
 
 
 def prompt_indices(step: int, n_prompts: int, per_step: int, seed: int) -> np.ndarray:
-    """The prompts of ``step``: positions step·k … step·k + k − 1 of the endless sequence of shuffled epochs, epoch
-    e shuffled by ``default_rng([seed, 5, e])`` (a function of the step, so a resumed run takes the same ones)."""
-    positions = np.arange(step * per_step, (step + 1) * per_step)
-    out = np.empty(per_step, dtype=np.int64)
-    for epoch in np.unique(positions // n_prompts):
-        order = np.random.default_rng([seed, 5, int(epoch)]).permutation(n_prompts)
-        here = positions // n_prompts == epoch
-        out[here] = order[positions[here] % n_prompts]
-    return out
+    """The prompts of ``step``: positions step·k … step·k + k − 1 of seeded shuffled epochs over the prompts
+    (``stage.epoch_order``, stream 5)."""
+    return epoch_order(step * per_step, per_step, n_prompts, seed, 5)
 
 
 def logprobs(model, s: lm.Samples, temperature: float) -> torch.Tensor:

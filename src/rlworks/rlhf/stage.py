@@ -138,6 +138,19 @@ def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def epoch_order(start: int, count: int, n: int, seed: int, stream: int) -> np.ndarray:
+    """Positions ``start`` … ``start + count − 1`` of the endless sequence of shuffled epochs over ``n`` rows, epoch
+    e shuffled by ``default_rng([seed, stream, e])``: every row once per epoch, as TRL's trainers visit a dataset,
+    and a function of the position alone, so a resumed stage takes the same rows (DPO's pairs, GRPO's prompts)."""
+    positions = np.arange(start, start + count)
+    out = np.empty(count, dtype=np.int64)
+    for epoch in np.unique(positions // n):
+        order = np.random.default_rng([seed, stream, int(epoch)]).permutation(n)
+        here = positions // n == epoch
+        out[here] = order[positions[here] % n]
+    return out
+
+
 def rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict[str, Any]:
     """Both random streams as JSON (the torch one as a list of bytes)."""
     return {"numpy": rng.bit_generator.state, "torch": gen.get_state().tolist()}
