@@ -68,8 +68,8 @@ Differences that remain:
     default ``adamw_torch_fused`` with weight_decay 0 — the same update.
   * Warm-up: rlworks' step t (from 0) uses peak · (t + 1) / warmup; transformers' uses peak · t / warmup (its
     first step has lr 0). After the warm-up both are peak · (0.1 + 0.45 (1 + cos(π (t − w) / (T − w)))).
-  * Data order: rlworks DPO draws each batch with replacement (``default_rng([seed, 6])``); TRL visits the rows
-    in seeded shuffled epochs. GRPO: both visit the prompts in seeded shuffled epochs, with different shuffles.
+  * Data order: both visit DPO's pairs and GRPO's prompts in seeded shuffled epochs, with different shuffles
+    (rlworks: ``stage.epoch_order``; TRL: its sampler's ``data_seed``).
     Sampling streams differ (rlworks: its own ``torch.Generator``; TRL: ``model.generate`` on the global RNG).
   * Positions: rlworks gives every forward position ids that count real tokens (left-padded prompts start at
     0). TRL's DPO right-pads, so its positions are right; TRL's GRPO generates with mask-derived positions but
