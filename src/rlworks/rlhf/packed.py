@@ -8,9 +8,10 @@ on every cell. Here the real tokens are packed into one (N, d) matrix, the linea
 run on those N rows only, and attention alone goes back to the (B, T) layout, where each row attends to its own
 earlier real tokens. Rows that repeat a prompt (a DPO or reward-model pair, a GRPO group) share its tokens'
 rows (``Packed``). The logits are taken only where a caller needs them (the positions that predict a
-completion token; the last real token for a scalar head), not over the whole batch. Nothing changes in the math:
-the positions count real tokens as ``lm.position_ids`` does, and the activation is GPT-2's tanh GELU as one fused
-op. ``sample`` is ``lm.sample`` with a key/value cache kept as plain tensors.
+completion token; the last real token for a scalar head, whose last block runs only there), not over the whole
+batch. Attention is written out as two batched products. Nothing changes in the math: the positions count real
+tokens as ``lm.position_ids`` does, and the activation is GPT-2's tanh GELU as one fused op. ``sample`` is
+``lm.sample`` with a key/value cache kept as plain tensors.
 
 Models this covers (``supports``): ``transformers`` GPT-2 models (``model_type == "gpt2"``: ``GPT2LMHeadModel``,
 ``GPT2ForSequenceClassification``) without cross-attention, without the attention upcast/reordering option, and
