@@ -86,10 +86,11 @@ def main() -> int:
     trainer.train()
     start = dict(lm.load_model(sft).named_parameters())
     between = from_rlworks = from_trl = 0.0
-    for (name, x), (_, y) in zip(policy.named_parameters(), other.named_parameters()):
-        between += float((x - y).square().sum())
-        from_rlworks += float((x - start[name]).square().sum())
-        from_trl += float((y - start[name]).square().sum())
+    with torch.no_grad():
+        for (name, x), (_, y) in zip(policy.named_parameters(), other.named_parameters()):
+            between += float((x - y).square().sum())
+            from_rlworks += float((x - start[name]).square().sum())
+            from_trl += float((y - start[name]).square().sum())
     print(f"seed {a.seed}, {trainer.state.global_step} steps of {bsz} pairs on the same minibatches: "
           f"|rlworks − TRL| {between ** 0.5:.3g}; moved from SFT: rlworks {from_rlworks ** 0.5:.4g}, "
           f"TRL {from_trl ** 0.5:.4g}")
