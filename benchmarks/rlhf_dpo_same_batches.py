@@ -26,7 +26,6 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=25, help="steps to train (the schedule is the preset's full one)")
     a = p.parse_args()
 
-    import datasets
     import torch
     import trl
     from transformers import TrainerCallback
@@ -66,16 +65,9 @@ def main() -> int:
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
 
-    def cut(text: str) -> str:  # as rlhf_vs_trl.trl_dpo: max_completion_tokens − 1 tokens, then TRL adds eos
-        return tok.decode(tok(" " + text.strip(), add_special_tokens=False).input_ids[: cfg.max_completion_tokens - 1])
-
-    data = datasets.Dataset.from_list([{"prompt": r["prompt"], "chosen": cut(r["chosen"]),
-                                        "rejected": cut(r["rejected"])} for r in ordered])
-    args = trl.DPOConfig(**bench.common_args(argparse.Namespace(seed=a.seed), Path("/tmp/rlhf-dpo-same-batches"),
-                                             cfg.steps, cfg.learning_rate, bsz),
-                         train_sampling_strategy="sequential", beta=cfg.beta, loss_type=["sigmoid"], max_length=None,
-                         precompute_ref_log_probs=True, warmup_steps=cfg.warmup, lr_scheduler_type="cosine_with_min_lr",
-                         lr_scheduler_kwargs={"min_lr_rate": 0.1}, dataloader_drop_last=True)
+    data = bench.dpo_dataset(tok, ordered, cfg)
+    args = bench.dpo_args(argparse.Namespace(seed=a.seed), Path("/tmp/rlhf-dpo-same-batches"), cfg,
+                          train_sampling_strategy="sequential")
 
     class Stop(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

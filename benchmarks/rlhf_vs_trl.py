@@ -233,8 +233,29 @@ def common_args(a, out_dir: Path, steps: int, lr: float, batch: int) -> dict:
                 disable_tqdm=True, dataloader_num_workers=0, seed=a.seed, data_seed=a.seed)
 
 
-def trl_dpo(a, run: dict, out_dir: Path) -> dict:
+def dpo_dataset(tok, rows: list[dict], cfg):
+    """TRL's DPO rows: each completion cut as rlworks cuts it (max_completion_tokens − 1 tokens; TRL adds eos, as
+    ``lm.encode_completions`` does)."""
     import datasets
+
+    def cut(text: str) -> str:
+        return tok.decode(tok(" " + text.strip(), add_special_tokens=False).input_ids[: cfg.max_completion_tokens - 1])
+
+    return datasets.Dataset.from_list([{"prompt": r["prompt"], "chosen": cut(r["chosen"]),
+                                        "rejected": cut(r["rejected"])} for r in rows])
+
+
+def dpo_args(a, out_dir: Path, cfg, **extra):
+    """``trl.DPOConfig`` with rlworks' DPO settings (module docstring: what is matched)."""
+    import trl
+
+    return trl.DPOConfig(**common_args(a, out_dir, cfg.steps, cfg.learning_rate, cfg.batch_size),
+                         beta=cfg.beta, loss_type=["sigmoid"], max_length=None, precompute_ref_log_probs=True,
+                         warmup_steps=cfg.warmup, lr_scheduler_type="cosine_with_min_lr",
+                         lr_scheduler_kwargs={"min_lr_rate": 0.1}, dataloader_drop_last=True, **extra)
+
+
+def trl_dpo(a, run: dict, out_dir: Path) -> dict:
     import trl
     from transformers import PrinterCallback
 
@@ -245,16 +266,8 @@ def trl_dpo(a, run: dict, out_dir: Path) -> dict:
     tok = lm.load_tokenizer(sft)
     rows = [r for r in run["train_rows"] if not r.get("tie", False)]
 
-    def cut(text: str) -> str:  # rlworks keeps max_completion_tokens − 1 tokens, then eos (lm.encode_completions)
-        ids = tok(" " + text.strip(), add_special_tokens=False).input_ids[: cfg.max_completion_tokens - 1]
-        return tok.decode(ids)
-
-    data = datasets.Dataset.from_list([{"prompt": r["prompt"], "chosen": cut(r["chosen"]),
-                                        "rejected": cut(r["rejected"])} for r in rows])
-    args = trl.DPOConfig(**common_args(a, out_dir, cfg.steps, cfg.learning_rate, cfg.batch_size),
-                         beta=cfg.beta, loss_type=["sigmoid"], max_length=None, precompute_ref_log_probs=True,
-                         warmup_steps=cfg.warmup, lr_scheduler_type="cosine_with_min_lr",
-                         lr_scheduler_kwargs={"min_lr_rate": 0.1}, dataloader_drop_last=True)
+    data = dpo_dataset(tok, rows, cfg)
+    args = dpo_args(a, out_dir, cfg)
     clock, tokens = _clock(), [0]
 
     class Counted(trl.DPOTrainer):
