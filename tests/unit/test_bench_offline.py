@@ -85,6 +85,7 @@ def test_runs_are_recorded_and_not_run_again(capsys, minari_root, tmp_path, monk
     for r in rows:
         assert [s for s, _ in r["curve"]] == [10, 20] and r["last"] == r["curve"][-1][1]
         assert r["best"] == max(v for _, v in r["curve"]) and r["updates_per_s"] > 0
+        assert 0 < r["cpu_seconds"] <= 4 * r["wall_seconds"]  # one torch thread, and gymnasium's
     assert "| CartPole-v1 medium |" in (tmp_path / "t.md").read_text() and (tmp_path / "t.png").is_file()
     code, out, err = run_cli(capsys, *args, "--seeds", "0-2")  # seed 2 is new; 0 and 1 are in the file
     assert code == 0, err

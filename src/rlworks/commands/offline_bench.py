@@ -110,7 +110,9 @@ class Evals:
 
 def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> dict[str, Any]:
     """Train ``job["algo"]`` on ``data`` (an OfflineDataset) and return its result row: the last and best
-    normalised scores, the curve of evaluations, train seconds and gradient updates per second."""
+    normalised scores, the curve of evaluations, train seconds and gradient updates per second (both wall
+    time), and the run's CPU seconds (this process, every thread; a run that was paused or shared its cores
+    shows wall seconds well above them)."""
     import rlworks
     from rlworks.core.guards import NonFiniteError
 
@@ -120,7 +122,7 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
         run_dir = runs / f"{job['env']}-{job['kind']}-{job['algo']}-seed{job['seed']}"
         if run_dir.exists():  # an earlier attempt that did not reach --json (interrupted): start it again
             shutil.rmtree(run_dir)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     row = {**job, "dataset": data.dataset_id}
     try:
         agent = rlworks.train(job["algo"], job["env"], dataset=data, total_steps=job["steps"], seed=job["seed"],
@@ -141,7 +143,7 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
     return {**row, "last": round(last, 3), "best": round(best, 3), "best_step": best_step,
             "curve": [[s, round(v, 3)] for s, v in evals.scores], "train_seconds": round(seconds, 2),
             "updates_per_s": round(step / seconds, 1) if seconds > 0 else None,
-            "wall_seconds": round(time.perf_counter() - t0, 2)}
+            "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2)}
 
 
 def _list(text: str) -> list[str]:
