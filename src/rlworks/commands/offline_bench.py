@@ -131,7 +131,7 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
                               logger=evals, run_dir=run_dir)
     except NonFiniteError as exc:  # a diverged run is a result: counted in its cell, not scored
         return {**row, "error": str(exc), "last": None, "best": None, "curve": evals.scores,
-                "wall_seconds": round(time.perf_counter() - t0, 2)}
+                "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2)}
     step = int(agent.meta.get("n_updates", job["steps"]))
     if evals.scores and evals.scores[-1][0] == step:
         last = evals.scores[-1][1]  # the periodic evaluation of the final policy: the same episodes
