@@ -123,6 +123,10 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
         if run_dir.exists():  # an earlier attempt that did not reach --json (interrupted): start it again
             shutil.rmtree(run_dir)
     t0, c0 = time.perf_counter(), time.process_time()
+
+    def clocks() -> dict[str, float]:  # the run's wall and CPU seconds so far
+        return {"wall_seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2)}
+
     row = {**job, "dataset": data.dataset_id}
     try:
         agent = rlworks.train(job["algo"], job["env"], dataset=data, total_steps=job["steps"], seed=job["seed"],
@@ -130,8 +134,7 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
                               num_threads=threads, matmul_precision=job.get("matmul_precision", "highest"),
                               logger=evals, run_dir=run_dir)
     except NonFiniteError as exc:  # a diverged run is a result: counted in its cell, not scored
-        return {**row, "error": str(exc), "last": None, "best": None, "curve": evals.scores,
-                "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2)}
+        return {**row, "error": str(exc), "last": None, "best": None, "curve": evals.scores, **clocks()}
     step = int(agent.meta.get("n_updates", job["steps"]))
     if evals.scores and evals.scores[-1][0] == step:
         last = evals.scores[-1][1]  # the periodic evaluation of the final policy: the same episodes
@@ -142,8 +145,7 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
     seconds = float(agent.meta.get("train_seconds", 0.0))
     return {**row, "last": round(last, 3), "best": round(best, 3), "best_step": best_step,
             "curve": [[s, round(v, 3)] for s, v in evals.scores], "train_seconds": round(seconds, 2),
-            "updates_per_s": round(step / seconds, 1) if seconds > 0 else None,
-            "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2)}
+            "updates_per_s": round(step / seconds, 1) if seconds > 0 else None, **clocks()}
 
 
 def _list(text: str) -> list[str]:
