@@ -146,3 +146,28 @@ def test_offline_learning_curve_is_in_normalised_score(tmp_path, monkeypatch):
     assert (off.get_ylabel(), off.get_xlabel()) == ("normalised score (100 = expert)", "gradient steps")
     lines = [ln for ln in off.get_lines() if ln.get_label() == "evaluation (normalised score)"]
     assert len(lines) == 1 and list(lines[0].get_xdata()) == [100, 200] and list(lines[0].get_ydata()) == [48.5, 80.0]
+
+
+def test_an_interrupted_run_continues_from_its_checkpoint(minari_root, tmp_path):
+    import rlworks
+    from rlworks.offline import collect
+    from rlworks.offline.datasets import load
+
+    collect("CartPole-v1", "random", 3, "rlworks/cartpole/medium-v0", ref_episodes=3, ref_max_score=500.0)
+    data = load("rlworks/cartpole/medium-v0")
+    job = {"env": "CartPole-v1", "kind": "medium", "algo": "bc", "seed": 3, "steps": 40, "eval_every": 10,
+           "eval_episodes": 2, "transitions": len(data), "matmul_precision": "highest"}
+    whole = ob.run_one(job, data, 1, tmp_path / "a")
+    folder = tmp_path / "b" / "CartPole-v1-medium-bc-seed3"
+    rlworks.train("bc", "CartPole-v1", dataset=data, total_steps=40, seed=3, eval_every=10, eval_episodes=2,
+                  keep="last", run_dir=folder, stop_at=20)  # as if killed after the checkpoint at step 20
+    assert ob.resumable(folder, job, data) == 20
+    assert ob.resumable(folder, {**job, "seed": 4}, data) is None  # another run's folder: not continued
+    resumed = ob.run_one(job, data, 1, tmp_path / "b")
+    assert resumed["resumed_from"] == 20 and "resumed_from" not in whole
+    assert resumed["curve"] == whole["curve"] and [s for s, _ in whole["curve"]] == [10, 20, 30, 40]
+    assert (resumed["last"], resumed["best"]) == (whole["last"], whole["best"])
+    assert 0 < resumed["train_seconds"] and resumed["updates_per_s"] > 0
+    other = {**job, "seed": 4}
+    (tmp_path / "b" / "CartPole-v1-medium-bc-seed4").mkdir()  # a folder with no checkpoint: started again
+    assert "resumed_from" not in ob.run_one(other, data, 1, tmp_path / "b")

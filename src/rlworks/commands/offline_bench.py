@@ -16,7 +16,8 @@ evaluations). The table shows the median over seeds of each; CORL (Tarasov et al
 td3-bc, dt); ``--steps`` to each algorithm's preset budget for the env. Results go to ``--json`` (JSON lines, one per
 run) as each run ends, and a run already there (same env, kind, algorithm, seed, steps, evaluation and dataset
 size) is not run again: a long table is built in pieces. ``--runs DIR`` keeps each run's folder (metrics.csv,
-learning_curve.png in normalised score, checkpoints) under DIR.
+learning_curve.png in normalised score, checkpoints) under DIR, and a run that was interrupted there (killed, or
+Ctrl+C) continues exactly from its latest checkpoint when the same command runs again.
 """
 
 from __future__ import annotations
@@ -108,31 +109,80 @@ class Evals:
             self.scores.append((int(step), float(metrics["eval/normalized_score"])))
 
 
+def resumable(run_dir: Path, job: dict[str, Any], data: Any) -> int | None:
+    """The step of the latest checkpoint in ``run_dir`` (a run folder an earlier, interrupted attempt at ``job``
+    left under ``--runs``), or None when there is none or the folder holds another run (another algorithm, seed,
+    budget, evaluation, precision or dataset)."""
+    from ..core.checkpoint import CheckpointError, read_state
+
+    try:
+        meta = json.loads((run_dir / "config.json").read_text())
+        step = int(read_state(run_dir)["sampler"]["global_step"])
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError):
+        return None
+    same = (meta.get("algo"), meta.get("seed"), meta.get("total_steps"), meta.get("eval_every"),
+            meta.get("eval_episodes"), meta.get("matmul_precision") or "highest",
+            (meta.get("config") or {}).get("dataset"))
+    wanted = (job["algo"], job["seed"], job["steps"], job["eval_every"], job["eval_episodes"],
+              job.get("matmul_precision", "highest"), data.dataset_id)
+    return step if same == wanted and 0 < step <= job["steps"] else None
+
+
+def logged_before(run_dir: Path, step: int) -> tuple[list[tuple[int, float]], float]:
+    """What ``metrics.csv`` of ``run_dir`` holds up to ``step``: the evaluations (step, normalised score), and the
+    training seconds, summed over the logged windows (each row's steps since the previous one over its updates
+    per second, ``perf/ups``, which excludes evaluation)."""
+    import csv
+
+    scores, seconds, previous = [], 0.0, 0
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            at = int(float(r["step"]))
+            if at > step:
+                break
+            if r.get("eval/normalized_score"):
+                scores.append((at, float(r["eval/normalized_score"])))
+            if r.get("perf/ups"):
+                seconds += (at - previous) / float(r["perf/ups"])
+                previous = at
+    return scores, seconds
+
+
 def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> dict[str, Any]:
     """Train ``job["algo"]`` on ``data`` (an OfflineDataset) and return its result row: the last and best
     normalised scores, the curve of evaluations, train seconds and gradient updates per second (both wall
     time), and the run's CPU seconds (this process, every thread; a run that was paused or shared its cores
-    shows wall seconds well above them)."""
+    shows wall seconds well above them).
+
+    With ``runs``, the run's folder is kept there, and an attempt that was interrupted (killed, Ctrl+C) is
+    continued exactly from its latest checkpoint: the row then says ``resumed_from`` (the step), its curve and
+    train seconds cover the whole run, and its wall and CPU seconds this attempt's part."""
     import rlworks
     from rlworks.core.guards import NonFiniteError
 
     evals = Evals()
-    run_dir = None
+    run_dir, resume = None, {}
     if runs is not None:
         run_dir = runs / f"{job['env']}-{job['kind']}-{job['algo']}-seed{job['seed']}"
-        if run_dir.exists():  # an earlier attempt that did not reach --json (interrupted): start it again
+        start = resumable(run_dir, job, data) if run_dir.exists() else None
+        if start is not None:
+            evals.scores, before = logged_before(run_dir, start)
+            resume = {"resume_from": run_dir}
+        elif run_dir.exists():  # a finished run, another run, or one with no checkpoint yet: start again
             shutil.rmtree(run_dir)
     t0, c0 = time.perf_counter(), time.process_time()
 
-    def clocks() -> dict[str, float]:  # the run's wall and CPU seconds so far
+    def clocks() -> dict[str, float]:  # this attempt's wall and CPU seconds so far
         return {"wall_seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2)}
 
     row = {**job, "dataset": data.dataset_id}
+    if resume:
+        row["resumed_from"] = start
     try:
         agent = rlworks.train(job["algo"], job["env"], dataset=data, total_steps=job["steps"], seed=job["seed"],
                               eval_every=job["eval_every"], eval_episodes=job["eval_episodes"], keep="last",
                               num_threads=threads, matmul_precision=job.get("matmul_precision", "highest"),
-                              logger=evals, run_dir=run_dir)
+                              logger=evals, run_dir=run_dir, **resume)
     except NonFiniteError as exc:  # a diverged run is a result: counted in its cell, not scored
         return {**row, "error": str(exc), "last": None, "best": None, "curve": evals.scores, **clocks()}
     step = int(agent.meta.get("n_updates", job["steps"]))
@@ -142,7 +192,7 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
         last = float(data.normalized_score(agent.evaluate(job["eval_episodes"], seed=EVAL_SEED).mean_return))
         evals.scores.append((step, last))
     best_step, best = max(evals.scores, key=lambda e: (e[1], -e[0]))
-    seconds = float(agent.meta.get("train_seconds", 0.0))
+    seconds = float(agent.meta.get("train_seconds", 0.0)) + (before if resume else 0.0)
     return {**row, "last": round(last, 3), "best": round(best, 3), "best_step": best_step,
             "curve": [[s, round(v, 3)] for s, v in evals.scores], "train_seconds": round(seconds, 2),
             "updates_per_s": round(step / seconds, 1) if seconds > 0 else None, **clocks()}
@@ -192,7 +242,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", default=None, metavar="FILE", help="write the table there too (markdown)")
     p.add_argument("--plot", default=None, metavar="FILE", help="the heatmaps (png)")
     p.add_argument("--runs", default=None, metavar="DIR",
-                   help="keep each run's folder there (metrics.csv, learning_curve.png, checkpoints)")
+                   help="keep each run's folder there (metrics.csv, learning_curve.png, checkpoints); a run "
+                        "interrupted there continues from its latest checkpoint")
     p.add_argument("--plot-only", action="store_true",
                    help="run nothing: tabulate and plot what --json holds (no --steps: at the budget its runs used)")
     return p
