@@ -153,7 +153,7 @@ def test_unroll_loss_is_the_sum_of_the_cross_entropies():
     assert v0.shape == (6,) and set(parts) >= {"losses/value", "losses/reward", "losses/policy"}
 
 
-@pytest.mark.parametrize("form", ["cosine", "mse"])
+@pytest.mark.parametrize("form", ["cosine", "mse", "centered"])
 def test_the_consistency_loss_compares_each_unrolled_state_with_the_encoded_observation(form):
     torch.manual_seed(2)
     cfg = mz.MuZeroConfig(num_unroll=3, support_size=10, consistency_loss=form)
@@ -167,11 +167,26 @@ def test_the_consistency_loss_compares_each_unrolled_state_with_the_encoded_obse
         for k in range(1, 4):
             s = net.recurrent_inference(s, b["actions"][:, k - 1])[0]
             h = net.initial_inference(b["unroll_obs"][:, k])[0]
-            gap = (s - h).square().sum(-1) if form == "mse" else -torch.nn.functional.cosine_similarity(s, h, dim=-1)
+            if form == "centered":
+                s_c, h_c = s - s.mean(-1, keepdim=True), h - h.mean(-1, keepdim=True)
+                gap = -(s_c * h_c).sum(-1) / (s_c.norm(dim=-1) * h_c.norm(dim=-1))
+            elif form == "mse":
+                gap = (s - h).square().sum(-1)
+            else:
+                gap = -torch.nn.functional.cosine_similarity(s, h, dim=-1)
             want += gap * b["unroll_seen"][:, k]
     torch.testing.assert_close(parts["losses/consistency"], want.mean())
     with pytest.raises(ConfigError, match="consistency_loss"):
         mz.MuZeroConfig(consistency_loss="l1")
+
+
+def test_the_centered_consistency_ignores_a_shift_that_the_cosine_sees():
+    s, h = torch.rand(5, 16), torch.rand(5, 16)
+    centered = mz.consistency_gap(s, h, "centered")
+    torch.testing.assert_close(mz.consistency_gap(s + 3.0, h - 1.0, "centered"), centered)
+    assert not torch.allclose(mz.consistency_gap(s + 3.0, h, "cosine"), mz.consistency_gap(s, h, "cosine"))
+    torch.testing.assert_close(mz.consistency_gap(h, h, "centered"), torch.full((5,), -1.0))
+    torch.testing.assert_close(mz.consistency_gap(-h, h, "centered"), torch.ones(5))  # anti-correlated: the maximum
 
 
 def test_bad_config_values_are_refused():

@@ -67,9 +67,11 @@ class MuZeroConfig(SelfPlayOptions):
     SimSiam heads, which left the dynamics ignoring the action on CartPole (docs/muzero.md); 0 turns it off"""
     consistency_loss: str = "cosine"
     """how sᵏ is compared with h(o_{t+k}): "cosine", the negative cosine similarity (EfficientZero's form);
-    "mse", the squared distance summed over the latent's units (TD-MPC's form). Min-max scaled hidden states are
-    non-negative, so their cosine stays high even between unrelated positions (about 0.83 on a TicTacToe model,
-    docs/muzero.md) and the cosine loss is nearly flat where a value head still tells the states apart"""
+    "mse", the squared distance summed over the latent's units (TD-MPC's form); "centered", the negative cosine
+    of the two states' deviations from their own means (their correlation across units). Min-max scaled hidden
+    states are non-negative, so their cosine stays high even between unrelated positions (about 0.83 on a
+    TicTacToe model, docs/muzero.md) and the cosine loss is nearly flat where a value head still tells the
+    states apart; centred, unrelated positions sit near 0.1-0.25"""
     target_update_interval: int = 200
     """gradient steps between copies of the target network that values the bootstrap states"""
     reanalyse_fraction: float = 1.0
@@ -95,7 +97,7 @@ class MuZeroConfig(SelfPlayOptions):
         for name in ("latent_dim", "num_unroll", "target_update_interval"):
             check_range(name, getattr(self, name), 1)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_choice("consistency_loss", self.consistency_loss, ("cosine", "mse"))
+        check_choice("consistency_loss", self.consistency_loss, ("cosine", "mse", "centered"))
         check_range("reanalyse_fraction", self.reanalyse_fraction, 0.0, 1.0)
         check_range("reanalyse_policy_fraction", self.reanalyse_policy_fraction, 0.0, 1.0)
         check_range("reanalyse_value_mix", self.reanalyse_value_mix, 0.0, 1.0)
@@ -253,6 +255,17 @@ def reanalysed_targets(st: MuZeroState, cfg: MuZeroConfig, batch: dict[str, torc
     return z, pi
 
 
+def consistency_gap(s: torch.Tensor, target: torch.Tensor, form: str) -> torch.Tensor:
+    """How far the unrolled states ``s`` (B, H) are from the encoder's ``target`` (B, H), per sample (B,):
+    −cos(s, target) ("cosine"), Σ_units (s − target)² ("mse"), or −cos(s − mean s, target − mean target)
+    ("centered", the means over each state's units)."""
+    if form == "mse":
+        return (s - target).square().sum(-1)
+    if form == "centered":
+        s, target = s - s.mean(-1, keepdim=True), target - target.mean(-1, keepdim=True)
+    return -F.cosine_similarity(s, target, dim=-1)
+
+
 def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor, pi: torch.Tensor,
                 cfg: MuZeroConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Per-sample loss (B,), the root value predictions (B,) for new priorities, and the parts; ``z`` the value
@@ -276,10 +289,7 @@ def unroll_loss(net: MuZeroNet, batch: dict[str, torch.Tensor], z: torch.Tensor,
     for k in range(1, K + 1):
         s, r_logits, p_logits, v_logits = net.recurrent_inference(s, batch["actions"][:, k - 1])
         if cfg.consistency_loss_weight > 0:
-            if cfg.consistency_loss == "mse":
-                gap = (s - target[:, k]).square().sum(-1)
-            else:
-                gap = -F.cosine_similarity(s, target[:, k], dim=-1)
+            gap = consistency_gap(s, target[:, k], cfg.consistency_loss)
             consistency = consistency + scale_gradient(gap * batch["unroll_seen"][:, k], 1 / K)
         s = scale_gradient(s, 0.5)
         # the unrolled steps share 1/K of the gradient (appendix G pseudocode, "gradient_scale")
