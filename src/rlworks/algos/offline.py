@@ -26,7 +26,12 @@ from torch import nn
 
 from .._version import __version__
 from ..config import ConfigError
-from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..core.checkpoint import (
+    CheckpointError,
+    load_training_checkpoint,
+    matching_configuration,
+    save_checkpoint,
+)
 from ..core.envs import EnvSource, env_source
 from ..core.evaluation import PeriodicEvaluator
 from ..core.guards import check_losses, check_module
@@ -320,20 +325,13 @@ def session_state(s: Session) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def restore_session(s: Session, path: str | Path) -> Path:
     """Load a training checkpoint written by ``run`` into ``s`` (built with the same config, seed and dataset)."""
-    tensors, state, _, ckpt = load_checkpoint(path, device="cpu")
-    tr = state.get("train")
-    if not isinstance(tr, dict):
-        raise CheckpointError(f"{ckpt / 'state.json'}: an agent checkpoint, not an offline training checkpoint")
-    if tr.get("algo") != s.algo:
-        raise CheckpointError(f"{ckpt / 'state.json'}: a {tr.get('algo')} checkpoint, not {s.algo}")
+    tensors, state, _, ckpt, tr = load_training_checkpoint(path, s.algo, "an offline")
     if (tr.get("dataset"), tr.get("transitions")) != (s.dataset.dataset_id, len(s.data["obs"])):
         raise CheckpointError(f"{ckpt / 'state.json'}: trained on dataset {tr.get('dataset')} "
                               f"({tr.get('transitions')} transitions), not {s.dataset.dataset_id} "
                               f"({len(s.data['obs'])})")
-    try:
+    with matching_configuration(ckpt, s.algo):
         load_state_tensors(s.state, tensors, tr["state"])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{ckpt}: does not match this {s.algo} configuration ({exc})") from None
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
     s.global_step = int(state["sampler"]["global_step"])
     return ckpt

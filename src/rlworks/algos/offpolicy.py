@@ -23,7 +23,11 @@ import torch
 from .._version import __version__
 from ..config import ConfigError
 from ..core import features
-from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..core.checkpoint import (
+    load_training_checkpoint,
+    matching_configuration,
+    save_checkpoint,
+)
 from ..core.envs import EnvSource, env_source
 from ..core.guards import QGuard, check_array, check_losses, check_module
 from ..core.optim import eager
@@ -360,17 +364,10 @@ def restore_session(s: Session, path: str | Path) -> Path:
     """Load a training checkpoint written by ``run`` into ``s`` (which was built with the same
     config and seed). Envs whose state is not plain data (Box2D, MuJoCo) restart with fresh seeded
     episodes; the newest stored step is then marked truncated so no transition links across."""
-    tensors, state, buffer, ckpt = load_checkpoint(path, device="cpu", with_buffer=True)
-    if "train" not in state or buffer is None:
-        raise CheckpointError(f"{ckpt / 'state.json'}: an agent checkpoint, not an off-policy training checkpoint")
-    tr = state["train"]
-    if tr.get("algo") != s.algo:
-        raise CheckpointError(f"{ckpt / 'state.json'}: a {tr.get('algo')} checkpoint, not {s.algo}")
-    try:
+    tensors, state, buffer, ckpt, tr = load_training_checkpoint(path, s.algo, "an off-policy", with_buffer=True)
+    with matching_configuration(ckpt, s.algo):
         load_state_tensors(s.state, tensors, tr["state"])
         s.buffer.load_state_dict({k[7:]: v for k, v in buffer.items() if k.startswith("replay/")})
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{ckpt}: does not match this {s.algo} configuration ({exc})") from None
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
     s.rng.bit_generator.state = tr["rng_numpy"]
     s.iteration = int(tr["iteration"])

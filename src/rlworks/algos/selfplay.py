@@ -28,7 +28,12 @@ import torch
 
 from .._version import __version__
 from ..config import ConfigError
-from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..core.checkpoint import (
+    CheckpointError,
+    load_training_checkpoint,
+    matching_configuration,
+    save_checkpoint,
+)
 from ..core.envs import EnvSource, env_source
 from ..core.evaluation import EvalResult, evaluate_lockstep
 from ..core.guards import check_array, check_losses
@@ -306,17 +311,10 @@ def _save(s: Session, ctx: RunContext, step: int) -> Path:
 
 def restore(s: Session, path: str | Path) -> Path:
     """Load a training checkpoint written by ``run`` into ``s`` (built with the same config and seed)."""
-    tensors, state, arrays, ckpt = load_checkpoint(path, device="cpu", with_buffer=True)
-    if "train" not in state or arrays is None:
-        raise CheckpointError(f"{ckpt / 'state.json'}: an agent checkpoint, not a {s.algo} training checkpoint")
-    tr = state["train"]
-    if tr.get("algo") != s.algo:
-        raise CheckpointError(f"{ckpt / 'state.json'}: a {tr.get('algo')} checkpoint, not {s.algo}")
-    try:
+    tensors, state, arrays, ckpt, tr = load_training_checkpoint(path, s.algo, f"a {s.algo}", with_buffer=True)
+    with matching_configuration(ckpt, s.algo):
         load_state_tensors(s.state, tensors, tr["state"])
         s.replay.load_state_dict({k[7:]: v for k, v in arrays.items() if k.startswith("replay/")})
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{ckpt}: does not match this {s.algo} configuration ({exc})") from None
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
     s.rng.bit_generator.state = tr["rng_numpy"]
     s.iteration = int(tr["iteration"])

@@ -14,10 +14,12 @@ manifest before parsing anything and never unpickles.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,30 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, wit
         except Exception as exc:
             raise CheckpointError(f"{ckpt / BUFFER}: cannot be loaded without pickle ({exc})") from None
     return tensors, state, buffer, ckpt
+
+
+def load_training_checkpoint(path: str | Path, algo: str, kind: str, *, with_buffer: bool = False):
+    """``load_checkpoint`` for resuming ``algo``'s training: ``(tensors, state, buffer, checkpoint_dir, train)``,
+    ``train`` being ``state["train"]``. CheckpointError when ``path`` holds an agent checkpoint (no training state,
+    or with ``with_buffer`` no buffer; ``kind`` names what was expected, e.g. "an off-policy") or another
+    algorithm's."""
+    tensors, state, buffer, ckpt = load_checkpoint(path, device="cpu", with_buffer=with_buffer)
+    train = state.get("train")
+    if not isinstance(train, dict) or (with_buffer and buffer is None):
+        raise CheckpointError(f"{ckpt / STATE}: an agent checkpoint, not {kind} training checkpoint")
+    if train.get("algo") != algo:
+        raise CheckpointError(f"{ckpt / STATE}: a {train.get('algo')} checkpoint, not {algo}")
+    return tensors, state, buffer, ckpt, train
+
+
+@contextlib.contextmanager
+def matching_configuration(ckpt: Path, algo: str) -> Iterator[None]:
+    """Loading a checkpoint's tensors into the session built from the run's configuration: a KeyError,
+    ValueError or RuntimeError there (a missing tensor, another shape) becomes one CheckpointError."""
+    try:
+        yield
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{ckpt}: does not match this {algo} configuration ({exc})") from None
 
 
 def intact_checkpoint(path: str | Path) -> tuple[Path, list[tuple[Path, str]]]:
