@@ -64,6 +64,15 @@ class _AgentCommon:
 
     TENSORS = "model"
 
+    def __init__(self, algo: str, env_id: str | None, config: Any, model: nn.Module, spec: dict[str, Any],
+                 net: dict[str, Any], env_kwargs: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None, *, env: Any = None) -> None:
+        self.algo, self.config, self.model = algo, config, model
+        self.spec, self.net = spec, dict(net)
+        self._bind_env(env_id, env_kwargs, env)
+        self.meta = dict(meta or {})
+        self._gen = torch.Generator().manual_seed(0)  # sampled actions (deterministic=False)
+
     def _bind_env(self, env_id: str | None, env_kwargs: dict[str, Any] | None, env: Any) -> None:
         """``env``: the training run's ``EnvSource``, or the JSON record a checkpoint kept of it (None:
         an older checkpoint, which knew only ``env_id`` and ``env_kwargs``)."""
@@ -122,10 +131,7 @@ class Agent(_AgentCommon):
                  net: dict[str, Any], obs_norm: dict[str, Any] | None = None,
                  env_kwargs: dict[str, Any] | None = None, meta: dict[str, Any] | None = None, *,
                  env: Any = None) -> None:
-        self.algo, self.config, self.model = algo, config, model
-        self.spec, self.net = spec, dict(net)
-        self._bind_env(env_id, env_kwargs, env)
-        self.meta = dict(meta or {})
+        super().__init__(algo, env_id, config, model, spec, net, env_kwargs, meta, env=env)
         self.obs_norm_state = copy.deepcopy(obs_norm)
         self._norm = None
         if obs_norm is not None:
@@ -218,15 +224,6 @@ class OffPolicyAgent(_AgentCommon):
     indices (Discrete); actions are rescaled to the env's bounds here."""
 
     TENSORS = "actor"
-
-    def __init__(self, algo: str, env_id: str | None, config: Any, model: nn.Module, spec: dict[str, Any],
-                 net: dict[str, Any], env_kwargs: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None, *, env: Any = None) -> None:
-        self.algo, self.config, self.model = algo, config, model
-        self.spec, self.net = spec, dict(net)
-        self._bind_env(env_id, env_kwargs, env)
-        self.meta = dict(meta or {})
-        self._gen = torch.Generator().manual_seed(0)
 
     def act(self, obs: Any, deterministic: bool = True) -> Any:
         """Action for one observation (or an array of actions for a batch of them)."""

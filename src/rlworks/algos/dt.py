@@ -258,15 +258,6 @@ class DTAgent(_AgentCommon):
     FORMAT = "rlworks.dt-agent/1"
     TENSORS = "actor"
 
-    def __init__(self, algo: str, env_id: str | None, config: Any, model: nn.Module, spec: dict[str, Any],
-                 net: dict[str, Any], env_kwargs: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None, *, env: Any = None) -> None:
-        self.algo, self.config, self.model = algo, config, model
-        self.spec, self.net = spec, dict(net)
-        self._bind_env(env_id, env_kwargs, env)
-        self.meta = dict(meta or {})
-        self._gen = torch.Generator().manual_seed(0)
-
     @property
     def target_return(self) -> float:
         return float(self.net["target_return"])
