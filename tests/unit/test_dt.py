@@ -122,6 +122,21 @@ def test_causal_mask_blocks_the_future(discrete):
     assert (model(*y)[:, t] - base[:, t]).abs().max() > 1e-4
 
 
+def test_a_block_at_some_tokens_equals_the_whole_block_there():
+    from rlworks.core.transformer import Block
+
+    torch.manual_seed(3)
+    block = Block(16, 2, 0.0, "relu")
+    x = torch.randn(3, 12, 16, requires_grad=True)
+    allowed = dt.attention_mask(torch.tensor([[False] + [True] * 3, [True] * 4, [True] * 4]))
+    at = torch.arange(1, 12, 3)  # the state tokens, as the Decision Transformer's last block reads them
+    full, part = block(x, allowed, None)[:, at], block(x, allowed, None, at=at)
+    torch.testing.assert_close(part, full, rtol=0, atol=1e-6)
+    grads = [torch.autograd.grad(y.square().sum(), [x, *block.parameters()]) for y in (part, full)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_padding_is_invisible():
     model = net(True)
     x = inputs(True)

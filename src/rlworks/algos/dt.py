@@ -142,9 +142,10 @@ class DecisionTransformer(nn.Module):
                               self.embed_action(actions) + time), dim=2)  # (B, K, 3, D)
         x = dropout(self.embed_ln(tokens.reshape(B, 3 * K, -1)), self.p, generator)  # (B, 3K, D)
         allowed = attention_mask(mask)
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             x = block(x, allowed, generator)
-        h = self.ln_f(x).reshape(B, K, 3, -1)[:, :, 1]  # (B, K, D): the tokens of s_t
+        states = torch.arange(1, 3 * K, 3, device=x.device)  # the tokens of s_t, the only outputs read
+        h = self.ln_f(self.blocks[-1](x, allowed, generator, at=states))  # (B, K, D): the last block there only
         out = self.predict_action(h)
         return out if self.discrete else torch.tanh(out)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -27,13 +28,22 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, g: torch.Generator | None,
+                at: torch.Tensor | None = None) -> torch.Tensor:
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, L, d)
-        att = q @ k.transpose(-2, -1) / math.sqrt(D // self.n_head)  # (B, H, L, L)
+        H, d = self.n_head, D // self.n_head
+        if at is None:
+            q, k, v = self.qkv(x).view(B, L, 3, H, d).permute(2, 0, 3, 1, 4)  # (B, H, L, d)
+        else:  # queries at the tokens ``at`` only (M of them); keys and values at every token
+            w_q, w_kv = self.qkv.weight.split([D, 2 * D])
+            b_q, b_kv = self.qkv.bias.split([D, 2 * D])
+            q = F.linear(x[:, at], w_q, b_q).view(B, -1, H, d).transpose(1, 2)  # (B, H, M, d)
+            k, v = F.linear(x, w_kv, b_kv).view(B, L, 2, H, d).permute(2, 0, 3, 1, 4)  # (B, H, L, d)
+            allowed = allowed[:, :, at]
+        att = q @ k.transpose(-2, -1) / math.sqrt(d)  # (B, H, L or M, L)
         att = att.masked_fill(~allowed, float("-inf")).softmax(-1)
-        y = dropout(att, self.p, g) @ v  # (B, H, L, d)
-        return dropout(self.proj(y.transpose(1, 2).reshape(B, L, D)), self.p, g)
+        y = dropout(att, self.p, g) @ v  # (B, H, L or M, d)
+        return dropout(self.proj(y.transpose(1, 2).reshape(B, -1, D)), self.p, g)
 
 
 class Block(nn.Module):
@@ -47,6 +57,9 @@ class Block(nn.Module):
                                  nn.Linear(4 * dim, dim))
         self.p = p
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), allowed, g)
-        return x + dropout(self.mlp(self.ln2(x)), self.p, g)
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, g: torch.Generator | None,
+                at: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, D) → (B, L, D); with ``at`` (token indices) only those tokens' outputs (B, M, D): each still
+        attends to every token it may, and the rest of the block runs on M rows instead of L."""
+        y = x + self.attn(self.ln1(x), allowed, g) if at is None else x[:, at] + self.attn(self.ln1(x), allowed, g, at)
+        return y + dropout(self.mlp(self.ln2(y)), self.p, g)
