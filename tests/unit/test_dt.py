@@ -137,6 +137,24 @@ def test_a_block_at_some_tokens_equals_the_whole_block_there():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_the_update_takes_bfloat16_products_only_under_medium_precision():
+    from rlworks.core.optim import Adam
+    from rlworks.core.runtime import tuned
+
+    rtg, obs, actions, timesteps, mask = inputs(False, B=4, K=6)
+    batch = {"rtg": rtg, "obs": obs, "actions": actions, "timesteps": timesteps, "mask": mask}
+    losses = {}
+    for precision in ("highest", "medium", "highest"):
+        model = net(False)
+        st = dt.DTState(model, Adam(list(model.parameters()), lr=1e-3))
+        with tuned(None, matmul_precision=precision):
+            out = dt.update(st, dt.DTConfig(warmup_steps=1), batch, torch.Generator().manual_seed(0))
+        losses.setdefault(precision, []).append(float(out["losses/action_loss"]))
+    exact, low = losses["highest"], losses["medium"][0]
+    assert exact[0] == exact[1] and low != exact[0]  # float32 repeats itself; bfloat16 products differ a little
+    assert abs(low - exact[0]) < 0.02 * exact[0]
+
+
 def test_padding_is_invisible():
     model = net(True)
     x = inputs(True)

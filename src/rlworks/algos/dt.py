@@ -44,6 +44,7 @@ from ..core.envs import env_source, wrapper_names
 from ..core.evaluation import EvalResult, evaluate
 from ..core.optim import Adam
 from ..core.run import RunContext
+from ..core.runtime import bf16_products
 from ..core.seeding import seeded_init
 from ..core.transformer import Block, dropout
 from . import offline, segments
@@ -181,8 +182,11 @@ def learning_rate(cfg: DTConfig, step: int) -> float:
 
 
 def update(st: DTState, cfg: DTConfig, batch: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, torch.Tensor]:
-    """One AdamW step on the action loss of a minibatch of segments."""
-    pred = st.model(batch["rtg"], batch["obs"], batch["actions"], batch["timesteps"], batch["mask"], g)
+    """One AdamW step on the action loss of a minibatch of segments. Under ``matmul_precision="medium"`` on CPU
+    the forward takes bfloat16 products (``core.runtime.bf16_products``: weights, gradients and the loss stay
+    float32), as transformers are commonly trained in mixed precision."""
+    with bf16_products(batch["obs"].device):
+        pred = st.model(batch["rtg"], batch["obs"], batch["actions"], batch["timesteps"], batch["mask"], g).float()
     loss = action_loss(pred, batch["actions"], batch["mask"])
     st.optim.zero_grad()
     loss.backward()
