@@ -120,3 +120,69 @@ def test_autograd_and_compile_backends_train_on_the_device(algo, env_id, steps, 
     if backend == "compile":
         assert agent.meta["compile_seconds"] > 0
     assert np.isfinite(agent.evaluate(2, seed=0).mean_return)
+
+
+def test_rlhf_samples_and_a_ppo_iteration_run_on_the_device():
+    """The RLHF sampler and PPO's rollout and update with every model on the device: the uniforms come from a CPU
+    generator (``lm.uniforms``), so the device samples what the CPU samples from the same weights (up to the last
+    bits of the logits), and the update leaves finite weights there."""
+    import copy
+
+    from transformers import GPT2ForSequenceClassification
+
+    from rlworks.core.optim import Adam
+    from rlworks.rlhf import lm, ppo
+    from rlworks.rlhf.task import ReviewTask
+
+    rng = np.random.default_rng(0)
+    task = ReviewTask()
+    tok = lm.train_tokenizer(task.corpus(300, rng), vocab_size=300)
+    prompts = task.prompts(16, rng)
+    torch.manual_seed(0)
+    policy = lm.new_model(tok, n_layer=2, n_head=2, n_embd=32).eval()
+    config = copy.deepcopy(policy.config)
+    config.num_labels = 1
+    scorer, value = GPT2ForSequenceClassification(config).eval(), GPT2ForSequenceClassification(config).eval()
+    q, qm = lm.encode_prompts(tok, prompts)
+
+    def draw(model):
+        gen = torch.Generator().manual_seed(3)
+        return lm.sample(model, q, qm, 12, tok.eos_token_id, tok.pad_token_id, generator=gen)
+
+    on_cpu = draw(policy)
+    policy, ref, scorer, value = (m.to(DEVICE) for m in (policy, copy.deepcopy(policy), scorer, value))
+    there = draw(policy)
+    assert there.response.device.type == torch.device(DEVICE).type
+    width = min(on_cpu.response.shape[1], there.response.shape[1])
+    same = (on_cpu.response[:, :width] == there.response[:, :width].cpu()).float().mean()
+    assert same >= 0.95, same
+    cfg = ppo.PPOConfig(rollouts=16, minibatch_size=8, epochs=1, max_new_tokens=12)
+    gen = torch.Generator().manual_seed(0)
+    batch = ppo.rollout(policy, ref, scorer, value, tok, prompts, cfg, cfg.beta, (0.0, 1.0), gen)
+    stats = ppo.update(policy, value, Adam(list(policy.parameters()) + list(value.parameters()), lr=1e-4), batch,
+                       cfg, gen)
+    assert all(np.isfinite(v) for v in stats.values())
+    assert all(p.device.type == torch.device(DEVICE).type and torch.isfinite(p).all() for p in policy.parameters())
+
+
+@pytest.mark.parametrize("kind", ["puct", "gumbel"])
+def test_muzero_search_runs_on_the_device_as_on_the_cpu(kind):
+    """The batched tree held on the device (the tensor walk, one network call per simulation for all roots) gives
+    the CPU's visit counts for the same network and noise, up to near-ties that the last bits of a GPU's products
+    can flip."""
+    from rlworks.algos.muzero import MuZeroConfig, MuZeroNet, search
+    from rlworks.search import Tree
+
+    torch.manual_seed(0)
+    net = MuZeroNet(4, 2, 32, (32,), 10).eval()
+    cfg = MuZeroConfig(num_simulations=16, walk="tensor", search=kind)
+    obs = torch.as_tensor(np.random.default_rng(0).uniform(-0.05, 0.05, size=(64, 4)), dtype=torch.float32)
+    counts = {}
+    for device in ("cpu", DEVICE):
+        tree = Tree(64, 2, 17, (32,), device=device)
+        with torch.inference_mode():
+            out = search(net.to(device), obs.to(device), cfg, discount=0.997, rng=np.random.default_rng(1), tree=tree)
+        assert out.visit_counts.device.type == torch.device(device).type
+        counts[device] = out.visit_counts.cpu()
+    assert (counts["cpu"] == counts[DEVICE]).all(-1).float().mean() >= 0.9
+    assert (counts[DEVICE].sum(-1) == 16).all()

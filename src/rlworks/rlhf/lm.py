@@ -209,6 +209,14 @@ def trimmed(s: Samples) -> Samples:
     return Samples(s.query[:, first:], s.query_mask[:, first:], s.response[:, :width], s.response_mask[:, :width])
 
 
+def uniforms(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """(n, 1) uniform numbers for ``categorical``, drawn on the generator's own device and moved to ``device``: a
+    CPU generator gives the same numbers, and so the same samples from the same logits, whether the model runs on
+    the CPU or on a GPU."""
+    where = generator.device if generator is not None else device
+    return torch.rand(n, 1, generator=generator, device=where).to(device)
+
+
 def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """One draw per row from the categorical distributions ``probs`` (B, V) → (B,), by the inverse of the CDF at
     the uniform numbers ``u`` (B, 1). (``torch.multinomial`` draws an exponential per vocabulary entry: ten times
@@ -221,7 +229,10 @@ def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int, eos_id: int,
            pad_id: int, *, temperature: float = 1.0, greedy: bool = False,
            generator: torch.Generator | None = None) -> Samples:
-    """Sample completions token by token with the model's key/value cache; a row stops at eos."""
+    """Sample completions token by token with the model's key/value cache; a row stops at eos. The prompts move
+    to the model's device; the uniform draws come from ``generator`` on its own device (``uniforms``)."""
+    dev = next(model.parameters()).device
+    query, query_mask = query.to(dev), query_mask.to(dev)
     if uses_packed(model) and bool(query_mask[:, -1].all()):
         return packed.sample(model, query, query_mask, max_new_tokens, eos_id, pad_id, temperature=temperature,
                              greedy=greedy, generator=generator)
@@ -236,7 +247,7 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
         if greedy:
             nxt = logits.argmax(-1)
         else:
-            u = torch.rand(b, 1, generator=generator, device=logits.device)  # (B, 1)
+            u = uniforms(b, generator, logits.device)  # (B, 1)
             nxt = categorical(torch.softmax(logits / temperature, -1), u)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         tokens.append(nxt)

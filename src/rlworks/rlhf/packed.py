@@ -265,7 +265,7 @@ def sample(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, max_
         if greedy:
             drawn = logits.argmax(-1)  # (n,)
         else:
-            u = torch.rand(bsz, 1, generator=generator, device=query.device)  # every row draws, as in lm.sample
+            u = lm.uniforms(bsz, generator, query.device)  # every row draws, as in lm.sample
             drawn = lm.categorical(torch.softmax(logits.float() / temperature, -1), u[live])
         tokens.append(torch.full((bsz,), pad_id, dtype=drawn.dtype, device=query.device).index_copy(0, live, drawn))
         keep.append(torch.zeros(bsz, dtype=torch.bool, device=query.device).index_fill(0, live, True))
