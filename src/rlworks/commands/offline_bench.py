@@ -368,8 +368,10 @@ def main(argv: list[str]) -> int:
         if r["last"] is None:
             print(f"{what}: diverged ({r['error']})", flush=True)
         else:
+            resumed = f", continued from step {r['resumed_from']}" if "resumed_from" in r else ""
             print(f"{what}: last {r['last']:.1f}, best {r['best']:.1f} (step {r['best_step']}); {job['steps']} "
-                  f"steps in {r['train_seconds']:.1f} s ({r['updates_per_s'] or 0:,.0f} updates/s)", flush=True)
+                  f"steps in {r['train_seconds']:.1f} s ({r['updates_per_s'] or 0:,.0f} updates/s{resumed})",
+                  flush=True)
     picked, steps = [r for r in rows if key(r) in wanted], sorted({j["steps"] for j in jobs})
     if o.plot_only and o.steps is None:
         picked, steps = any_budget(rows, jobs, o.eval_every is None)
