@@ -131,7 +131,9 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
     The call runs inside ``core.runtime.tuned``: ``num_threads`` torch CPU threads (one is fastest for
     these small MLPs; ``None`` leaves them alone), flush-to-zero for denormals, and ``matmul_precision``
     (``None``, the default, keeps exact float32; "medium" lets oneDNN compute float32 products in
-    bfloat16 on CPUs that have it, "high" allows TF32 on CUDA). Each setting is restored on return, so
+    bfloat16 on CPUs that have it, and CQL's sampled actions and the Decision Transformer's forward take
+    bfloat16 inputs under it (``core.runtime.bf16_products``); "high" allows TF32 on CUDA). Each setting is
+    restored on return, so
     the process is left as it was found.
 
     ``eval_every=N`` evaluates the policy every N env steps (``eval_episodes``, default 10,

@@ -235,7 +235,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=count_arg(1), default=1, metavar="N", help="torch CPU threads per run (1)")
     p.add_argument("--matmul-precision", type=choice_arg(MATMUL_PRECISIONS), default="highest", metavar="P",
                    help="highest (exact float32, default), high (TF32 on CUDA) or medium (bfloat16 products "
-                        "where the CPU has them; CQL's sampled actions)")
+                        "where the CPU has them: CQL's sampled actions, the Decision Transformer's forward)")
     p.add_argument("--json", default="offline-bench.jsonl", metavar="FILE",
                    help="results, one JSON line per run, appended as runs end; runs already there are skipped "
                         "(default: offline-bench.jsonl)")
