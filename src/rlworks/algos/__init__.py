@@ -133,8 +133,7 @@ def train(algo: str, env: Any, *, total_steps: int, seed: int = 0, preset: str |
     (``None``, the default, keeps exact float32; "medium" lets oneDNN compute float32 products in
     bfloat16 on CPUs that have it, and CQL's sampled actions and the Decision Transformer's forward take
     bfloat16 inputs under it (``core.runtime.bf16_products``); "high" allows TF32 on CUDA). Each setting is
-    restored on return, so
-    the process is left as it was found.
+    restored on return, so the process is left as it was found.
 
     ``eval_every=N`` evaluates the policy every N env steps (``eval_episodes``, default 10,
     deterministic), logs ``eval/mean_return`` to ``logger`` and, with ``best_dir``, keeps the best
