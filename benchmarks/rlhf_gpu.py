@@ -5,7 +5,7 @@ The models are GPT-2's small shape (12 layers, width 768, 12 heads; ``--size tin
 of 192 for a quick check on a CPU) over the review task's tokenizer, trained here in a second (640 entries, so
 about 86M parameters instead of GPT-2's 124M, whose 50k-entry embedding this task does not need). Their weights are
 random: nothing is downloaded, and a step costs the same whatever the weights hold, except that a row stops when
-it draws eos (about 1 row in 20 over 24 tokens; the tokens actually sampled are counted). The policy, the frozen
+it draws eos (about 1 row in 25 over 24 tokens; the tokens actually sampled are counted). The policy, the frozen
 reference, the reward model and the value model (both GPT-2 with a scalar head) all sit on the device.
 
 Per device, after one untimed warm-up of each part:
