@@ -5,15 +5,9 @@
 # Stable-Baselines3 on the same machine. Packages the machine lacks (gymnasium, stable-baselines3)
 # can sit as wheels in .whl/; they are installed to /tmp/site first.
 set -u
-OUT=${OUT:-/tmp/gpu-check}; mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:${PYTHONPATH:-} OMP_NUM_THREADS=1
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
-  python3 -c "import sys, torch, gymnasium; print(sys.version.split()[0], torch.__version__, gymnasium.__version__, torch.cuda.is_available())"
-} 2>&1 | tee "$OUT/machine.txt"
+OUT=${OUT:-/tmp/gpu-check}
+. benchmarks/gpu_prelude.sh
+export OMP_NUM_THREADS=1
 timeout 330 python3 -m pytest -q -p no:cacheprovider tests/device 2>&1 | tee "$OUT/pytest.txt"
 # timings, one thread each: PPO CartPole (RL Zoo settings, 50k steps) and SAC Pendulum (RL Zoo, 3k steps)
 for dev in cpu cuda; do

@@ -8,15 +8,8 @@
 # simulations per second at B = 64, 256, 1024 roots, CPU walks and the CUDA tensor walk); rlhf.jsonl (issue 19:
 # rollout tokens per second and one PPO iteration of a GPT-2-small-sized model, CUDA then CPU).
 set -u
-OUT=${OUT:-/tmp/gpu-issues}; mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:${PYTHONPATH:-} HF_HUB_OFFLINE=1
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
-  python3 -c "import sys, torch, transformers, gymnasium; print(sys.version.split()[0], torch.__version__, transformers.__version__, gymnasium.__version__, torch.cuda.is_available())"
-} 2>&1 | tee "$OUT/machine.txt"
+OUT=${OUT:-/tmp/gpu-issues}
+. benchmarks/gpu_prelude.sh
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/device -k "rlhf or search" 2>&1 | tee "$OUT/pytest.txt"
 timeout 150 python3 benchmarks/search_scaling.py --device cuda --seconds 3 2>&1 | tee "$OUT/search.jsonl"
 timeout 200 python3 benchmarks/rlhf_gpu.py --devices cuda,cpu --size small --json "$OUT/rlhf.jsonl" 2>&1 \
