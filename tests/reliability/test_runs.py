@@ -26,7 +26,7 @@ from rlworks.core.checkpoint import (
     save_checkpoint,
 )
 from rlworks.core.logging import RunLogger
-from rlworks.core.run import RunContext, StopSignals, TrainingInterrupted
+from rlworks.core.run import Pace, RunContext, StopSignals, TrainingInterrupted
 
 DQN = dqn.DQNConfig(learning_starts=200, train_freq=4, gradient_steps=1, batch_size=32, hidden=(32, 32),
                     buffer_size=2000, target_update_interval=100)
@@ -104,6 +104,27 @@ def test_stop_signals_change_nothing_outside_the_main_thread():
 def _save(root: Path, step: int, **kw) -> Path:
     return save_checkpoint(root, step, {"w": torch.full((2,), float(step))}, {"step": step},
                            {"x": np.arange(3)}, **kw)
+
+
+def test_pace_counts_a_window_between_logged_lines_and_the_whole_run():
+    from collections import deque
+
+    recent = deque([10.0], maxlen=3)
+    pace = Pace(100, recent)
+    pace.add(0.5, steps=4, updates=2)
+    pace.episodes([(20.0, 7), (30.0, 9), (40.0, 11)])
+    assert not pace.due(104, every=10, end=1000) and pace.due(110, every=10, end=1000) and pace.due(104, 10, 104)
+    pace.add(1.5, steps=4)
+    out = pace.window(108)
+    assert out == {"charts/episodic_return": 30.0, "charts/episodic_length": 9.0, "perf/sps": 4.0, "perf/ups": 1.0}
+    assert list(recent) == [20.0, 30.0, 40.0]  # the session's own deque, kept to its maxlen
+    pace.add(0.25, updates=1)
+    assert pace.window(109, sps=False) == {"charts/episodic_return": 30.0, "charts/episodic_length": 9.0,
+                                           "perf/ups": 4.0}  # a new window from step 108
+    assert pace.train_seconds == 2.25 and pace.last_logged == 109 and not pace.due(110, 10, 1000)
+    empty = Pace(0, deque(maxlen=20)).window(1, ups=False)
+    assert np.isnan(empty["charts/episodic_return"]) and np.isnan(empty["charts/episodic_length"])
+    assert Pace(0).window(5, sps=False) == {"perf/ups": 0.0}  # offline: no episodes, no env steps
 
 
 def test_keep_counts_the_checkpoint_just_written_as_newest(tmp_path):

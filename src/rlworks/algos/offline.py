@@ -35,7 +35,7 @@ from ..core.checkpoint import (
 from ..core.envs import EnvSource, env_source
 from ..core.evaluation import PeriodicEvaluator
 from ..core.guards import check_losses, check_module
-from ..core.run import RunContext, StopSignals, TrainingInterrupted
+from ..core.run import Pace, RunContext, StopSignals
 from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import space_spec
@@ -258,40 +258,28 @@ def run(s: Session, update: UpdateFn, ctx: RunContext,
     end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
     evaluator = ctx.callback if isinstance(ctx.callback, PeriodicEvaluator) else None
     scored = s.dataset.ref_min_score is not None and s.dataset.ref_max_score not in (None, s.dataset.ref_min_score)
-    train_time, last_logged, ups_steps, ups_time = 0.0, s.global_step, 0, 0.0
+    pace = Pace(s.global_step)
     metrics: dict[str, torch.Tensor] = {}
     with StopSignals() as stop:
         while s.global_step < end:
             t0 = time.perf_counter()
             metrics = update(s, sample(s, s.config.batch_size))
             s.global_step += 1
-            dt = time.perf_counter() - t0
-            train_time, ups_steps, ups_time = train_time + dt, ups_steps + 1, ups_time + dt
+            pace.add(time.perf_counter() - t0, updates=1)
             step = s.global_step
-            if step - last_logged >= log_every or step >= end:
+            if pace.due(step, log_every, end):
                 out = {k: float(v) for k, v in metrics.items()}
                 check_losses(out, step)
-                out["perf/ups"] = ups_steps / max(ups_time, 1e-9)
-                logger.log(step, out)
-                last_logged, ups_steps, ups_time = step, 0, 0.0
-            every = ctx.checkpoint_every
-            saved = None
-            if ctx.checkpoint_dir is not None and ((every and step % every == 0) or step >= end):
-                saved = _save(s, ctx, step)
-            if stop.signum is not None:
-                if ctx.checkpoint_dir is not None and saved is None:
-                    saved = _save(s, ctx, step)
-                raise TrainingInterrupted(stop.signum, step, saved)
-            if ctx.callback is not None:
-                seen = len(evaluator.history) if evaluator is not None else 0
-                done = ctx.callback(s)
-                if scored and evaluator is not None and len(evaluator.history) > seen:
-                    mean_return = evaluator.history[-1][1]
-                    logger.log(step, {"eval/normalized_score": float(s.dataset.normalized_score(mean_return))})
-                if done:
-                    break
+                logger.log(step, out | pace.window(step, sps=False))
+            seen = len(evaluator.history) if evaluator is not None else 0
+            done = ctx.after_step(s, stop, step, step - 1, end, lambda at: _save(s, ctx, at))
+            if scored and evaluator is not None and len(evaluator.history) > seen:  # the callback evaluated
+                mean_return = evaluator.history[-1][1]
+                logger.log(step, {"eval/normalized_score": float(s.dataset.normalized_score(mean_return))})
+            if done:
+                break
     agent = s.agent()
-    agent.meta.update(train_seconds=train_time, n_updates=s.global_step)
+    agent.meta.update(train_seconds=pace.train_seconds, n_updates=s.global_step)
     return agent
 
 

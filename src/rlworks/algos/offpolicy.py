@@ -33,7 +33,7 @@ from ..core.guards import QGuard, check_array, check_losses, check_module
 from ..core.optim import eager
 from ..core.replay import Batch as ReplayBatch
 from ..core.replay import ReplayBuffer
-from ..core.run import RunContext, StopSignals
+from ..core.run import Pace, RunContext, StopSignals
 from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
@@ -266,10 +266,8 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, on_done
     N = s.venv.num_envs
     logger, log_every = ctx.log, ctx.every(1000)
     end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
-    train_time, last_logged = 0.0, s.global_step
-    sps_steps, sps_time, sps_updates = 0, 0.0, 0
+    pace = Pace(s.global_step, s.recent)
     metrics: Metrics = {}
-    lengths: deque = deque(maxlen=s.recent.maxlen)  # the episode lengths beside s.recent's returns
     guard = QGuard(s.algo, cfg.gamma)
     with StopSignals() as stop:
         while s.global_step < end:
@@ -293,37 +291,26 @@ def _loop(s: Session, act: ActFn, train_round: TrainFn, ctx: RunContext, on_done
                     on_done(s, done)
             s.buffer.add(s.obs, actions, rewards, real_next, term, trunc, extras)
             s.obs = nxt
-            for ret, length in episodes:
-                s.recent.append(ret)
-                lengths.append(length)
+            pace.episodes(episodes)
             if episodes and ctx.on_episodes is not None:
                 ctx.on_episodes(s.global_step, list(episodes))
+            before = s.n_updates
             if s.global_step > cfg.learning_starts and s.iteration % cfg.train_freq == 0:
-                before = s.n_updates
                 metrics = train_round(s, cfg.gradient_steps)
-                sps_updates += s.n_updates - before
-            dt = time.perf_counter() - t0
-            train_time += dt
-            sps_steps += s.global_step - prev
-            sps_time += dt
+            pace.add(time.perf_counter() - t0, s.global_step - prev, s.n_updates - before)
             step = s.global_step
-            if step - last_logged >= log_every or step >= end:
+            if pace.due(step, log_every, end):
                 if callable(metrics):
                     metrics = metrics()
                 out = {k: float(v) for k, v in metrics.items()}
                 check_losses(out, step)
                 check_module("parameter", getattr(s.state, s.actor))
                 guard.check(step, out)
-                out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
-                out["charts/episodic_length"] = float(np.mean(lengths)) if lengths else float("nan")
-                out["perf/sps"] = sps_steps / max(sps_time, 1e-9)
-                out["perf/ups"] = sps_updates / max(sps_time, 1e-9)
-                logger.log(step, out)
-                last_logged, sps_steps, sps_time, sps_updates = step, 0, 0.0, 0
+                logger.log(step, out | pace.window(step))
             if ctx.after_step(s, stop, step, prev, end, lambda at: _save(s, ctx, at)):
                 break
     agent = s.agent()
-    agent.meta["train_seconds"] = train_time
+    agent.meta["train_seconds"] = pace.train_seconds
     agent.meta["n_updates"] = s.n_updates
     if guard.warned_at is not None:
         agent.meta["q_diverged_at"] = guard.warned_at

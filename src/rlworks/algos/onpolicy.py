@@ -29,7 +29,7 @@ from ..core.intrinsic import Intrinsic, non_episodic_values
 from ..core.nets import ActorCritic
 from ..core.optim import Adam
 from ..core.returns import gae
-from ..core.run import RunContext, StopSignals, TrainingInterrupted
+from ..core.run import Pace, RunContext, StopSignals
 from ..core.sampler import LocalSampler
 from ..core.seeding import seeded_init, spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, state_tensors
@@ -298,16 +298,14 @@ def run(s: Session, update: UpdateFn, ctx: RunContext | None = None) -> Agent:
         restore_session(s, tensors, state)
     if ctx.on_start is not None:
         ctx.on_start(s)
-    logger, log_every, checkpoint_dir = ctx.log, ctx.every(2048), ctx.checkpoint_dir
+    logger, log_every = ctx.log, ctx.every(2048)
     cfg = s.config
     # NumPy acting on CPU (fast for small MLPs); torch for other devices and for feature extractors (a CNN)
     freq = getattr(cfg, "sde_sample_freq", 0)
     policy = (NumpyPolicy(s.model, s.rng, freq) if s.device.type == "cpu" and s.model.plain
               else TorchPolicy(s.model, s.generator, s.device, freq))
     end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
-    train_time, last_logged = 0.0, s.global_step
-    sps_steps, sps_time = 0, 0.0
-    lengths: deque = deque(maxlen=s.recent.maxlen)  # the episode lengths beside s.recent's returns
+    pace = Pace(s.global_step, s.recent)
     with StopSignals() as stop:
         while s.global_step < end:
             t0 = time.perf_counter()
@@ -317,37 +315,19 @@ def run(s: Session, update: UpdateFn, ctx: RunContext | None = None) -> Agent:
             rollout = s.sampler.collect(policy, cfg.n_steps)
             metrics = update(s, rollout, remaining)
             s.iteration += 1
-            for ret, length in rollout.episodes:
-                s.recent.append(ret)
-                lengths.append(length)
-            dt = time.perf_counter() - t0
-            train_time += dt
-            sps_steps += s.global_step - prev
-            sps_time += dt
+            pace.episodes(rollout.episodes)
+            pace.add(time.perf_counter() - t0, s.global_step - prev)
             step = s.global_step
             if ctx.on_episodes is not None:  # each episode at the step it ended, not at the rollout's end
                 for ended in sorted(set(rollout.episode_ends)):
                     ctx.on_episodes(ended, [e for e, at in zip(rollout.episodes, rollout.episode_ends) if at == ended])
-            if step - last_logged >= log_every or step >= end:
+            if pace.due(step, log_every, end):
                 check_module("parameter", s.model)
-                metrics["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
-                metrics["charts/episodic_length"] = float(np.mean(lengths)) if lengths else float("nan")
-                metrics["perf/sps"] = sps_steps / max(sps_time, 1e-9)
-                logger.log(step, metrics)
-                last_logged, sps_steps, sps_time = step, 0, 0.0
-            saved = None
-            if checkpoint_dir is not None and (
-                (ctx.checkpoint_every and step // ctx.checkpoint_every > prev // ctx.checkpoint_every) or step >= end
-            ):
-                saved = _save(s, ctx, step)
-            if stop.signum is not None:
-                if checkpoint_dir is not None and saved is None:
-                    saved = _save(s, ctx, step)
-                raise TrainingInterrupted(stop.signum, step, saved)
-            if ctx.callback is not None and ctx.callback(s):
+                logger.log(step, metrics | pace.window(step, ups=False))
+            if ctx.after_step(s, stop, step, prev, end, lambda at: _save(s, ctx, at)):
                 break
     agent = s.agent()
-    agent.meta["train_seconds"] = train_time
+    agent.meta["train_seconds"] = pace.train_seconds
     return agent
 
 

@@ -37,7 +37,7 @@ from ..core.checkpoint import (
 from ..core.envs import EnvSource, env_source
 from ..core.evaluation import EvalResult, evaluate_lockstep
 from ..core.guards import check_array, check_losses
-from ..core.run import RunContext, StopSignals
+from ..core.run import Pace, RunContext, StopSignals
 from ..core.seeding import spawn_seeds, torch_generator
 from ..core.state import load_state_tensors, modules, state_tensors
 from ..core.vec import make_vec_env, space_spec
@@ -210,8 +210,7 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
     N = s.venv.num_envs
     logger, log_every = ctx.log, ctx.every(1000)
     end = s.total_steps if ctx.stop_at is None else min(ctx.stop_at, s.total_steps)
-    train_time, last_logged, sps_steps, sps_time, sps_updates = 0.0, s.global_step, 0, 0.0, 0
-    lengths: deque = deque(maxlen=s.recent.maxlen)
+    pace = Pace(s.global_step, s.recent)
     metrics: dict[str, torch.Tensor] = {}
     with StopSignals() as stop:
         while s.global_step < end:
@@ -246,34 +245,23 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
                     if s.opening is not None:
                         s.opening[i] = s.rng.integers(0, cfg.opening_moves + 1)
             s.obs = nxt
-            for ret, length in episodes:
-                s.recent.append(ret)
-                lengths.append(length)
+            pace.episodes(episodes)
             if episodes and ctx.on_episodes is not None:
                 ctx.on_episodes(s.global_step, list(episodes))
             due = math.floor(max(s.global_step - cfg.learning_starts, 0) * cfg.updates_per_step) - s.n_updates
+            before = s.n_updates
             if due > 0 and len(s.replay) > 0:
-                before = s.n_updates
                 metrics = learn(s, due)
-                sps_updates += s.n_updates - before
-            dt = time.perf_counter() - t0
-            train_time += dt
-            sps_steps += s.global_step - prev
-            sps_time += dt
+            pace.add(time.perf_counter() - t0, s.global_step - prev, s.n_updates - before)
             step = s.global_step
-            if step - last_logged >= log_every or step >= end:
+            if pace.due(step, log_every, end):
                 out = {k: float(v.detach()) for k, v in metrics.items()}
                 check_losses(out, step)
-                out["charts/episodic_return"] = float(np.mean(s.recent)) if s.recent else float("nan")
-                out["charts/episodic_length"] = float(np.mean(lengths)) if lengths else float("nan")
-                out["perf/sps"] = sps_steps / max(sps_time, 1e-9)
-                out["perf/ups"] = sps_updates / max(sps_time, 1e-9)
-                logger.log(step, out)
-                last_logged, sps_steps, sps_time, sps_updates = step, 0, 0.0, 0
+                logger.log(step, out | pace.window(step))
             if ctx.after_step(s, stop, step, prev, end, lambda at: _save(s, ctx, at)):
                 break
     agent = s.agent()
-    agent.meta["train_seconds"] = train_time
+    agent.meta["train_seconds"] = pace.train_seconds
     agent.meta["n_updates"] = s.n_updates
     return agent
 

@@ -2,17 +2,22 @@
 
 One object instead of the same keyword list in every algorithm file: where logs and checkpoints go,
 how often, the hooks a caller plugs in, and the checkpoint to resume from. Algorithms read it; only
-the shared loops (``algos/onpolicy.py``, ``algos/offpolicy.py``) act on it.
+the shared loops (``algos/onpolicy.py``, ``offpolicy.py``, ``selfplay.py``, ``offline.py``) act on it, each
+with a ``Pace`` (its clock and the logged throughput) and ``RunContext.after_step`` (checkpoints, signals,
+the callback) after every step.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .logging import Logger, NullLogger
 
@@ -64,6 +69,51 @@ class RunContext:
                 saved = save(step)
             raise TrainingInterrupted(stop.signum, step, saved)
         return self.callback is not None and bool(self.callback(session))
+
+
+class Pace:
+    """A training loop's clock. ``train_seconds``: the time of its steps, hooks and callbacks excluded (an
+    agent's ``meta["train_seconds"]``). Over the window since the last logged line: the env steps, gradient
+    updates and seconds behind ``perf/sps`` and ``perf/ups``. With ``recent`` (the session's deque of episode
+    returns) it keeps the ended episodes' lengths beside their returns for ``charts/episodic_*``."""
+
+    def __init__(self, step: int, recent: deque | None = None) -> None:
+        self.train_seconds, self.last_logged = 0.0, step
+        self.recent = recent
+        self.lengths: deque = deque(maxlen=None if recent is None else recent.maxlen)
+        self._steps, self._updates, self._seconds = 0, 0, 0.0
+
+    def add(self, seconds: float, steps: int = 0, updates: int = 0) -> None:
+        """One loop step: ``seconds`` long, ``steps`` env steps, ``updates`` gradient updates."""
+        self.train_seconds += seconds
+        self._seconds += seconds
+        self._steps += steps
+        self._updates += updates
+
+    def episodes(self, ended: Iterable[tuple[float, int]]) -> None:
+        """Episodes that ended, as (return, length)."""
+        for ret, length in ended:
+            self.recent.append(ret)
+            self.lengths.append(length)
+
+    def due(self, step: int, every: int, end: int) -> bool:
+        """Whether a line is logged at ``step``: ``every`` steps after the last one, and at the end."""
+        return step - self.last_logged >= every or step >= end
+
+    def window(self, step: int, *, sps: bool = True, ups: bool = True) -> dict[str, float]:
+        """The figures of the window ending at ``step`` (the recent episodes' mean return and length, steps
+        and updates per second), and a new window from there."""
+        out = {}
+        if self.recent is not None:
+            out["charts/episodic_return"] = float(np.mean(self.recent)) if self.recent else float("nan")
+            out["charts/episodic_length"] = float(np.mean(self.lengths)) if self.lengths else float("nan")
+        seconds = max(self._seconds, 1e-9)
+        if sps:
+            out["perf/sps"] = self._steps / seconds
+        if ups:
+            out["perf/ups"] = self._updates / seconds
+        self.last_logged, self._steps, self._updates, self._seconds = step, 0, 0, 0.0
+        return out
 
 
 class TrainingInterrupted(KeyboardInterrupt):
