@@ -80,6 +80,9 @@ def test_runs_are_recorded_and_not_run_again(capsys, minari_root, tmp_path, monk
     code, out, err = run_cli(capsys, *args, "--seeds", "2")
     assert code == 0, err
     assert "2 runs to do, 0 already" in out
+    # where each run is, as it goes: its start and every evaluation
+    assert "  CartPole-v1 medium        bc     seed 1: training, 20 gradient steps, evaluated every 10" in out
+    assert out.count("bc     seed 0: step 10 of 20: score") == 1 and "bc     seed 1: step 20 of 20: score" in out
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [(r["algo"], r["seed"], r["steps"]) for r in rows] == [("bc", 0, 20), ("bc", 1, 20)]
     for r in rows:
@@ -163,7 +166,10 @@ def test_an_interrupted_run_continues_from_its_checkpoint(minari_root, tmp_path)
                   keep="last", run_dir=folder, stop_at=20)  # as if killed after the checkpoint at step 20
     assert ob.resumable(folder, job, data) == 20
     assert ob.resumable(folder, {**job, "seed": 4}, data) is None  # another run's folder: not continued
-    resumed = ob.run_one(job, data, 1, tmp_path / "b")
+    said: list[str] = []
+    resumed = ob.run_one(job, data, 1, tmp_path / "b", say=said.append)
+    assert said[0].startswith("continuing from step 20 of 40") and len(said) == 3  # then the evaluations at 30, 40
+    assert said[1].startswith("step 30 of 40: score ")
     assert resumed["resumed_from"] == 20 and "resumed_from" not in whole
     assert resumed["curve"] == whole["curve"] and [s for s, _ in whole["curve"]] == [10, 20, 30, 40]
     assert (resumed["last"], resumed["best"]) == (whole["last"], whole["best"])

@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +100,18 @@ def budget(algo: str, env: str, steps: int | None, eval_every: int | None) -> tu
 
 
 class Evals:
-    """A logger that keeps what ``algos.offline.run`` logs of each evaluation: (step, normalised score)."""
+    """A logger that keeps what ``algos.offline.run`` logs of each evaluation: (step, normalised score), and hands
+    each to ``report(step, score)`` as it comes."""
 
-    def __init__(self) -> None:
+    def __init__(self, report: Callable[[int, float], None] | None = None) -> None:
         self.scores: list[tuple[int, float]] = []
+        self.report = report
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if "eval/normalized_score" in metrics:
             self.scores.append((int(step), float(metrics["eval/normalized_score"])))
+            if self.report is not None:
+                self.report(*self.scores[-1])
 
 
 def resumable(run_dir: Path, job: dict[str, Any], data: Any) -> int | None:
@@ -148,7 +153,8 @@ def logged_before(run_dir: Path, step: int) -> tuple[list[tuple[int, float]], fl
     return scores, seconds
 
 
-def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> dict[str, Any]:
+def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None,
+            say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``job["algo"]`` on ``data`` (an OfflineDataset) and return its result row: the last and best
     normalised scores, the curve of evaluations, train seconds and gradient updates per second (both wall
     time), and the run's CPU seconds (this process, every thread; a run that was paused or shared its cores
@@ -156,11 +162,14 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
 
     With ``runs``, the run's folder is kept there, and an attempt that was interrupted (killed, Ctrl+C) is
     continued exactly from its latest checkpoint: the row then says ``resumed_from`` (the step), its curve and
-    train seconds cover the whole run, and its wall and CPU seconds this attempt's part."""
+    train seconds cover the whole run, and its wall and CPU seconds this attempt's part. ``say(text)`` is told
+    where the run starts and each evaluation as it comes (a Hopper run takes hours)."""
     import rlworks
     from rlworks.core.guards import NonFiniteError
 
-    evals = Evals()
+    say = say or (lambda text: None)
+    evals = Evals(lambda step, score: say(f"step {step:,} of {job['steps']:,}: score {score:.1f}, "
+                                          f"after {time.perf_counter() - t0:,.0f} s"))
     run_dir, resume = None, {}
     if runs is not None:
         run_dir = runs / f"{job['env']}-{job['kind']}-{job['algo']}-seed{job['seed']}"
@@ -170,6 +179,8 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None) -> 
             resume = {"resume_from": run_dir}
         elif run_dir.exists():  # a finished run, another run, or one with no checkpoint yet: start again
             shutil.rmtree(run_dir)
+    say(f"continuing from step {start:,} of {job['steps']:,} ({run_dir})" if resume else
+        f"training, {job['steps']:,} gradient steps, evaluated every {job['eval_every']:,}")
     t0, c0 = time.perf_counter(), time.process_time()
 
     def clocks() -> dict[str, float]:  # this attempt's wall and CPU seconds so far
@@ -359,12 +370,13 @@ def main(argv: list[str]) -> int:
 
             loaded.clear()  # one dataset in memory at a time (Hopper's are large)
             loaded[ident] = load(ident)
-        r = run_one(job, loaded[ident], o.threads, runs)
+        what = f"{job['env']} {job['kind']:13s} {job['algo']:6s} seed {job['seed']}"
+        r = run_one(job, loaded[ident], o.threads, runs,
+                    say=lambda text, what=what: print(f"  {what}: {text}", flush=True))
         r.update(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), version=__version__)
         rows.append(r)
         with open(path, "a") as fh:
             fh.write(json.dumps(r) + "\n")
-        what = f"{job['env']} {job['kind']:13s} {job['algo']:6s} seed {job['seed']}"
         if r["last"] is None:
             print(f"{what}: diverged ({r['error']})", flush=True)
         else:
