@@ -73,9 +73,10 @@ class RunContext:
 
 class Pace:
     """A training loop's clock. ``train_seconds``: the time of its steps, the callback (evaluations) and
-    checkpoints excluded (an agent's ``meta["train_seconds"]``). Over the window since the last logged line: the env steps, gradient
-    updates and seconds behind ``perf/sps`` and ``perf/ups``. With ``recent`` (the session's deque of episode
-    returns) it keeps the ended episodes' lengths beside their returns for ``charts/episodic_*``."""
+    checkpoints excluded (an agent's ``meta["train_seconds"]``). Over the window since the last logged line: the
+    env steps, gradient updates and seconds behind ``perf/sps`` and ``perf/ups``. With ``recent`` (the session's
+    deque of episode returns) it keeps the ended episodes' lengths beside their returns for
+    ``charts/episodic_*``."""
 
     def __init__(self, step: int, recent: deque | None = None) -> None:
         self.train_seconds, self.last_logged = 0.0, step
