@@ -100,8 +100,7 @@ def budget(algo: str, env: str, steps: int | None, eval_every: int | None) -> tu
 
 
 class Evals:
-    """A logger that keeps what ``algos.offline.run`` logs of each evaluation: (step, normalised score), and hands
-    each to ``report(step, score)`` as it comes."""
+    """A logger that keeps each evaluation ``algos.offline.run`` logs, (step, normalised score), and reports it."""
 
     def __init__(self, report: Callable[[int, float], None] | None = None) -> None:
         self.scores: list[tuple[int, float]] = []
@@ -154,7 +153,7 @@ def logged_before(run_dir: Path, step: int) -> tuple[list[tuple[int, float]], fl
 
 
 def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None,
-            say: Callable[[str], None] | None = None) -> dict[str, Any]:
+            say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Train ``job["algo"]`` on ``data`` (an OfflineDataset) and return its result row: the last and best
     normalised scores, the curve of evaluations, train seconds and gradient updates per second (both wall
     time), and the run's CPU seconds (this process, every thread; a run that was paused or shared its cores
@@ -167,9 +166,8 @@ def run_one(job: dict[str, Any], data: Any, threads: int, runs: Path | None,
     import rlworks
     from rlworks.core.guards import NonFiniteError
 
-    say = say or (lambda text: None)
     evals = Evals(lambda step, score: say(f"step {step:,} of {job['steps']:,}: score {score:.1f}, "
-                                          f"after {time.perf_counter() - t0:,.0f} s"))
+                                          f"after {clocks()['wall_seconds']:,.0f} s"))
     run_dir, resume = None, {}
     if runs is not None:
         run_dir = runs / f"{job['env']}-{job['kind']}-{job['algo']}-seed{job['seed']}"
