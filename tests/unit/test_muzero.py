@@ -221,3 +221,40 @@ def test_a_short_run_acts_saves_and_loads(tmp_path, search):
 def test_symmetries_of_an_env_without_them_are_refused():
     with pytest.raises(ConfigError, match="no symmetries of CartPole-v1"):
         mz.train("CartPole-v1", mz.MuZeroConfig(**TINY, augment_symmetries=True), total_steps=10)
+
+
+def test_the_board_encoder_shares_its_filters_across_the_board():
+    from rlworks.core.nets import BoardEncoder
+
+    torch.manual_seed(0)
+    enc = BoardEncoder((3, 3, 3), channels=4, blocks=1, out_dim=5)
+    obs = torch.rand(2, 6, 27)  # any leading shape; the last axis is C·H·W
+    assert enc(obs).shape == (2, 6, 5)
+    # without the linear read-out the tower is a convolution: shifting a board shifts its features, away from the
+    # edges (three 3×3 layers see three cells to each side: columns 3-7 and 4-8 of a 12-wide row never see the padding)
+    wide = BoardEncoder((2, 1, 12), channels=4, blocks=1, out_dim=5).double()
+    board = torch.rand(1, 2, 1, 12, dtype=torch.float64)
+    shifted = torch.roll(board, 1, dims=-1)
+
+    def tower(x):
+        h = wide.stem(x)
+        return wide.act(h + wide.blocks[0](h))
+
+    torch.testing.assert_close(tower(shifted)[..., 4:9], tower(board)[..., 3:8])
+
+
+def test_a_board_encoder_of_the_wrong_size_is_refused():
+    with pytest.raises(ConfigError, match="three positive sizes"):
+        mz.MuZeroConfig(board_planes=(3, 9))
+    with pytest.raises(ConfigError, match="holds 18 numbers, the observations 27"):
+        mz.build_actor({"obs_dim": 27, "act_dim": 9}, {"discount": 1.0}, mz.MuZeroConfig(board_planes=(2, 3, 3)))
+
+
+def test_a_short_tictactoe_run_with_the_board_encoder_saves_and_loads(tmp_path):
+    torch.set_num_threads(1)
+    cfg = mz.MuZeroConfig(**{**TINY, "board_planes": (3, 3, 3), "board_channels": 4}, discount=1.0)
+    agent = mz.train("rlworks/TicTacToe-v0", cfg, total_steps=120, seed=0)
+    obs = np.zeros((2, 27), dtype=np.float32)
+    obs[:, 18:] = 1.0  # the empty board, X to move
+    agent.save(tmp_path / "mz")
+    np.testing.assert_array_equal(load_agent(tmp_path / "mz").act(obs), agent.act(obs))

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_choice, check_range
-from ..core.nets import ACTIVATIONS, mlp
+from ..config import ConfigError, check_choice, check_range
+from ..core.nets import ACTIVATIONS, BoardEncoder, mlp
 from ..core.optim import Adam
 from ..core.run import RunContext
 from ..core.seeding import seeded_init
@@ -55,7 +55,14 @@ class MuZeroConfig(SelfPlayOptions):
     """the dynamics network predicts the change of the hidden state (LightZero's MLP model); False: the next
     state itself, as the paper's MLP would (on CartPole it then ignores the action: docs/muzero.md)"""
     activation: str = "relu"
-    """activation of the MLPs"""
+    """activation of the networks"""
+    board_planes: tuple[int, ...] = ()
+    """(C, H, W): read each observation as C planes of an H×W board, encoded by a small convolutional net
+    (``core.nets.BoardEncoder``; LightZero's TicTacToe model is one) instead of the representation MLP; (): the MLP"""
+    board_channels: int = 16
+    """channels of the board encoder's convolutions"""
+    board_blocks: int = 1
+    """residual blocks of the board encoder"""
     num_unroll: int = 5
     """K: dynamics steps unrolled in training"""
     value_loss_weight: float = 0.25
@@ -94,7 +101,10 @@ class MuZeroConfig(SelfPlayOptions):
 
     def __post_init__(self) -> None:
         self.check()
-        for name in ("latent_dim", "num_unroll", "target_update_interval"):
+        if self.board_planes and (len(self.board_planes) != 3 or min(self.board_planes) < 1):
+            raise ConfigError(f"board_planes={self.board_planes!r}: give (C, H, W), three positive sizes")
+        check_range("board_blocks", self.board_blocks, 0)
+        for name in ("latent_dim", "num_unroll", "target_update_interval", "board_channels"):
             check_range(name, getattr(self, name), 1)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("consistency_loss", self.consistency_loss, ("cosine", "mse", "centered"))
@@ -120,16 +130,17 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class MuZeroNet(nn.Module):
-    """h (representation), g (dynamics with its reward head) and f (prediction), each an MLP."""
+    """h (representation), g (dynamics with its reward head) and f (prediction), each an MLP; h may instead be
+    given (a ``BoardEncoder`` for board games)."""
 
     def __init__(self, obs_dim: int, num_actions: int, latent_dim: int, hidden: tuple[int, ...], support_size: int,
-                 activation: str = "relu", residual: bool = True) -> None:
+                 activation: str = "relu", residual: bool = True, representation: nn.Module | None = None) -> None:
         super().__init__()
         self.residual = residual
         atoms = 2 * support_size + 1
         kw = {"activation": activation, "ortho_init": False}
         self.num_actions, self.support_size = num_actions, support_size
-        self.representation = mlp(obs_dim, hidden, latent_dim, **kw)
+        self.representation = representation or mlp(obs_dim, hidden, latent_dim, **kw)
         self.dynamics = mlp(latent_dim + num_actions, hidden, latent_dim, **kw)
         self.reward_head = mlp(latent_dim, hidden, atoms, **kw)
         self.policy_head = mlp(latent_dim, hidden, num_actions, **kw)
@@ -333,8 +344,14 @@ CONFIG, ACTOR, AGENT = MuZeroConfig, "planner", selfplay.SearchAgent
 
 
 def build_actor(spec: dict[str, Any], net: dict[str, Any], cfg: MuZeroConfig) -> MuZeroPlanner:
+    board = None
+    if cfg.board_planes:
+        if (n := int(np.prod(cfg.board_planes))) != spec["obs_dim"]:
+            raise ConfigError(f"board_planes={tuple(cfg.board_planes)} holds {n} numbers, the observations "
+                              f"{spec['obs_dim']}")
+        board = BoardEncoder(cfg.board_planes, cfg.board_channels, cfg.board_blocks, cfg.latent_dim, cfg.activation)
     model = MuZeroNet(spec["obs_dim"], spec["act_dim"], cfg.latent_dim, tuple(cfg.hidden), cfg.support_size,
-                      cfg.activation, cfg.residual_dynamics)
+                      cfg.activation, cfg.residual_dynamics, board)
     return MuZeroPlanner(model, cfg, net["discount"], net.get("legal_rule"))
 
 

@@ -54,6 +54,32 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+class BoardEncoder(nn.Module):
+    """A flat observation read as C planes of an H×W board (``planes`` = (C, H, W)): a 3×3 convolution, residual
+    blocks of two more (AlphaZero's tower, Silver et al. 2017, at a toy's size, without batch norm), then a linear
+    layer to ``out_dim``. The filters share their weights across the board, so a pattern learned in one place is
+    recognised in every other, where an MLP must learn each place apart."""
+
+    def __init__(self, planes: Sequence[int], channels: int, blocks: int, out_dim: int, activation: str = "relu"
+                 ) -> None:
+        super().__init__()
+        self.planes = tuple(int(n) for n in planes)
+        C, H, W = self.planes
+        conv = lambda c_in: nn.Conv2d(c_in, channels, 3, padding=1)  # noqa: E731
+        self.stem = nn.Sequential(conv(C), ACTIVATIONS[activation]())
+        self.blocks = nn.ModuleList(nn.Sequential(conv(channels), ACTIVATIONS[activation](), conv(channels))
+                                    for _ in range(blocks))
+        self.act = ACTIVATIONS[activation]()
+        self.out = nn.Linear(channels * H * W, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        h = self.stem(x.reshape(-1, *self.planes))
+        for block in self.blocks:
+            h = self.act(h + block(h))
+        return self.out(h.flatten(1)).reshape(*lead, -1)
+
+
 @dataclass(frozen=True)
 class ActorCriticOptions:
     """The network fields of the actor-critic algorithms (PPO, A2C, REINFORCE), written once: their
