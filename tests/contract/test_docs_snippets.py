@@ -44,11 +44,17 @@ CITED = re.compile(r"(?<![\w/.-])((?:src|benchmarks|docs|tests)/[\w./*{},-]*)")
 
 
 def _expand(cited: str) -> list[str]:
-    """Shell brace expansion, one level: ``a{,-b}.json`` -> ``a.json``, ``a-b.json``."""
+    """Shell brace expansion of every group, unnested: ``a{,-b}.{json,txt}`` -> ``a.json``, ``a.txt``,
+    ``a-b.json``, ``a-b.txt``."""
     m = re.search(r"\{([^{}]*)\}", cited)
     if not m:
         return [cited]
-    return [cited[: m.start()] + alt + cited[m.end():] for alt in m.group(1).split(",")]
+    return [x for alt in m.group(1).split(",") for x in _expand(cited[: m.start()] + alt + cited[m.end():])]
+
+
+def test_brace_expansion_covers_every_group():
+    assert _expand("a{,-b}.{json,txt}") == ["a.json", "a.txt", "a-b.json", "a-b.txt"]
+    assert _expand("plain/path.md") == ["plain/path.md"]
 
 
 def _cited_paths() -> list[tuple[str, str]]:
