@@ -42,6 +42,20 @@ def test_markdown_rows_are_datasets_columns_algorithms():
     assert "CartPole-v1: bc 100, cql 200" in md
 
 
+def test_a_cell_with_fewer_seeds_than_its_row_says_how_many():
+    rows = [row("bc", s, 10.0 * s, 50.0) for s in range(3)] + [row("cql", 0, 80.0, 95.0)]
+    md = table.markdown(table.summary(rows), ["CartPole-v1"], ["medium"], ["bc", "cql"])
+    assert "| CartPole-v1 medium | 10.0 (50.0) | 80.0 (95.0), 1 seed | 1–3 |" in md.splitlines()
+
+
+def test_a_precision_for_every_algorithm_or_per_algorithm():
+    assert ob._precisions("medium") == {"*": "medium"}
+    assert ob._precisions("cql=medium,dt=medium") == {"cql": "medium", "dt": "medium"}
+    given = ob._precisions("medium,bc=highest")
+    assert [ob.precision(given, a) for a in ("bc", "cql")] == ["highest", "medium"]
+    assert ob.precision({}, "cql") == "highest"
+
+
 def test_plot_writes_a_heatmap_per_env(tmp_path):
     rows = ROWS + [row("td3-bc", 0, 45.0, 60.0, env="Pendulum-v1")]
     png = table.plot(table.summary(rows), ["CartPole-v1", "Pendulum-v1"], ["medium", "expert"],
@@ -90,6 +104,11 @@ def test_runs_are_recorded_and_not_run_again(capsys, minari_root, tmp_path, monk
         assert r["best"] == max(v for _, v in r["curve"]) and r["updates_per_s"] > 0
         assert 0 < r["cpu_seconds"] <= 4 * r["wall_seconds"]  # one torch thread, and gymnasium's
     assert "| CartPole-v1 medium |" in (tmp_path / "t.md").read_text() and (tmp_path / "t.png").is_file()
+    # a precision per algorithm: another algorithm's leaves these runs as they are, bc's own makes other runs
+    code, out, err = run_cli(capsys, *args, "--seeds", "2", "--matmul-precision", "dt=medium", "--plot-only")
+    assert code == 0 and "0 runs to do, 2 already" in out and "matmul precision" not in out, err
+    code, out, err = run_cli(capsys, *args, "--seeds", "2", "--matmul-precision", "bc=medium", "--plot-only")
+    assert code == 0 and "0 runs to do, 0 already" in out and "bc: matmul precision medium." in out, err
     code, out, err = run_cli(capsys, *args, "--seeds", "0-2")  # seed 2 is new; 0 and 1 are in the file
     assert code == 0, err
     assert "1 runs to do, 2 already" in out
@@ -120,6 +139,8 @@ def test_runs_are_recorded_and_not_run_again(capsys, minari_root, tmp_path, monk
      "and `rlworks datasets make Pendulum-v1`"),
     (["--seeds", "4-2"], "--seeds '4-2': the range 4-2 runs backwards"),
     (["--seeds", "0"], "--seeds '0': a count of seeds, at least 1 (seed 0 alone: --seeds 0-0)"),
+    (["--matmul-precision", "cqll=medium"], "unknown offline algorithm 'cqll' (did you mean 'cql'?)"),
+    (["--matmul-precision", "cql=low"], "--matmul-precision"),
 ])
 def test_bad_inputs_are_one_line_and_exit_2(capsys, minari_root, argv, expected):
     code, out, err = run_cli(capsys, *argv)

@@ -9,7 +9,8 @@ evaluations). The table shows the median over seeds of each; CORL (Tarasov et al
 
     rlworks bench offline [--envs CartPole-v1,Pendulum-v1] [--kinds random,medium,expert,medium-replay,medium-expert]
                           [--algos bc,cql,iql,td3-bc,dt] [--seeds 5|0-4|5-9] [--steps N] [--eval-every N]
-                          [--eval-episodes 10] [--threads 1] [--matmul-precision P] [--json FILE] [--markdown FILE]
+                          [--eval-episodes 10] [--threads 1] [--matmul-precision P|ALGO=P,...] [--json FILE]
+                          [--markdown FILE]
                           [--plot FILE] [--runs DIR] [--plot-only]
 
 ``--algos`` defaults to those that fit each env's action space (Discrete: bc, cql, iql, dt; Box: bc, cql, iql,
@@ -17,7 +18,8 @@ td3-bc, dt); ``--steps`` to each algorithm's preset budget for the env. Results 
 run) as each run ends, and a run already there (same env, kind, algorithm, seed, steps, evaluation and dataset
 size) is not run again: a long table is built in pieces. ``--runs DIR`` keeps each run's folder (metrics.csv,
 learning_curve.png in normalised score, checkpoints) under DIR, and a run that was interrupted there (killed, or
-Ctrl+C) continues exactly from its latest checkpoint when the same command runs again.
+Ctrl+C) continues exactly from its latest checkpoint when the same command runs again. ``--matmul-precision
+cql=medium,dt=medium`` gives those two bfloat16 products and the others exact float32.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 from .._version import __version__
 from ..config import MATMUL_PRECISIONS, ConfigError, suggest
-from .offline_table import markdown, plot, summary
+from .offline_table import any_budget, key, markdown, plot, read_results, summary
 from .options import choice_arg, count_arg
 
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
@@ -44,14 +46,9 @@ DEFAULT_STEPS = 10_000
 #: the reset seeds of every evaluation, ``core.evaluation.PeriodicEvaluator``'s default: the final evaluation plays
 #: the same episodes as the periodic ones
 EVAL_SEED = 1_000_000
-#: what makes two runs the same run (resuming from --json)
-KEY = ("env", "kind", "algo", "seed", "steps", "eval_every", "eval_episodes", "transitions", "matmul_precision")
-#: a row written before a key existed: its value then
-KEY_DEFAULTS = {"matmul_precision": "highest"}
-
-
-def key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row.get(k, KEY_DEFAULTS.get(k)) for k in KEY)
+def precision(given: dict[str, str], algo: str) -> str:
+    """The matmul precision ``--matmul-precision`` gives ``algo``."""
+    return given.get(algo, given.get("*", "highest"))
 
 
 def dataset_id(env: str, kind: str) -> str:
@@ -211,6 +208,15 @@ def _list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _precisions(text: str) -> dict[str, str]:
+    """``P`` -> {"*": P} (every algorithm); ``ALGO=P,...`` -> {ALGO: P, ...} (the others: highest)."""
+    out = {}
+    for part in _list(text):
+        algo, _, p = part.rpartition("=")
+        out[algo or "*"] = choice_arg(MATMUL_PRECISIONS)(p)
+    return out
+
+
 def _seeds(text: str) -> list[int]:
     """``5`` -> seeds 0..4; a range or list (``5-9``, ``0,3``) as ``rlworks train --seeds`` takes it."""
     if text.strip().isdigit():
@@ -242,9 +248,10 @@ def parser() -> argparse.ArgumentParser:
                    help="evaluate every N gradient steps (default: the preset's, else a tenth of the run)")
     p.add_argument("--eval-episodes", type=count_arg(1), default=10, metavar="N", help="episodes per evaluation (10)")
     p.add_argument("--threads", type=count_arg(1), default=1, metavar="N", help="torch CPU threads per run (1)")
-    p.add_argument("--matmul-precision", type=choice_arg(MATMUL_PRECISIONS), default="highest", metavar="P",
-                   help="highest (exact float32, default), high (TF32 on CUDA) or medium (bfloat16 products "
-                        "where the CPU has them: CQL's sampled actions, the Decision Transformer's forward)")
+    p.add_argument("--matmul-precision", type=_precisions, default={}, metavar="P|ALGO=P,...",
+                   help="highest (exact float32, default), high (TF32 on CUDA) or medium (bfloat16 products where "
+                        "the CPU has them: CQL's sampled actions, the Decision Transformer's forward); for every "
+                        "algorithm, or per algorithm (cql=medium,dt=medium: the others highest)")
     p.add_argument("--json", default="offline-bench.jsonl", metavar="FILE",
                    help="results, one JSON line per run, appended as runs end; runs already there are skipped "
                         "(default: offline-bench.jsonl)")
@@ -269,7 +276,7 @@ def check(o: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, dict[s
     for k in o.kinds:
         if k not in KINDS:
             raise ConfigError(f"unknown dataset kind {k!r}{suggest(k, KINDS)}; allowed: {', '.join(KINDS)}")
-    for a in o.algos or []:
+    for a in [*(o.algos or []), *(a for a in o.matmul_precision if a != "*")]:
         if a not in ORDER:
             raise ConfigError(f"unknown offline algorithm {a!r}{suggest(a, ORDER)}; allowed: {', '.join(ORDER)}")
     algos_by_env = {env: fitting(action_kind(env), o.algos) for env in o.envs}
@@ -297,46 +304,6 @@ def check(o: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, dict[s
     return algos_by_env, metas
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise ConfigError(f"{path}:{n}: not a JSON line; pass another --json") from None
-        if not isinstance(row, dict) or not all(k in row or k in KEY_DEFAULTS for k in KEY):
-            raise ConfigError(f"{path}:{n}: not a result of rlworks bench offline; pass another --json")
-        rows.append(row)
-    return rows
-
-
-def any_budget(rows: list[dict[str, Any]], jobs: list[dict[str, Any]],
-               any_eval_every: bool) -> tuple[list[dict[str, Any]], list[int]]:
-    """``--plot-only`` without ``--steps``: the rows of ``jobs``' cells at whatever budget they were run (the
-    preset's or a ``--steps N`` of the run that made them), and those budgets; ConfigError if one cell has runs
-    at several budgets (``--steps`` then picks one)."""
-    free = {"steps"} | ({"eval_every"} if any_eval_every else set())
-
-    def loose(r: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(v for k, v in zip(KEY, key(r)) if k not in free)
-
-    wanted = {loose(j) for j in jobs}
-    picked = [r for r in rows if loose(r) in wanted]
-    budgets: dict[tuple[str, str, str], set[int]] = {}
-    for r in picked:
-        budgets.setdefault((r["env"], r["kind"], r["algo"]), set()).add(int(r["steps"]))
-    mixed = [f"{algo} on {env} {kind}: {', '.join(map(str, sorted(b)))}" for (env, kind, algo), b in budgets.items()
-             if len(b) > 1]
-    if mixed:
-        raise ConfigError(f"--json holds runs at several gradient-step budgets ({'; '.join(mixed)}); pass --steps "
-                          "to tabulate one")
-    return picked, sorted({int(r["steps"]) for r in picked})
-
-
 def main(argv: list[str]) -> int:
     o = parser().parse_args(argv)
     algos_by_env, metas = check(o)
@@ -352,7 +319,7 @@ def main(argv: list[str]) -> int:
                     jobs.append({"env": env, "kind": kind, "algo": algo, "seed": seed, "steps": steps,
                                  "eval_every": every, "eval_episodes": o.eval_episodes,
                                  "transitions": int(metas[dataset_id(env, kind)]["total_steps"]),
-                                 "matmul_precision": o.matmul_precision})
+                                 "matmul_precision": precision(o.matmul_precision, algo)})
     wanted = {key(j) for j in jobs}
     todo = [] if o.plot_only else [j for j in jobs if key(j) not in done]
     print(f"{len(todo)} runs to do, {len(wanted & done)} already in {path}", flush=True)
@@ -388,7 +355,8 @@ def main(argv: list[str]) -> int:
         print(f"{len(picked)} runs in {path} at {', '.join(map(str, steps)) or 'no'} gradient steps", flush=True)
     table = summary(picked)
     algos = [a for a in ORDER if any(a in v for v in algos_by_env.values())]
-    note = f"Gradient steps: {', '.join(map(str, steps))}; {o.eval_episodes} evaluation episodes each."
+    note = f"Gradient steps: {', '.join(map(str, steps))}; {o.eval_episodes} evaluation episodes each." + "".join(
+        f" {a}: matmul precision {p}." for a in algos if (p := precision(o.matmul_precision, a)) != "highest")
     md = markdown(table, o.envs, o.kinds, algos, note)
     print(md)
     if o.markdown:

@@ -1,11 +1,65 @@
 """The D4RL-protocol table of ``rlworks bench offline`` (``commands/offline_bench.py``) from its result rows:
-the medians over seeds, the markdown table and the heatmaps. Pure functions of the rows, no training."""
+what makes two rows the same run, reading them, the medians over seeds, the markdown table and the heatmaps.
+Functions of the rows, no training."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any
+
+from ..config import ConfigError
+
+#: what makes two runs the same run (resuming from --json)
+KEY = ("env", "kind", "algo", "seed", "steps", "eval_every", "eval_episodes", "transitions", "matmul_precision")
+#: a row written before a key existed: its value then
+KEY_DEFAULTS = {"matmul_precision": "highest"}
+
+
+def key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row.get(k, KEY_DEFAULTS.get(k)) for k in KEY)
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The result rows in ``path`` (none if it does not exist); ConfigError naming the line that is not one."""
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{path}:{n}: not a JSON line; pass another --json") from None
+        if not isinstance(row, dict) or not all(k in row or k in KEY_DEFAULTS for k in KEY):
+            raise ConfigError(f"{path}:{n}: not a result of rlworks bench offline; pass another --json")
+        rows.append(row)
+    return rows
+
+
+def any_budget(rows: list[dict[str, Any]], jobs: list[dict[str, Any]],
+               any_eval_every: bool) -> tuple[list[dict[str, Any]], list[int]]:
+    """``--plot-only`` without ``--steps``: the rows of ``jobs``' cells at whatever budget they were run (the
+    preset's or a ``--steps N`` of the run that made them), and those budgets; ConfigError if one cell has runs
+    at several budgets (``--steps`` then picks one)."""
+    free = {"steps"} | ({"eval_every"} if any_eval_every else set())
+
+    def loose(r: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(v for k, v in zip(KEY, key(r)) if k not in free)
+
+    wanted = {loose(j) for j in jobs}
+    picked = [r for r in rows if loose(r) in wanted]
+    budgets: dict[tuple[str, str, str], set[int]] = {}
+    for r in picked:
+        budgets.setdefault((r["env"], r["kind"], r["algo"]), set()).add(int(r["steps"]))
+    mixed = [f"{algo} on {env} {kind}: {', '.join(map(str, sorted(b)))}" for (env, kind, algo), b in budgets.items()
+             if len(b) > 1]
+    if mixed:
+        raise ConfigError(f"--json holds runs at several gradient-step budgets ({'; '.join(mixed)}); pass --steps "
+                          "to tabulate one")
+    return picked, sorted({int(r["steps"]) for r in picked})
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -14,8 +68,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, 
     for r in rows:
         cells.setdefault((r["env"], r["kind"], r["algo"]), []).append(r)
 
-    def median(runs: list[dict[str, Any]], key: str) -> float | None:
-        vals = [r[key] for r in runs if r.get(key) is not None]
+    def median(runs: list[dict[str, Any]], field: str) -> float | None:
+        vals = [r[field] for r in runs if r.get(field) is not None]
         return statistics.median(vals) if vals else None
 
     return {k: {"last": median(v, "last"), "best": median(v, "best"), "seeds": len(v),
@@ -27,12 +81,14 @@ def _score(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f}"
 
 
-def cell_text(cell: dict[str, Any] | None) -> str:
-    """"last (best)", with the runs that diverged: "43.2 (71.0)", "— (—), 2 diverged"."""
+def cell_text(cell: dict[str, Any] | None, seeds: bool = False) -> str:
+    """"last (best)", with the runs that diverged and, with ``seeds``, the number of seeds: "43.2 (71.0)",
+    "— (—), 2 diverged", "101.1 (101.3), 1 seed"."""
     if cell is None:
         return ""
     text = f"{_score(cell['last'])} ({_score(cell['best'])})"
-    return text + (f", {cell['failed']} diverged" if cell["failed"] else "")
+    text += f", {cell['failed']} diverged" if cell["failed"] else ""
+    return text + (f", {cell['seeds']} seed{'s' * (cell['seeds'] != 1)}" if seeds else "")
 
 
 def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str], kinds: list[str],
@@ -49,8 +105,9 @@ def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str],
             if not any(cells):
                 continue
             n = sorted({c["seeds"] for c in cells if c})
-            seeds = str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"
-            lines.append(f"| {env} {kind} | {' | '.join(cell_text(c) for c in cells)} | {seeds} |")
+            seeds = str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"  # cells with fewer seeds say how many
+            text = [cell_text(c, seeds=len(n) > 1 and c is not None and c["seeds"] < n[-1]) for c in cells]
+            lines.append(f"| {env} {kind} | {' | '.join(text)} | {seeds} |")
     ups = []
     for env in envs:
         per = [(a, statistics.median(c["updates_per_s"] for k, c in table.items() if k[0] == env and k[2] == a
