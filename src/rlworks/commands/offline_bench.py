@@ -10,8 +10,7 @@ evaluations). The table shows the median over seeds of each; CORL (Tarasov et al
     rlworks bench offline [--envs CartPole-v1,Pendulum-v1] [--kinds random,medium,expert,medium-replay,medium-expert]
                           [--algos bc,cql,iql,td3-bc,dt] [--seeds 5|0-4|5-9] [--steps N] [--eval-every N]
                           [--eval-episodes 10] [--threads 1] [--matmul-precision P|ALGO=P,...] [--json FILE]
-                          [--markdown FILE]
-                          [--plot FILE] [--runs DIR] [--plot-only]
+                          [--markdown FILE] [--plot FILE] [--runs DIR] [--plot-only]
 
 ``--algos`` defaults to those that fit each env's action space (Discrete: bc, cql, iql, dt; Box: bc, cql, iql,
 td3-bc, dt); ``--steps`` to each algorithm's preset budget for the env. Results go to ``--json`` (JSON lines, one per
@@ -46,6 +45,8 @@ DEFAULT_STEPS = 10_000
 #: the reset seeds of every evaluation, ``core.evaluation.PeriodicEvaluator``'s default: the final evaluation plays
 #: the same episodes as the periodic ones
 EVAL_SEED = 1_000_000
+
+
 def precision(given: dict[str, str], algo: str) -> str:
     """The matmul precision ``--matmul-precision`` gives ``algo``."""
     return given.get(algo, given.get("*", "highest"))
