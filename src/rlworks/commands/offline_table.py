@@ -81,14 +81,14 @@ def _score(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f}"
 
 
-def cell_text(cell: dict[str, Any] | None, seeds: bool = False) -> str:
-    """"last (best)", with the runs that diverged and, with ``seeds``, the number of seeds: "43.2 (71.0)",
+def cell_text(cell: dict[str, Any] | None, count_seeds: bool = False) -> str:
+    """"last (best)", with the runs that diverged and, with ``count_seeds``, the number of seeds: "43.2 (71.0)",
     "— (—), 2 diverged", "101.1 (101.3), 1 seed"."""
     if cell is None:
         return ""
     text = f"{_score(cell['last'])} ({_score(cell['best'])})"
     text += f", {cell['failed']} diverged" if cell["failed"] else ""
-    return text + (f", {cell['seeds']} seed{'s' * (cell['seeds'] != 1)}" if seeds else "")
+    return text + (f", {cell['seeds']} seed{'s' * (cell['seeds'] != 1)}" if count_seeds else "")
 
 
 def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str], kinds: list[str],
@@ -106,7 +106,7 @@ def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str],
                 continue
             n = sorted({c["seeds"] for c in cells if c})
             seeds = str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"  # cells with fewer seeds say how many
-            text = [cell_text(c, seeds=len(n) > 1 and c is not None and c["seeds"] < n[-1]) for c in cells]
+            text = [cell_text(c, count_seeds=len(n) > 1 and c is not None and c["seeds"] < n[-1]) for c in cells]
             lines.append(f"| {env} {kind} | {' | '.join(text)} | {seeds} |")
     ups = []
     for env in envs:

@@ -65,7 +65,10 @@ class BoardEncoder(nn.Module):
         super().__init__()
         self.planes = tuple(int(n) for n in planes)
         C, H, W = self.planes
-        conv = lambda c_in: nn.Conv2d(c_in, channels, 3, padding=1)  # noqa: E731
+
+        def conv(c_in: int) -> nn.Conv2d:  # 3×3, the board's size kept
+            return nn.Conv2d(c_in, channels, 3, padding=1)
+
         self.stem = nn.Sequential(conv(C), ACTIVATIONS[activation]())
         self.blocks = nn.ModuleList(nn.Sequential(conv(channels), ACTIVATIONS[activation](), conv(channels))
                                     for _ in range(blocks))
