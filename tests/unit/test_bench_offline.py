@@ -46,6 +46,11 @@ def test_a_cell_with_fewer_seeds_than_its_row_says_how_many():
     rows = [row("bc", s, 10.0 * s, 50.0) for s in range(3)] + [row("cql", 0, 80.0, 95.0)]
     md = table.markdown(table.summary(rows), ["CartPole-v1"], ["medium"], ["bc", "cql"])
     assert "| CartPole-v1 medium | 10.0 (50.0) | 80.0 (95.0), 1 seed | 1–3 |" in md.splitlines()
+    t = table.summary(rows)
+    cells = [t[("CartPole-v1", "medium", a)] for a in ("bc", "cql")] + [None]
+    assert table.fewer_seeds(cells) == [False, True, False]  # the heatmap marks the same cells
+    assert table.heat_label(cells[1], count_seeds=True) == "80.0\n(95.0)\n1 seed"
+    assert table.heat_label(cells[0]) == "10.0\n(50.0)"
 
 
 def test_a_precision_for_every_algorithm_or_per_algorithm():

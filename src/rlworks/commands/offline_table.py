@@ -91,6 +91,12 @@ def cell_text(cell: dict[str, Any] | None, count_seeds: bool = False) -> str:
     return text + (f", {cell['seeds']} seed{'s' * (cell['seeds'] != 1)}" if count_seeds else "")
 
 
+def fewer_seeds(cells: list[dict[str, Any] | None]) -> list[bool]:
+    """For the cells of one dataset's row: True where a cell has fewer seeds than the row's most."""
+    most = max((c["seeds"] for c in cells if c), default=0)
+    return [c is not None and c["seeds"] < most for c in cells]
+
+
 def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str], kinds: list[str],
              algos: list[str], note: str = "") -> str:
     """Rows: the datasets (env/kind); columns: ``algos``; cells: median last (median best) normalised score."""
@@ -106,7 +112,7 @@ def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str],
                 continue
             n = sorted({c["seeds"] for c in cells if c})
             seeds = str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"  # cells with fewer seeds say how many
-            text = [cell_text(c, count_seeds=len(n) > 1 and c is not None and c["seeds"] < n[-1]) for c in cells]
+            text = [cell_text(c, count_seeds=few) for c, few in zip(cells, fewer_seeds(cells), strict=True)]
             lines.append(f"| {env} {kind} | {' | '.join(text)} | {seeds} |")
     ups = []
     for env in envs:
@@ -120,10 +126,16 @@ def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str],
     return "\n".join(lines) + "\n"
 
 
+def heat_label(cell: dict[str, Any], count_seeds: bool = False) -> str:
+    """A heatmap cell's text: "last\n(best)", and the number of seeds on a third line with ``count_seeds``."""
+    text = f"{_score(cell['last'])}\n({_score(cell['best'])})"
+    return text + (f"\n{cell['seeds']} seed{'s' * (cell['seeds'] != 1)}" if count_seeds else "")
+
+
 def plot(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str], kinds: list[str],
          algos_by_env: dict[str, list[str]], path: str | Path) -> Path:
     """One heatmap per env: algorithm × dataset kind, coloured by the median last score (0-100), the number in each
-    cell and the median best in parentheses."""
+    cell and the median best in parentheses; a cell with fewer seeds than others of its dataset says how many."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,14 +149,13 @@ def plot(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str], kin
     for ax, env in zip(axes[0], envs, strict=False):
         algos = algos_by_env[env]
         grid = np.full((len(algos), len(kinds)), np.nan)
-        for i, a in enumerate(algos):
-            for j, k in enumerate(kinds):
-                cell = table.get((env, k, a))
+        for j, k in enumerate(kinds):
+            cells = [table.get((env, k, a)) for a in algos]
+            for i, (cell, few) in enumerate(zip(cells, fewer_seeds(cells), strict=True)):
                 if cell is not None and cell["last"] is not None:
                     grid[i, j] = cell["last"]
                 if cell is not None:
-                    ax.text(j, i, f"{_score(cell['last'])}\n({_score(cell['best'])})", ha="center", va="center",
-                            fontsize=8)
+                    ax.text(j, i, heat_label(cell, few), ha="center", va="center", fontsize=8)
         image = ax.imshow(np.clip(grid, -10, 110), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
         ax.set_xticks(range(len(kinds)), kinds, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(algos)), algos, fontsize=9)
