@@ -81,6 +81,10 @@ def _score(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f}"
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' * (n != 1)}"
+
+
 def cell_text(cell: dict[str, Any] | None, count_seeds: bool = False) -> str:
     """"last (best)", with the runs that diverged and, with ``count_seeds``, the number of seeds: "43.2 (71.0)",
     "— (—), 2 diverged", "101.1 (101.3), 1 seed"."""
@@ -88,7 +92,7 @@ def cell_text(cell: dict[str, Any] | None, count_seeds: bool = False) -> str:
         return ""
     text = f"{_score(cell['last'])} ({_score(cell['best'])})"
     text += f", {cell['failed']} diverged" if cell["failed"] else ""
-    return text + (f", {cell['seeds']} seed{'s' * (cell['seeds'] != 1)}" if count_seeds else "")
+    return text + (f", {_seeds(cell['seeds'])}" if count_seeds else "")
 
 
 def fewer_seeds(cells: list[dict[str, Any] | None]) -> list[bool]:
@@ -129,7 +133,7 @@ def markdown(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str],
 def heat_label(cell: dict[str, Any], count_seeds: bool = False) -> str:
     """A heatmap cell's text: "last\n(best)", and the number of seeds on a third line with ``count_seeds``."""
     text = f"{_score(cell['last'])}\n({_score(cell['best'])})"
-    return text + (f"\n{cell['seeds']} seed{'s' * (cell['seeds'] != 1)}" if count_seeds else "")
+    return text + (f"\n{_seeds(cell['seeds'])}" if count_seeds else "")
 
 
 def plot(table: dict[tuple[str, str, str], dict[str, Any]], envs: list[str], kinds: list[str],
