@@ -18,7 +18,7 @@ CASES = {
                           dict(n_envs=2, num_simulations=4, batch_size=8, learning_starts=20, latent_dim=8,
                                hidden=(16,), num_unroll=2, td_steps=9, replay_size=2000, updates_per_step=0.5,
                                augment_symmetries=True, reanalyse_policy_fraction=0.5, opening_moves=2,
-                               reanalyse_noise=True, reanalyse_value_mix=0.5)),
+                               reanalyse_noise=True, reanalyse_value_mix=0.5, random_move_prob=0.2)),
     "alphazero": (alphazero, "rlworks/TicTacToe-v0", {"opponent": "self-play"},
                   dict(n_envs=2, num_simulations=6, batch_size=8, learning_starts=20, hidden=(16,), replay_size=2000,
                        updates_per_step=0.5)),

@@ -98,7 +98,7 @@ def test_temperature_moves_samples_the_opening_then_plays_the_most_visited():
         az.AlphaZeroConfig(temperature_moves=-1)
 
 
-def _recorded_games(opening_moves, steps=300):
+def _recorded_games(opening_moves, steps=300, **over):
     from rlworks.core.run import RunContext
 
     games = []
@@ -109,7 +109,7 @@ def _recorded_games(opening_moves, steps=300):
 
     env = lambda: gym.make("rlworks/TicTacToe-v0", opponent="self-play")  # noqa: E731
     cfg = az.AlphaZeroConfig(n_envs=4, num_simulations=4, batch_size=8, learning_starts=10_000, hidden=(8,),
-                             opening_moves=opening_moves)
+                             opening_moves=opening_moves, **over)
     az.train(env, cfg, total_steps=steps, seed=0, run=RunContext(on_start=watch))
     return games
 
@@ -130,3 +130,18 @@ def test_opening_moves_start_the_recorded_games_after_k_random_moves():
     assert {int(g.obs[0][:18].sum()) for g in _recorded_games(0)} == {0}
     with pytest.raises(ConfigError, match="opening_moves"):
         az.AlphaZeroConfig(opening_moves=-1)
+
+
+def test_random_moves_are_recorded_as_such():
+    """random_move_prob: recorded moves drawn uniformly among the legal ones, flagged ``explored`` (the replay cuts
+    the value targets before them there, tests/unit/test_games.py); never in the unrecorded opening."""
+    for prob, lo, hi in ((0.0, 0.0, 0.0), (0.3, 0.15, 0.45), (1.0, 1.0, 1.0)):
+        games = _recorded_games(2, **{"random_move_prob": prob})
+        flags = np.concatenate([g.explored for g in games])
+        assert lo <= flags.mean() <= hi, (prob, flags.mean())
+    for g in games:  # every move random: each legal in its position, and their first moves spread over the board
+        for t, a in enumerate(g.actions):
+            assert g.obs[t][a] == 0 and g.obs[t][9 + a] == 0
+    assert len({int(g.actions[0]) for g in games}) > 4
+    with pytest.raises(ConfigError, match="random_move_prob"):
+        az.AlphaZeroConfig(random_move_prob=1.5)

@@ -12,14 +12,14 @@ from rlworks.algos.games import GameHistory, GameReplay
 A = 4
 
 
-def _game(rng, idx, T, *, terminated, boot=0.0, discount=0.9):
+def _game(rng, idx, T, *, terminated, boot=0.0, discount=0.9, explored=None):
     """A random game whose observation t is (idx, t), so a sample tells which game/step it came from."""
     obs = np.stack([np.array([idx, t], np.float32) for t in range(T + 1)])
     pol = rng.random((T, A)).astype(np.float32)
     return GameHistory.from_arrays(obs, rng.integers(0, A, T), rng.normal(size=T).astype(np.float32),
                                    np.full(T, discount, np.float32), rng.normal(size=T).astype(np.float32),
                                    pol / pol.sum(1, keepdims=True), terminated=terminated,
-                                   bootstrap_value=0.0 if terminated else boot)
+                                   bootstrap_value=0.0 if terminated else boot, explored=explored)
 
 
 def _reference(g, t, K, n):
@@ -32,6 +32,10 @@ def _reference(g, t, K, n):
         out["mask"].append(float(u < T))
         if u < T:
             m = min(n, T - u)
+            for p in range(u, u + m):  # the window stops at the first random move p >= u
+                if g.explored[p]:
+                    m = p - u
+                    break
             prefix, scale = 0.0, 1.0
             for i in range(m):
                 prefix += scale * g.rewards[u + i]
@@ -77,10 +81,10 @@ def _check_batch(batch, games, ids_of, K, n):
     assert ((batch["actions"] >= 0) & (batch["actions"] < A)).all()
 
 
-def _fill(replay, rng, specs, games=None, ids_of=None, total=0):
+def _fill(replay, rng, specs, games=None, ids_of=None, total=0, random_moves=0.0):
     games, ids_of = games if games is not None else [], ids_of if ids_of is not None else {}
     for T, term, boot in specs:
-        g = _game(rng, len(games), T, terminated=term, boot=boot)
+        g = _game(rng, len(games), T, terminated=term, boot=boot, explored=rng.random(T) < random_moves)
         replay.add(g)
         for t in range(T):
             ids_of[total + t] = (len(games), t)
@@ -103,6 +107,39 @@ def test_targets_match_slow_loop():
         seen.update(int(i) for i in batch["indices"])
     assert seen == set(ids_of)  # every position, the first and last of each game included, was checked
     assert games[0].discounts[-1] == 0.0 and games[1].discounts[-1] == np.float32(0.9)
+
+
+@pytest.mark.parametrize("n", [3, 20])
+def test_random_moves_cut_the_value_windows(n):
+    """A recorded random move (self-play's random_move_prob) at p: the positions u < p bootstrap from p's value
+    instead of counting the random move's outcome, u = p takes p's value, and u > p is as before."""
+    rng = np.random.default_rng(4)
+    K = 4
+    replay = GameReplay(1000, A, (2,), num_unroll=K, td_steps=n, seed=2)
+    specs = [(9, True, 0.0), (7, False, 2.5), (1, True, 0.0), (12, True, 0.0), (10, False, -0.4)]
+    games, ids_of, _ = _fill(replay, rng, specs, random_moves=0.3)
+    assert 0 < sum(g.explored.sum() for g in games) < len(replay)
+    seen = set()
+    for _ in range(8):
+        batch = replay.sample(64)
+        _check_batch(batch, games, ids_of, K, n)
+        seen.update(int(i) for i in batch["indices"])
+    assert seen == set(ids_of)
+    # by hand: a two-player game the last mover wins, with a random move at p = 3 (root values 10 + t)
+    T, p = 6, 3
+    rewards = np.zeros(T, np.float32)
+    rewards[-1] = 1.0
+    g = GameHistory.from_arrays(np.arange(T + 1, dtype=np.float32)[:, None].repeat(2, 1), np.zeros(T, np.int64),
+                                rewards, np.full(T, -1.0, np.float32), 10.0 + np.arange(T, dtype=np.float32),
+                                np.full((T, A), 1 / A, np.float32), terminated=True, explored=np.arange(T) == p)
+    one = GameReplay(50, A, (2,), num_unroll=0, td_steps=n, seed=0)
+    one.add(g)
+    batch = one.sample(64)
+    z = (batch["value_prefix"] + batch["bootstrap_scale"] * batch["bootstrap_stored"])[:, 0]
+    want = [-13.0, 13.0, -13.0, 13.0, -1.0, 1.0]  # ±v_3 before the random move; v_3 at it; the outcome after it
+    assert set(batch["indices"].tolist()) == set(range(T))
+    for t, zt in zip(batch["indices"], z):
+        assert zt == pytest.approx(want[int(t)]), t
 
 
 def test_n_at_least_game_length_gives_monte_carlo_returns():
@@ -221,7 +258,8 @@ def test_fifo_eviction_drops_whole_games_and_ids_stay_valid():
 def test_state_dict_round_trip_gives_identical_samples():
     rng = np.random.default_rng(8)
     replay = GameReplay(40, A, (2,), num_unroll=5, td_steps=3, alpha=0.6, beta=0.5, seed=3)
-    _fill(replay, rng, [(int(rng.integers(1, 12)), bool(rng.integers(2)), float(rng.normal())) for _ in range(12)])
+    _fill(replay, rng, [(int(rng.integers(1, 12)), bool(rng.integers(2)), float(rng.normal())) for _ in range(12)],
+          random_moves=0.2)
     replay.update_priorities(replay.sample(32)["indices"], rng.random(32) + 0.1)
     buf = io.BytesIO()
     np.savez(buf, **replay.state_dict())
@@ -245,6 +283,10 @@ def test_state_dict_round_trip_gives_identical_samples():
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     with pytest.raises(ValueError):
         GameReplay(41, A, (2,)).load_state_dict(d)
+    assert replay.explored.any()  # a replay saved before random_move_prob (no "explored") loads with none
+    old = GameReplay(40, A, (2,), num_unroll=5, td_steps=3, alpha=0.6, beta=0.5, seed=3)
+    old.load_state_dict({k: v for k, v in d.items() if k != "explored"})
+    assert not old.explored.any() and len(old) == int(d["counters"][3])
 
 
 def test_alphazero_shapes_without_unroll():

@@ -16,9 +16,12 @@ For a sampled position t and unroll step k = 0..K (position u = t + k) the n-ste
     z_u = Σ_{i<m} (Π_{j<i} d_{u+j}) r_{u+i} + (Π_{j<m} d_{u+j}) v_{u+m},    m = min(n, T − u),
 
 with v the stored search root values and v_T = ``bootstrap_value``; the window is cut at the game's end
-as in ``core.returns.n_step_returns``. ``sample`` returns it in parts (``value_prefix``,
-``bootstrap_scale``, ``bootstrap_obs``, ``bootstrap_stored``), so that the learner can bootstrap either
-from the stored value or from a fresh network value of ``bootstrap_obs`` (MuZero Reanalyze, appendix H).
+as in ``core.returns.n_step_returns``, and at the first step p ≥ u marked ``explored`` (a random move of
+self-play's ``random_move_prob``): m ≤ p − u, so a random move's outcome never counts against the moves
+before it, which bootstrap from v_p (Watkins's Q(λ) cuts its traces at exploratory actions the same way).
+``sample`` returns it in parts (``value_prefix``, ``bootstrap_scale``, ``bootstrap_obs``, ``bootstrap_stored``),
+so that the learner can bootstrap either from the stored value or from a fresh network value of
+``bootstrap_obs`` (MuZero Reanalyze, appendix H).
 Beyond the end of a game the state is absorbing: reward and value targets 0 (except u = T of a truncated
 game, whose target is ``bootstrap_value``), a uniform policy target with ``masks`` 0, and uniformly random
 actions drawn from the replay's generator (as the MuZero pseudocode does).
@@ -59,7 +62,7 @@ class GameHistory:
     """One episode, collected with ``append`` step by step and closed by ``finish``. While collecting,
     the fields are lists; ``finish`` stacks them into arrays: ``obs`` (T+1, *obs_shape), ``actions`` (T,)
     int64, ``rewards``/``discounts``/``root_values`` (T,) float32, ``policies`` (T, A) float32, ``legal``
-    (T, A) bool or None."""
+    (T, A) bool or None, ``explored`` (T,) bool."""
 
     obs: Any = field(default_factory=list)
     actions: Any = field(default_factory=list)
@@ -68,6 +71,7 @@ class GameHistory:
     root_values: Any = field(default_factory=list)
     policies: Any = field(default_factory=list)
     legal: Any = field(default_factory=list)
+    explored: Any = field(default_factory=list)
     bootstrap_value: float = 0.0
     terminated: bool = False
     finished: bool = False
@@ -77,10 +81,10 @@ class GameHistory:
         return len(self.actions)
 
     def append(self, obs: Any, action: int, reward: float, discount: float, root_value: float, policy: Any,
-               legal: Any = None) -> None:
+               legal: Any = None, explored: bool = False) -> None:
         """Record one step: the observation the search ran on, the action taken, the step's reward for
         the mover, its discount (γ or −γ; ``finish`` sets 0 on a terminal step), the search's root value
-        and policy target, and optionally the legal-action mask."""
+        and policy target, the legal-action mask (optional), and ``explored``: a random move, not the search's."""
         if self.finished:
             raise RuntimeError("append() after finish()")
         if self.actions and (legal is None) != (len(self.legal) == 0):
@@ -93,6 +97,7 @@ class GameHistory:
         self.policies.append(np.asarray(policy, dtype=np.float32))
         if legal is not None:
             self.legal.append(np.asarray(legal, dtype=bool))
+        self.explored.append(bool(explored))
 
     def finish(self, final_obs: Any, *, terminated: bool, bootstrap_value: float = 0.0) -> GameHistory:
         """Close the game with the observation after its last step. A terminated game gets discount 0 on
@@ -106,6 +111,7 @@ class GameHistory:
         self.rewards = np.asarray(self.rewards, dtype=np.float32)
         self.discounts = np.asarray(self.discounts, dtype=np.float32)
         self.root_values = np.asarray(self.root_values, dtype=np.float32)
+        self.explored = np.asarray(self.explored, dtype=bool)
         T = len(self.actions)
         self.policies = np.stack(self.policies).astype(np.float32) if T else np.zeros((0, 0), np.float32)
         self.legal = np.stack(self.legal) if len(self.legal) else None  # (T, A)
@@ -116,7 +122,8 @@ class GameHistory:
 
     @classmethod
     def from_arrays(cls, obs: Any, actions: Any, rewards: Any, discounts: Any, root_values: Any, policies: Any,
-                    *, terminated: bool, bootstrap_value: float = 0.0, legal: Any = None) -> GameHistory:
+                    *, terminated: bool, bootstrap_value: float = 0.0, legal: Any = None, explored: Any = None
+                    ) -> GameHistory:
         """A finished history from whole arrays (``obs`` holding T+1 observations)."""
         g = cls(obs_dtype=np.asarray(obs).dtype)
         T = len(actions)
@@ -124,7 +131,7 @@ class GameHistory:
             raise ValueError(f"obs needs T+1 = {T + 1} entries, got {len(obs)}")
         for t in range(T):
             g.append(obs[t], actions[t], rewards[t], discounts[t], root_values[t], policies[t],
-                     None if legal is None else legal[t])
+                     None if legal is None else legal[t], explored=explored is not None and bool(explored[t]))
         return g.finish(obs[T], terminated=terminated, bootstrap_value=bootstrap_value)
 
 
@@ -134,14 +141,14 @@ def _rng_to_array(rng: np.random.Generator) -> np.ndarray:
     return np.frombuffer(json.dumps(rng.bit_generator.state).encode(), dtype=np.uint8).copy()
 
 
-def _rng_from_array(rng: np.random.Generator, a: np.ndarray) -> None:
+def _rng_from_array(rng: np.random.Generator, a: np.ndarray) -> None:  # (the inverse)
     rng.bit_generator.state = json.loads(a.tobytes().decode())
 
 
 class GameReplay:
     """Prioritised replay of whole games, ``capacity`` counted in steps (see the module docstring)."""
 
-    _STEP = ("actions", "rewards", "discounts", "root_values", "policies", "legal", "priorities", "game_of")
+    _STEP = ("actions", "rewards", "discounts", "root_values", "policies", "legal", "explored", "priorities", "game_of")
     _GAME = ("g_start", "g_len", "g_boot", "g_term", "g_final")
 
     def __init__(self, capacity: int, num_actions: int, obs_shape: tuple[int, ...], *, num_unroll: int = 5,
@@ -163,6 +170,7 @@ class GameReplay:
         self.root_values = np.zeros(C, dtype=np.float32)
         self.policies = np.zeros((C, A), dtype=np.float32)
         self.legal = np.ones((C, A), dtype=bool)
+        self.explored = np.zeros(C, dtype=bool)  # a random move of self-play's random_move_prob (cuts value windows)
         self.priorities = np.zeros(C, dtype=np.float64)  # raw p (the tree holds p^α)
         self.game_of = np.zeros(C, dtype=np.int64)  # global game id of each slot
         self.tree = SumTree(C)
@@ -221,6 +229,7 @@ class GameReplay:
         self.root_values[slots] = history.root_values
         self.policies[slots] = history.policies
         self.legal[slots] = True if history.legal is None else history.legal
+        self.explored[slots] = history.explored
         self.game_of[slots] = self.game_head
         g = self.game_head % self._gcap
         self.g_start[g], self.g_len[g], self.g_term[g] = self.total, T, history.terminated
@@ -288,16 +297,18 @@ class GameReplay:
         policies = np.where(real[..., None], self.policies[su], np.float32(1.0 / A))  # (B, K+1, A)
         legal = np.where(real[..., None], self.legal[su], True)
 
-        # n-step value targets, the window cut at the game's end
+        # n-step value targets, the window cut at the game's end and at the first random move p ≥ u
+        end = np.minimum(u + n, Tb)  # (B, K+1) position bootstrapped from (for u ≤ T)
+        for pos in u + np.arange(n)[::-1, None, None]:  # (the earliest random move is the last written)
+            end = np.where((pos < Tb) & self.explored[(start[:, None] + np.minimum(pos, Tb - 1)) % C], pos, end)
         prefix = np.zeros((B, K + 1), dtype=np.float64)
         scale = np.ones((B, K + 1), dtype=np.float64)
         for i in range(n):
             pos = u + i
-            inwin = pos < Tb
+            inwin = pos < end
             sp = (start[:, None] + np.minimum(pos, Tb - 1)) % C
             prefix += np.where(inwin, scale * self.rewards[sp], 0.0)
             scale = np.where(inwin, scale * self.discounts[sp], scale)
-        end = np.minimum(u + n, Tb)  # (B, K+1) position bootstrapped from (for u ≤ T)
         at_final = end == Tb
         term_b = term[:, None]
         # a terminated game bootstraps nothing; beyond T (and at T of a terminated game) the target is 0
@@ -358,10 +369,8 @@ class GameReplay:
         slots = self._live_slots()
         for n in ("obs", *self._STEP):
             arr = getattr(self, n)
-            arr[:] = 0
-            arr[slots] = d[n]
-        self.legal[:] = True
-        self.legal[slots] = d["legal"]
+            arr[:] = n == "legal"  # (beyond the live slots: legal True, all else 0)
+            arr[slots] = d.get(n, 0)  # (checkpoints from before random_move_prob hold no "explored")
         gids = np.arange(head - games, head) % self._gcap
         for n in self._GAME:
             getattr(self, n)[gids] = d[n]

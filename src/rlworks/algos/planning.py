@@ -67,6 +67,12 @@ class SelfPlayOptions:
     """n > 0: each self-play game starts with k moves uniform among the legal ones, k drawn from 0..n, that are
     not recorded (the game in the replay starts after them), so the learner also meets positions its own play
     avoids (in TicTacToe, the second player's answers to openings off the centre); 0: off"""
+    random_move_prob: float = 0.0
+    """ε > 0: each recorded self-play move is, with probability ε, drawn uniformly among the legal moves instead of
+    chosen by the search, so that the learner meets the moves a search considers but its own play rarely makes (and
+    MuZero's dynamics learns where they lead); the value targets of the positions before such a move stop at it and
+    bootstrap from the search's value there, as Watkins's Q(λ) cuts its traces at exploratory actions, so that a random
+    blunder does not count against the moves that led to it; 0: off"""
     discount: float = 0.997
     """γ"""
     support_size: int = 25
@@ -111,6 +117,7 @@ class SelfPlayOptions:
         check_range("discount", self.discount, 0.0, 1.0)
         check_range("updates_per_step", self.updates_per_step, 0.0, low_open=True)
         check_range("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
+        check_range("random_move_prob", self.random_move_prob, 0.0, 1.0)
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
         if len(self.temperatures) != len(self.temperature_stages) + 1:
             raise ConfigError(f"temperatures={self.temperatures} needs one more entry than temperature_stages="

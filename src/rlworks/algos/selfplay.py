@@ -168,9 +168,9 @@ def sample(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return np.minimum((probs.cumsum(1) < u).sum(1), probs.shape[1] - 1)
 
 
-def opening_actions(s: Session, obs: np.ndarray) -> np.ndarray:
+def random_actions(s: Session, obs: np.ndarray) -> np.ndarray:
     """A uniform draw among the legal moves of each observation (every action where rlworks knows no rules):
-    the unrecorded opening moves of ``opening_moves``."""
+    the unrecorded opening moves of ``opening_moves`` and the recorded ones of ``random_move_prob``."""
     rule = legal_rule(s.env_id)
     legal = (np.ones((len(obs), s.spec["act_dim"]), bool) if rule is None
              else rule(torch.as_tensor(obs)).cpu().numpy())
@@ -218,9 +218,12 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
             prev = s.global_step
             actions, policies, root_values = plan(s, s.obs)
             opening = np.zeros(N, bool) if s.opening is None else s.opening > 0
-            if opening.any():
+            explored = np.zeros(N, bool)  # recorded random moves (random_move_prob; games.py cuts targets there)
+            if cfg.random_move_prob > 0:
+                explored = ~opening & (s.rng.random(N) < cfg.random_move_prob)
+            if opening.any() or explored.any():
                 actions = actions.copy()
-                actions[opening] = opening_actions(s, s.obs[opening])
+                actions[opening | explored] = random_actions(s, s.obs[opening | explored])
             raw, rewards, term, trunc, final, episodes = s.venv.step(actions)
             check_array("reward", rewards, f"from the environment at step {s.global_step}")
             s.global_step += N
@@ -234,7 +237,7 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
                     s.opening[i] -= 1
                 else:
                     s.games[i].append(s.obs[i], actions[i], rewards[i], s.step_discount(), root_values[i],
-                                      policies[i])
+                                      policies[i], explored=bool(explored[i]))
                 if done[i]:
                     v = 0.0
                     if trunc[i]:
@@ -270,7 +273,7 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
 # checkpoint state: networks, optimizer, RNGs, the envs, the replay and the games being played
 # ---------------------------------------------------------------------------------------------
 
-_LIVE = ("obs", "actions", "rewards", "discounts", "root_values", "policies")
+_LIVE = ("obs", "actions", "rewards", "discounts", "root_values", "policies", "explored")
 
 
 def _save(s: Session, ctx: RunContext, step: int) -> Path:
@@ -319,10 +322,11 @@ def restore(s: Session, path: str | Path) -> Path:
         s.games = []
         for i in range(s.venv.num_envs):
             g = GameHistory()
-            live = {k: arrays[f"live/{i}/{k}"] for k in _LIVE}
-            for t in range(len(live["actions"])):
+            live = {k: arrays[f"live/{i}/{k}"] for k in _LIVE if f"live/{i}/{k}" in arrays}
+            for t in range(len(live["actions"])):  # ("explored" is absent from checkpoints written before it)
                 g.append(live["obs"][t], live["actions"][t], live["rewards"][t], live["discounts"][t],
-                         live["root_values"][t], live["policies"][t])
+                         live["root_values"][t], live["policies"][t], explored="explored" in live and
+                         bool(live["explored"][t]))
             s.games.append(g)
     else:  # envs whose state is not plain data restart; their unfinished games are dropped
         s.obs = s.venv.set_state(venv_state, reseed=s.seed + s.iteration * 7919).astype(np.float32)
