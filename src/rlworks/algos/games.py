@@ -141,7 +141,7 @@ def _rng_to_array(rng: np.random.Generator) -> np.ndarray:
     return np.frombuffer(json.dumps(rng.bit_generator.state).encode(), dtype=np.uint8).copy()
 
 
-def _rng_from_array(rng: np.random.Generator, a: np.ndarray) -> None:  # (the inverse)
+def _rng_from_array(rng: np.random.Generator, a: np.ndarray) -> None:
     rng.bit_generator.state = json.loads(a.tobytes().decode())
 
 
@@ -299,14 +299,14 @@ class GameReplay:
 
         # n-step value targets, the window cut at the game's end and at the first random move p ≥ u
         end = np.minimum(u + n, Tb)  # (B, K+1) position bootstrapped from (for u ≤ T)
-        for pos in u + np.arange(n)[::-1, None, None]:  # (the earliest random move is the last written)
-            end = np.where((pos < Tb) & self.explored[(start[:, None] + np.minimum(pos, Tb - 1)) % C], pos, end)
         prefix = np.zeros((B, K + 1), dtype=np.float64)
         scale = np.ones((B, K + 1), dtype=np.float64)
         for i in range(n):
             pos = u + i
-            inwin = pos < end
             sp = (start[:, None] + np.minimum(pos, Tb - 1)) % C
+            random_move = (pos < end) & self.explored[sp]  # the window ends here: bootstrap from v_pos
+            end = np.where(random_move, pos, end)
+            inwin = pos < end
             prefix += np.where(inwin, scale * self.rewards[sp], 0.0)
             scale = np.where(inwin, scale * self.discounts[sp], scale)
         at_final = end == Tb

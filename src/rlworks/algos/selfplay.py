@@ -221,9 +221,9 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
             explored = np.zeros(N, bool)  # recorded random moves (random_move_prob; games.py cuts targets there)
             if cfg.random_move_prob > 0:
                 explored = ~opening & (s.rng.random(N) < cfg.random_move_prob)
-            if opening.any() or explored.any():
+            if (uniform := opening | explored).any():
                 actions = actions.copy()
-                actions[opening | explored] = random_actions(s, s.obs[opening | explored])
+                actions[uniform] = random_actions(s, s.obs[uniform])
             raw, rewards, term, trunc, final, episodes = s.venv.step(actions)
             check_array("reward", rewards, f"from the environment at step {s.global_step}")
             s.global_step += N
