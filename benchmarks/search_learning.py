@@ -7,6 +7,8 @@ agent the API returns, and the training seconds. On TicTacToe (trained by self-p
 is scored against the random and the perfect (minimax) player, first and second, with its search and with
 its raw policy head: exactly, as win/draw/loss probabilities over every game the opponent can make
 (``envs.tictactoe.exact_outcomes``; no sampling noise), and, with ``--games N``, also over N sampled games.
+With ``weight_average`` set (the returned agent acts with the averaged weights), the latest weights of the
+same run are scored as well (``exact_latest``): a paired comparison, since the option leaves training alone.
 
 Results are appended to ``--json`` one line per run; runs already there are skipped, so an interrupted
 sweep resumes. ``--table`` prints what the file holds.
@@ -96,9 +98,10 @@ def run_one(algo: str, env: str, seed: int, steps: int | None, eval_every: int, 
     torch.set_num_threads(1)
     total = steps or preset_extras(algo, env).get("total_steps")
     rec = Recorder()
+    sessions: list = []
     t0 = time.perf_counter()
     agent = rlworks.train(algo, env, total_steps=total, seed=seed, env_kwargs=SELF_PLAY.get(env), logger=rec,
-                          eval_every=eval_every, eval_episodes=eval_episodes, **overrides)
+                          eval_every=eval_every, eval_episodes=eval_episodes, on_start=sessions.append, **overrides)
     wall = time.perf_counter() - t0
     row = {"algo": algo, "env": env, "seed": seed, "total_steps": total, "overrides": overrides, "evals": rec.evals,
            "wall_seconds": wall, "train_seconds": agent.meta.get("train_seconds"),
@@ -108,6 +111,8 @@ def run_one(algo: str, env: str, seed: int, steps: int | None, eval_every: int, 
         row["checkpoint"] = str(agent.save(Path(save_dir) / f"{algo}-{env.split('/')[-1]}-seed{seed}-{tag}"))
     if env in SELF_PLAY:
         row["exact"] = exact_games(agent)
+        if sessions[0].averaged is not None:  # the same run acting with its latest weights
+            row["exact_latest"] = exact_games(sessions[0].agent(latest=True))
         if n_games:
             row["games"] = games(agent, n_games)
     else:
@@ -130,6 +135,10 @@ def table(rows: list[dict]) -> None:
                 f"{k.split('/', 1)[1]} L{v['losses']:.3f}/D{v['draws']:.3f}"
                 + (f" m{v['mistakes']}/{v['positions']}" if "mistakes" in v else "")
                 for k, v in g.items() if k.startswith("search"))
+            if "exact_latest" in r:
+                line += "; latest weights: " + " ".join(
+                    f"{k.split('/', 1)[1]} L{v['losses']:.3f}" for k, v in r["exact_latest"].items()
+                    if k.startswith("search/minimax"))
         print(line + f"  ({r['train_seconds']:.0f} s training)")
 
 

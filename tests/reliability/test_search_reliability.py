@@ -21,7 +21,7 @@ CASES = {
                                reanalyse_noise=True, reanalyse_value_mix=0.5, random_move_prob=0.2)),
     "alphazero": (alphazero, "rlworks/TicTacToe-v0", {"opponent": "self-play"},
                   dict(n_envs=2, num_simulations=6, batch_size=8, learning_starts=20, hidden=(16,), replay_size=2000,
-                       updates_per_step=0.5)),
+                       updates_per_step=0.5, weight_average=0.9)),
 }
 
 

@@ -258,3 +258,51 @@ def test_a_short_tictactoe_run_with_the_board_encoder_saves_and_loads(tmp_path):
     obs[:, 18:] = 1.0  # the empty board, X to move
     agent.save(tmp_path / "mz")
     np.testing.assert_array_equal(load_agent(tmp_path / "mz").act(obs), agent.act(obs))
+
+
+def test_average_weights_is_an_exponential_moving_average():
+    from rlworks.algos.selfplay import average_weights
+
+    torch.manual_seed(0)
+    live, average = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    average.load_state_dict(live.state_dict())
+    expected = [p.detach().clone() for p in live.parameters()]
+    for _ in range(4):  # θ moves; θ̄ ← 0.75 θ̄ + 0.25 θ after each move
+        with torch.no_grad():
+            for p in live.parameters():
+                p.add_(torch.randn_like(p))
+        average_weights(average, live, 0.75)
+        expected = [0.75 * e + 0.25 * p.detach() for e, p in zip(expected, live.parameters())]
+    for a, e in zip(average.parameters(), expected):
+        torch.testing.assert_close(a.detach(), e)
+    with pytest.raises(ConfigError, match="weight_average"):
+        mz.MuZeroConfig(weight_average=1.0)
+
+
+def test_weight_averaging_leaves_training_alone_and_the_agent_acts_with_the_average(tmp_path):
+    from rlworks.core.run import RunContext
+
+    torch.set_num_threads(1)
+    sessions = []
+
+    def run(**over):
+        return mz.train("CartPole-v1", mz.MuZeroConfig(**TINY, **over), total_steps=120, seed=0,
+                        run=RunContext(on_start=sessions.append, checkpoint_dir=tmp_path / f"ck{len(sessions)}",
+                                       checkpoint_every=120))
+
+    plain, averaged = run(), run(weight_average=0.9)
+    latest = sessions[1].agent(latest=True).model
+    for p, q in zip(plain.model.parameters(), latest.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)  # the same gradient steps from the same weights
+    assert averaged.model is sessions[1].averaged
+    assert any(not torch.equal(p, q) for p, q in zip(averaged.model.parameters(), latest.parameters()))
+    obs = np.random.default_rng(0).uniform(-0.05, 0.05, size=(5, 4)).astype(np.float32)
+    for loaded in (load_agent(tmp_path / "ck1"), load_agent(averaged.save(tmp_path / "agent"))):
+        for p, q in zip(loaded.model.parameters(), averaged.model.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)  # a training checkpoint and a saved agent: θ̄
+        np.testing.assert_array_equal(loaded.act(obs), averaged.act(obs))
+    from rlworks.core.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="written without weight_average"):
+        mz.train("CartPole-v1", mz.MuZeroConfig(**TINY, weight_average=0.9), total_steps=240, seed=0,
+                 run=RunContext(resume_from=tmp_path / "ck0"))

@@ -73,6 +73,11 @@ class SelfPlayOptions:
     MuZero's dynamics learns where they lead); the value targets of the positions before such a move stop at it and
     bootstrap from the search's value there, as Watkins's Q(λ) cuts its traces at exploratory actions, so that a random
     blunder does not count against the moves that led to it; 0: off"""
+    weight_average: float = 0.0
+    """β > 0: the agent that training returns, saves and evaluates acts with an exponential moving average of the
+    network's weights, θ̄ ← β θ̄ + (1 − β) θ after each gradient step (Polyak averaging; the averaging window is
+    about 1 / (1 − β) steps), while self-play, the targets and the gradient steps use the latest weights θ, which
+    the option leaves unchanged; 0: the agent acts with θ"""
     discount: float = 0.997
     """γ"""
     support_size: int = 25
@@ -118,6 +123,7 @@ class SelfPlayOptions:
         check_range("updates_per_step", self.updates_per_step, 0.0, low_open=True)
         check_range("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
         check_range("random_move_prob", self.random_move_prob, 0.0, 1.0)
+        check_range("weight_average", self.weight_average, 0.0, 1.0, high_open=True)
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
         if len(self.temperatures) != len(self.temperature_stages) + 1:
             raise ConfigError(f"temperatures={self.temperatures} needs one more entry than temperature_stages="

@@ -14,6 +14,7 @@ Gradient steps follow the env steps at ``config.updates_per_step`` (a replay rat
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import deque
@@ -60,9 +61,20 @@ def learn_rounds(s: Session, n: int, update: Callable[[Any, Any, dict[str, torch
         priorities, metrics = update(s.state, s.config, batch)
         s.replay.update_priorities(b["indices"], priorities.detach().cpu().numpy())
         s.state.n_updates += 1
+        if s.averaged is not None:
+            average_weights(s.averaged, s.acting, s.config.weight_average)
         if after is not None:
             after(s)
     return metrics
+
+
+@torch.no_grad()
+def average_weights(average: torch.nn.Module, live: torch.nn.Module, decay: float) -> None:
+    """θ̄ ← β θ̄ + (1 − β) θ for each parameter of ``live`` (``weight_average`` β = ``decay``); buffers copied."""
+    for a, p in zip(average.parameters(), live.parameters(), strict=True):
+        a.lerp_(p, 1.0 - decay)
+    for a, b in zip(average.buffers(), live.buffers(), strict=True):
+        a.copy_(b)
 
 
 class SearchAgent(OffPolicyAgent):
@@ -101,6 +113,7 @@ class Session:
     players: int = 1  # 2: alternating zero-sum self-play (rewards for the mover; the discount flips sign)
     opening: np.ndarray | None = None  # with opening_moves: the random moves left before each game is recorded
     backend: str = "autograd"
+    averaged: torch.nn.Module | None = None  # with weight_average: the acting module with the averaged weights
 
     @property
     def n_updates(self) -> int:
@@ -114,11 +127,21 @@ class Session:
         """mctx's convention: the next state's value is worth ±γ from this one's mover."""
         return -self.config.discount if self.players == 2 else self.config.discount
 
-    def agent(self) -> SearchAgent:
+    @property
+    def acting(self) -> torch.nn.Module:
+        """The acting module with the latest weights (the algorithm's ``acting_model``)."""
+        from . import module
+
+        return module(self.algo).acting_model(self)
+
+    def agent(self, *, latest: bool = False) -> SearchAgent:
+        """The agent as it stands: acting with the averaged weights where ``weight_average`` keeps them, else (or
+        with ``latest``) with the latest weights."""
         from . import module
 
         mod = module(self.algo)
-        return mod.AGENT(self.algo, self.env_id, self.config, mod.acting_model(self), self.spec, self.net,
+        model = self.acting if latest or self.averaged is None else self.averaged
+        return mod.AGENT(self.algo, self.env_id, self.config, model, self.spec, self.net,
                          meta={"global_step": self.global_step, "seed": self.seed, "library_version": __version__,
                                "backend": self.backend}, env=self.env)
 
@@ -202,6 +225,8 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
     ``total_steps`` env steps (or ``ctx.stop_at``). ``value(s, obs)`` values the last observation of a
     truncated game (its n-step targets bootstrap from it). Logs, checkpoints, SIGINT/SIGTERM and the
     callback work as in ``offpolicy.run``."""
+    if s.config.weight_average > 0:  # the average starts at the initial weights
+        s.averaged = copy.deepcopy(s.acting).requires_grad_(False)
     if ctx.resume_from is not None:
         restore(s, ctx.resume_from)
     if ctx.on_start is not None:
@@ -279,6 +304,8 @@ _LIVE = ("obs", "actions", "rewards", "discounts", "root_values", "policies", "e
 def _save(s: Session, ctx: RunContext, step: int) -> Path:
     tensors, learned = state_tensors(s.state)
     tensors["rng/torch"] = s.generator.get_state()
+    if s.averaged is not None:  # "agent/": what load_agent reads from a training checkpoint
+        tensors.update({f"agent/{k}": v for k, v in s.averaged.state_dict().items()})
     state = {
         "agent": s.agent().state(),
         "train": {"algo": s.algo, "env_id": s.env_id, "seed": s.seed, "total_steps": s.total_steps,
@@ -306,6 +333,10 @@ def restore(s: Session, path: str | Path) -> Path:
     with matching_configuration(ckpt, s.algo):
         load_state_tensors(s.state, tensors, tr["state"])
         s.replay.load_state_dict({k[7:]: v for k, v in arrays.items() if k.startswith("replay/")})
+    if s.averaged is not None:
+        if not any(k.startswith("agent/") for k in tensors):
+            raise CheckpointError(f"{ckpt}: written without weight_average, which this configuration sets")
+        s.averaged.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("agent/")})
     s.generator.set_state(tensors["rng/torch"].to(torch.uint8))
     s.rng.bit_generator.state = tr["rng_numpy"]
     s.iteration = int(tr["iteration"])
