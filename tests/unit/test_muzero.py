@@ -260,37 +260,36 @@ def test_a_short_tictactoe_run_with_the_board_encoder_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(load_agent(tmp_path / "mz").act(obs), agent.act(obs))
 
 
-def test_average_weights_is_an_exponential_moving_average():
-    from rlworks.algos.selfplay import average_weights
-
-    torch.manual_seed(0)
-    live, average = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    average.load_state_dict(live.state_dict())
-    expected = [p.detach().clone() for p in live.parameters()]
-    for _ in range(4):  # θ moves; θ̄ ← 0.75 θ̄ + 0.25 θ after each move
-        with torch.no_grad():
-            for p in live.parameters():
-                p.add_(torch.randn_like(p))
-        average_weights(average, live, 0.75)
-        expected = [0.75 * e + 0.25 * p.detach() for e, p in zip(expected, live.parameters())]
-    for a, e in zip(average.parameters(), expected):
-        torch.testing.assert_close(a.detach(), e)
-    with pytest.raises(ConfigError, match="weight_average"):
-        mz.MuZeroConfig(weight_average=1.0)
-
-
 def test_weight_averaging_leaves_training_alone_and_the_agent_acts_with_the_average(tmp_path):
     from rlworks.core.run import RunContext
 
     torch.set_num_threads(1)
-    sessions = []
+    sessions, expected = [], {}
+
+    def follow(s):  # after each env step (at most one gradient step here): θ̄ ← 0.9 θ̄ + 0.1 θ by hand
+        if s.averaged is not None and s.n_updates != expected.get("n", 0):
+            assert s.n_updates == expected.get("n", 0) + 1
+            theta = [p.detach().clone() for p in s.acting.parameters()]
+            expected["avg"] = [0.9 * e + 0.1 * p for e, p in zip(expected["avg"], theta)]
+            expected["n"] = s.n_updates
+        return False
 
     def run(**over):
-        return mz.train("CartPole-v1", mz.MuZeroConfig(**TINY, **over), total_steps=120, seed=0,
-                        run=RunContext(on_start=sessions.append, checkpoint_dir=tmp_path / f"ck{len(sessions)}",
-                                       checkpoint_every=120))
+        def start(s):
+            sessions.append(s)
+            expected["avg"] = [p.detach().clone() for p in s.acting.parameters()]  # the average starts at θ₀
+
+        cfg = mz.MuZeroConfig(**{**TINY, "learning_starts": 80}, **over)  # (a finished game in the replay by then)
+        return mz.train("CartPole-v1", cfg, total_steps=160, seed=0,
+                        run=RunContext(on_start=start, callback=follow, checkpoint_dir=tmp_path / f"ck{len(sessions)}",
+                                       checkpoint_every=160))
 
     plain, averaged = run(), run(weight_average=0.9)
+    assert expected["n"] == averaged.meta["n_updates"] > 0
+    for a, e in zip(averaged.model.parameters(), expected["avg"], strict=True):
+        torch.testing.assert_close(a.detach(), e)
+    with pytest.raises(ConfigError, match="weight_average"):
+        mz.MuZeroConfig(weight_average=1.0)
     latest = sessions[1].agent(latest=True).model
     for p, q in zip(plain.model.parameters(), latest.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)  # the same gradient steps from the same weights

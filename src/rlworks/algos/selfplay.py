@@ -47,6 +47,7 @@ from ..search import (
 )
 from .agent import OffPolicyAgent
 from .games import GameHistory, GameReplay
+from .offpolicy import polyak_update
 from .planning import legal_rule
 
 
@@ -61,20 +62,11 @@ def learn_rounds(s: Session, n: int, update: Callable[[Any, Any, dict[str, torch
         priorities, metrics = update(s.state, s.config, batch)
         s.replay.update_priorities(b["indices"], priorities.detach().cpu().numpy())
         s.state.n_updates += 1
-        if s.averaged is not None:
-            average_weights(s.averaged, s.acting, s.config.weight_average)
+        if s.averaged is not None:  # θ̄ ← β θ̄ + (1 − β) θ
+            polyak_update(*s.polyak, 1.0 - s.config.weight_average)
         if after is not None:
             after(s)
     return metrics
-
-
-@torch.no_grad()
-def average_weights(average: torch.nn.Module, live: torch.nn.Module, decay: float) -> None:
-    """θ̄ ← β θ̄ + (1 − β) θ for each parameter of ``live`` (``weight_average`` β = ``decay``); buffers copied."""
-    for a, p in zip(average.parameters(), live.parameters(), strict=True):
-        a.lerp_(p, 1.0 - decay)
-    for a, b in zip(average.buffers(), live.buffers(), strict=True):
-        a.copy_(b)
 
 
 class SearchAgent(OffPolicyAgent):
@@ -114,6 +106,7 @@ class Session:
     opening: np.ndarray | None = None  # with opening_moves: the random moves left before each game is recorded
     backend: str = "autograd"
     averaged: torch.nn.Module | None = None  # with weight_average: the acting module with the averaged weights
+    polyak: tuple[list, list] = field(default_factory=lambda: ([], []))  # (θ̄, θ) paired once
 
     @property
     def n_updates(self) -> int:
@@ -227,6 +220,7 @@ def run(s: Session, plan: PlanFn, learn: LearnFn, value: ValueFn, ctx: RunContex
     callback work as in ``offpolicy.run``."""
     if s.config.weight_average > 0:  # the average starts at the initial weights
         s.averaged = copy.deepcopy(s.acting).requires_grad_(False)
+        s.polyak = (list(s.averaged.parameters()), list(s.acting.parameters()))
     if ctx.resume_from is not None:
         restore(s, ctx.resume_from)
     if ctx.on_start is not None:
