@@ -112,6 +112,9 @@ def test_corrupt_run_eval_and_resume(tmp_path):
     assert out.returncode == 0, out.stderr
     assert_one_line_error(cli("eval", str(run), "--episodes", "0"), "--episodes")
     assert_one_line_error(cli("eval", str(run), "--checkpoint", "step-400", "--video", "x.avi"), ".gif or .mp4")
+    assert_one_line_error(cli("eval", str(run), "--checkpoint", "step-400", "--show-search", str(tmp_path / "s.png")),
+                          "--show-search", "a2c does not search")
+    assert not (tmp_path / "s.png").exists()
     out = cli("train", "--resume", str(run), "--quiet")  # the damaged latest is named and passed over
     assert out.returncode == 0, out.stderr
     assert out.stderr.startswith("step-800 is damaged (") and "model.safetensors" in out.stderr

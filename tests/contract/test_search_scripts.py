@@ -38,6 +38,13 @@ def test_search_learning_scores_exactly_and_the_checkpoint_replays(tmp_path):
     # the same checkpoint at the simulations it trained with scores as the run did
     first = row["exact"]["search/minimax/second"]
     assert f"minimax second: L {first['losses']:.3f}, mistakes {first['mistakes']}/{first['positions']}" in lines[0]
+    # ``rlworks eval RUN --show-search OUT.png``: the picture of the root's children (prior, visits, Q)
+    png = tmp_path / "search.png"
+    shown = subprocess.run([sys.executable, "-m", "rlworks.cli", "eval", row["checkpoint"], "--episodes", "1",
+                            "--seed", "0", "--show-search", str(png)], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert f"search picture written to {png}" in shown.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_muzero_tactics_reads_a_checkpoint(tmp_path):

@@ -30,7 +30,9 @@ def draw_search(prior, visits, q, path: str | Path, *, title: str = "", action_n
         ax.set_xlabel("action")
     for a in range(A):
         if legal[a] and visits[a] == 0:
-            axes[2].text(a, 0, "unvisited", rotation=90, ha="center", va="bottom", fontsize=7)
+            # x in data, y in axes units: the label stays inside the panel whatever the sign of the Q values
+            axes[2].text(a, 0.5, "unvisited", rotation=90, ha="center", va="center", fontsize=7,
+                         transform=axes[2].get_xaxis_transform())
     fig.suptitle(title or f"search at the root: action {names[best]} chosen (most visits, red)")
     fig.tight_layout()
     path = Path(path)
